@@ -1,0 +1,170 @@
+"""Configuration as data: one dataclass per concern, validated when built, saved in checkpoints.
+
+Each field's `help` is its one-line documentation; `cli` builds its flags from these dataclasses.
+This module imports no torch so that `--help` and validation stay instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from textgen.errors import ConfigError
+
+
+def option(default: Any, help: str, flag: str | None = None, choices: tuple | None = None) -> Any:
+    """A dataclass field with its CLI help text, optional flag name and allowed values."""
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+
+
+def flag_of(config_class: type, name: str) -> str:
+    """The command-line flag that sets field `name` of `config_class`, e.g. `--seq-len`."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(config_class)}[name]
+    return meta.get("flag") or "--" + name.replace("_", "-")
+
+
+def _check_choice(config: Any, name: str) -> None:
+    meta = {f.name: f.metadata for f in dataclasses.fields(config)}[name]
+    value = getattr(config, name)
+    if meta.get("choices") and value not in meta["choices"]:
+        allowed = ", ".join(map(str, meta["choices"]))
+        raise ConfigError(f"{flag_of(type(config), name)} {value!r} is not one of: {allowed}")
+
+
+def _check_positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag_of(type(config), name)} must be positive, got {value}")
+
+
+def _check_fraction(config: Any, *names: str, upper: float = 1.0) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not 0.0 <= value < upper:
+            raise ConfigError(f"{flag_of(type(config), name)} must be in [0, {upper}), got {value}")
+
+
+def to_dict(config: Any) -> dict:
+    """The config as a plain dict (what checkpoints and config.json store)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(config_class: type, data: dict) -> Any:
+    """Rebuild a config from `to_dict` output, ignoring keys this version does not know."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    return config_class(**{k: v for k, v in data.items() if k in known})
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
+    """Seconds in a duration such as `90`, `90s`, `10m` or `1h30m`."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or not match or not any(match.groups()):
+        raise ConfigError(f"{flag} {text!r} is not a duration; write it like 90s, 10m or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it becomes tokens."""
+
+    corpus: str = option("tiny_shakespeare", "named corpus, Hugging Face id owner/name, or local file/folder")
+    data_dir: str | None = option(None, "local data folder for named corpora (default: $TEXTGEN_DATA, else ./corpora)")
+    text_column: str | None = option(None, "column holding the text (default: the corpus's own, else 'text')")
+    label_column: str | None = option(None, "column holding the label for classification (default: 'label')")
+    encoding: str = option("utf-8", "text encoding of local files")
+    tokenizer: str = option("char", "per-character or SentencePiece subword tokens", choices=("char", "sentencepiece"))
+    vocab_size: int = option(2000, "SentencePiece vocabulary size (char vocabularies come from the data)")
+    sentencepiece_model: str = option("unigram", "SentencePiece algorithm", choices=("unigram", "bpe"))
+    num_proc: int = option(1, "worker processes for SentencePiece encoding")
+    seed: int = option(0, "seed for carving a validation split where a corpus has none")
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "tokenizer")
+        _check_choice(self, "sentencepiece_model")
+        _check_positive(self, "vocab_size", "num_proc")
+        if not self.corpus:
+            raise ConfigError("--corpus is empty; name a corpus (e.g. tiny_shakespeare), a Hub id or a path")
+
+
+@dataclass
+class ModelConfig:
+    """The recurrent language model; saved in every checkpoint and enough to rebuild it."""
+
+    cell: str = option("lstm", "recurrent cell", choices=("lstm", "gru"))
+    num_layers: int = option(2, "stacked recurrent layers", flag="--layers")
+    hidden_size: int = option(512, "units per recurrent layer", flag="--hidden")
+    embed_size: int = option(512, "token embedding width", flag="--embed")
+    dropout: float = option(0.1, "dropout between recurrent layers")
+    embed_dropout: float = option(0.0, "dropout on token embeddings")
+    output_dropout: float = option(0.1, "dropout before the output layer")
+    tie_weights: bool = option(True, "share input embedding and output weights (LSTM projects to fit)")
+    vocab_size: int = option(0, "token count; read from the tokenizer, never typed")
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "cell")
+        _check_positive(self, "num_layers", "hidden_size", "embed_size")
+        _check_fraction(self, "dropout", "embed_dropout", "output_dropout")
+
+
+@dataclass
+class TrainConfig:
+    """One training run: optimisation, schedule, precision, checkpointing."""
+
+    task: str = option("lm", "what to train", choices=("lm", "classify"))
+    preset: str = option("small", "model and batch sizes to start from", choices=("tiny", "small", "medium", "large"))
+    out: str | None = option(None, "run folder (default: runs/<corpus>-<cell>-<time>)")
+    resume: bool = option(False, "continue the run in --out from its last.pt")
+    batch_size: int = option(64, "sequences per batch (per process under DDP)")
+    seq_len: int = option(128, "tokens per truncated-backprop window")
+    lr: float = option(2e-3, "peak learning rate (AdamW)")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup_steps: int = option(100, "linear warm-up steps before cosine decay")
+    min_lr_ratio: float = option(0.1, "final learning rate as a fraction of --lr")
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0 disables)")
+    max_steps: int | None = option(None, "stop after this many optimizer steps")
+    time_budget: str | None = option(None, "stop cleanly after this long, e.g. 10m (the schedule fits it)")
+    eval_interval: int = option(500, "evaluate on the validation split every N steps")
+    eval_tokens: int | None = option(None, "tokens of the validation split per evaluation (default: all)")
+    checkpoint_interval: int = option(500, "write last.pt every N steps")
+    log_interval: int = option(10, "append to metrics.jsonl every N steps")
+    seed: int = option(0, "seed for weights, dropout and data order")
+    precision: str = option("auto", "compute precision", choices=("auto", "fp32", "bf16", "fp16"))
+    device: str = option("auto", "where to train", choices=("auto", "cpu", "cuda", "mps"))
+
+    def __post_init__(self) -> None:
+        for name in ("task", "preset", "precision", "device"):
+            _check_choice(self, name)
+        _check_positive(self, "batch_size", "seq_len", "lr", "eval_interval", "checkpoint_interval",
+                        "log_interval", "max_steps", "eval_tokens")
+        _check_fraction(self, "min_lr_ratio", upper=1.0000001)
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("--warmup-steps, --weight-decay and --grad-clip cannot be negative")
+        if self.time_budget is not None:
+            self.time_budget_seconds  # validates the text
+        if self.resume and not self.out:
+            raise ConfigError("--resume needs --out RUN_DIR naming the run to continue")
+
+    @property
+    def time_budget_seconds(self) -> float | None:
+        """--time-budget in seconds, or None when there is none."""
+        return None if self.time_budget is None else parse_duration(self.time_budget)
+
+
+# Presets chosen by measuring on a 2-core AVX2 CPU; see README "Presets" for the experiments.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {"model": dict(num_layers=1, hidden_size=64, embed_size=32, dropout=0.0, output_dropout=0.0),
+             "train": dict(batch_size=16, seq_len=32, lr=3e-3, warmup_steps=20, eval_interval=100)},
+    "small": {"model": dict(num_layers=2, hidden_size=256, embed_size=256),
+              "train": dict(batch_size=32, seq_len=128, lr=3e-3)},
+    "medium": {"model": dict(num_layers=2, hidden_size=512, embed_size=512),
+               "train": dict(batch_size=64, seq_len=128, lr=2e-3)},
+    "large": {"model": dict(num_layers=3, hidden_size=1024, embed_size=512, dropout=0.2, output_dropout=0.2),
+              "train": dict(batch_size=64, seq_len=128, lr=1e-3)},
+}

@@ -1,0 +1,25 @@
+"""Errors a user can cause. Each message says what happened, the bad value, and how to fix it."""
+
+
+class TextgenError(Exception):
+    """A problem with the user's input or environment; the CLI prints it as one line."""
+
+
+class ConfigError(TextgenError):
+    """A flag or config value that is invalid or contradicts another."""
+
+
+class CorpusError(TextgenError):
+    """A corpus that cannot be found, read or used."""
+
+
+class TokenizerError(TextgenError):
+    """Text that a tokenizer cannot be built from or applied to."""
+
+
+class CheckpointError(TextgenError):
+    """A checkpoint that is missing, corrupt, foreign or of the wrong kind."""
+
+
+class TrainingError(TextgenError):
+    """Training that cannot go on (a non-finite loss, a corpus too small for one batch)."""
