@@ -1,0 +1,42 @@
+"""Shared fixtures: the real corpora folder (from $TEXTGEN_DATA) and tiny corpora written to tmp_path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def corpora_dir() -> Callable[[str], Path]:
+    """A function giving the folder of a real corpus under $TEXTGEN_DATA; it skips the test when that is missing."""
+    root = os.environ.get("TEXTGEN_DATA")
+    # CI sets TEXTGEN_REQUIRE_CORPORA so that a missing corpus fails there instead of skipping silently
+    missing = pytest.fail if os.environ.get("TEXTGEN_REQUIRE_CORPORA") else pytest.skip
+
+    def folder(name: str) -> Path:
+        if not root:
+            missing("TEXTGEN_DATA is unset; set it to the corpora folder (e.g. ../shared/corpora) to run this test")
+        path = Path(root) / name
+        if not path.is_dir():
+            missing(f"{path} does not exist; TEXTGEN_DATA={root} lacks the {name} corpus")
+        return path
+
+    return folder
+
+
+@pytest.fixture
+def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
+    """A function that writes text (UTF-8) or bytes to a file under tmp_path and returns its path."""
+
+    def write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        path.write_bytes(content)
+        return path
+
+    return write

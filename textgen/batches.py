@@ -1,0 +1,194 @@
+"""From tokens to batches: cached token arrays, truncated-BPTT streams, padded classification batches."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+
+from textgen.corpus import Corpus, split_texts, stream_rows
+from textgen.errors import CorpusError, TrainingError
+from textgen.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_ROWS = 10_000
+_BUCKET_BATCHES = 50  # batches per length-sorted bucket: similar lengths inside, still a new mix every epoch
+
+
+def smallest_uint_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned integer dtype that holds every id below `vocab_size`."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    raise ValueError(f"vocab_size {vocab_size} does not fit in 32 bits")
+
+
+def default_cache_dir() -> Path:
+    """Where token arrays are cached: $TEXTGEN_CACHE, else ~/.cache/textgen/tokens."""
+    return Path(os.environ.get("TEXTGEN_CACHE") or Path.home() / ".cache" / "textgen" / "tokens").expanduser()
+
+
+def token_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str | Path | None = None,
+                num_proc: int = 1) -> np.ndarray:
+    """The whole token stream of `split` as one read-only memory-mapped array, tokenized once and cached on disk."""
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    dtype = smallest_uint_dtype(tokenizer.vocab_size)
+    key = hashlib.sha256(pickle.dumps((corpus.splits[split]._fingerprint, split, corpus.text_column,
+                                       corpus.line_rows, tokenizer.to_data()))).hexdigest()[:32]
+    path = cache / f"{key}.{dtype.name}"
+    if not path.exists():
+        if tokenizer.kind == "char":
+            # characters encode faster than datasets can map, and need no second copy on disk
+            pieces = (tokenizer.encode_counting_unknown(text)[0] for text in split_texts(corpus, split, _CHUNK_ROWS))
+        else:
+            pieces = _mapped_ids(corpus.splits[split], tokenizer, corpus.text_column, corpus.line_rows, num_proc,
+                                 dtype)
+        total, unknown = _write_atomically(path, pieces, dtype, tokenizer.unk_id)
+        if not total:
+            raise CorpusError(f"split {split!r} of corpus {corpus.name!r} has no tokens; give a corpus with text")
+        if unknown:
+            logger.warning("%d of %d tokens in split %r of %s are <unk>: characters the vocabulary lacks",
+                           unknown, total, split, corpus.name)
+        logger.info("tokenized split %r of %s: %d tokens, cached at %s", split, corpus.name, total, path)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def _encode_stream_rows(rows: dict, tokenizer: Tokenizer, text_column: str, line_rows: bool) -> dict:
+    """A `datasets.map` function: the ids of each row as the language-modelling stream has it."""
+    return {"ids": tokenizer.encode_batch(stream_rows(rows[text_column], line_rows))}
+
+
+def _encode_texts(rows: dict, tokenizer: Tokenizer, text_column: str) -> dict:
+    """A `datasets.map` function: the ids of each row's text as written."""
+    return {"ids": tokenizer.encode_batch([text or "" for text in rows[text_column]])}
+
+
+def _mapped_ids(split: datasets.Dataset, tokenizer: Tokenizer, text_column: str, line_rows: bool, num_proc: int,
+                dtype: np.dtype) -> Iterator[np.ndarray]:
+    """The ids of `split`'s rows in order, encoded by `datasets.map` and read back in chunks."""
+    mapped = split.map(_encode_stream_rows, batched=True, num_proc=num_proc, remove_columns=split.column_names,
+                       fn_kwargs={"tokenizer": tokenizer, "text_column": text_column, "line_rows": line_rows},
+                       features=datasets.Features({"ids": datasets.Sequence(datasets.Value(dtype.name))}),
+                       desc="tokenizing")
+    for table in mapped.with_format("arrow").iter(batch_size=_CHUNK_ROWS):
+        yield table.column("ids").combine_chunks().flatten().to_numpy()
+
+
+def _write_atomically(path: Path, pieces: Iterator[np.ndarray], dtype: np.dtype, unk_id: int) -> tuple[int, int]:
+    """Write `pieces` one after another to `path` via a temporary file; the token count and the unknown count."""
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    total = unknown = 0
+    try:
+        with open(temp, "wb") as out:
+            for ids in pieces:
+                out.write(ids.astype(dtype).tobytes())
+                total += len(ids)
+                unknown += int(np.count_nonzero(ids == unk_id))
+        if total:
+            # readers see either no file or the whole array, never a partial one
+            os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return total, unknown
+
+
+class StreamBatches:
+    """Truncated-BPTT batches: the token array cut into batch_size contiguous streams (per rank under DDP),
+    read in windows of seq_len."""
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1) -> None:
+        streams = batch_size * world_size
+        needed = streams * seq_len + 1
+        if len(tokens) < needed:
+            raise TrainingError(f"the corpus has {len(tokens)} tokens but one window of --batch-size {batch_size} x "
+                                f"--seq-len {seq_len} on {world_size} process(es) needs {needed}; "
+                                "lower --batch-size or --seq-len")
+        self.tokens = tokens
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        stream_len = (len(tokens) - 1) // streams
+        self.windows_per_epoch = stream_len // seq_len
+        self.tokens_per_window = batch_size * seq_len
+        self._stream_starts = (rank * batch_size + np.arange(batch_size)) * stream_len
+
+    def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets), both int64 (batch, seq_len): window `index` of every stream, targets one token ahead."""
+        if not 0 <= index < self.windows_per_epoch:
+            raise IndexError(f"window {index} is outside 0..{self.windows_per_epoch - 1}")
+        positions = self._stream_starts[:, None] + index * self.seq_len + np.arange(self.seq_len + 1)
+        chunk = torch.from_numpy(self.tokens[positions].astype(np.int64))  # (batch, seq_len + 1)
+        return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
+
+
+class LabelledBatches:
+    """Classification batches: length-bucketed, padded, with lengths for packed sequences."""
+
+    def __init__(self, ids: list[np.ndarray], labels: np.ndarray, batch_size: int, pad_id: int,
+                 max_len: int | None = None, shuffle: bool = True, seed: int = 0) -> None:
+        if len(ids) != len(labels):
+            raise ValueError(f"{len(ids)} rows of ids but {len(labels)} labels")
+        self.ids = [row[:max_len] for row in ids]
+        # an empty text still gets one (padding) step, as packed sequences need length >= 1
+        self.lengths = np.array([max(1, len(row)) for row in self.ids], dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.batch_size = batch_size
+        self.pad_id = pad_id
+        self.shuffle = shuffle
+        self.seed = seed
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return -(-len(self.ids) // self.batch_size)
+
+    def batch_rows(self, epoch: int) -> list[np.ndarray]:
+        """The row indices of each batch of `epoch`: shuffled and length-bucketed, or in order when not shuffling."""
+        count = len(self.ids)
+        if not self.shuffle:
+            return np.split(np.arange(count), range(self.batch_size, count, self.batch_size))
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(count)
+        bucket = self.batch_size * _BUCKET_BATCHES
+        order = np.concatenate([rows[np.argsort(self.lengths[rows], kind="stable")]
+                                for rows in np.split(order, range(bucket, count, bucket))])
+        batches = np.split(order, range(self.batch_size, count, self.batch_size))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def epoch(self, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(ids (batch, time) int64 padded, lengths (batch,) int64, labels (batch,) int64) for each batch of `epoch`."""
+        return [self._batch(rows) for rows in self.batch_rows(epoch)]
+
+    def _batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lengths = self.lengths[rows]
+        padded = np.full((len(rows), lengths.max()), self.pad_id, dtype=np.int64)
+        for line, row in enumerate(rows):
+            padded[line, :len(self.ids[row])] = self.ids[row]
+        return torch.from_numpy(padded), torch.from_numpy(lengths), torch.from_numpy(self.labels[rows])
+
+
+def encode_labelled(corpus: Corpus, split: str, tokenizer: Tokenizer,
+                    num_proc: int = 1) -> tuple[list[np.ndarray], np.ndarray]:
+    """The ids of each row of `split` (int64 arrays) and the rows' labels (int64)."""
+    rows = corpus.splits[split]
+    mapped = rows.map(_encode_texts, batched=True, num_proc=num_proc,
+                      remove_columns=[c for c in rows.column_names if c != corpus.label_column],
+                      fn_kwargs={"tokenizer": tokenizer, "text_column": corpus.text_column},
+                      desc="tokenizing")
+    table = mapped.with_format("arrow")[:]
+    ids = table.column("ids").combine_chunks()
+    offsets = ids.offsets.to_numpy()
+    values = ids.flatten().to_numpy().astype(np.int64)
+    unknown = int(np.count_nonzero(values == tokenizer.unk_id))
+    if unknown:
+        logger.warning("%d tokens in split %r of %s are <unk>: characters the vocabulary lacks",
+                       unknown, split, corpus.name)
+    labels = table.column(corpus.label_column).to_numpy().astype(np.int64)
+    return np.split(values, offsets[1:-1] - offsets[0]), labels
