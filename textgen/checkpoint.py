@@ -1,0 +1,91 @@
+"""Self-describing checkpoints: plain data only, written atomically, loaded with weights_only=True."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textgen.config import ModelConfig, from_dict
+from textgen.errors import CheckpointError
+from textgen.model import LanguageModel
+from textgen.tokenizer import Tokenizer, tokenizer_from_data
+
+FORMAT = "textgen-checkpoint"
+VERSION = 1
+KINDS = ("language_model", "classifier")
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write `payload` to `path` so that a crash or full disk leaves the previous file intact."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with open(temporary, "wb") as file:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        reason = "the disk is full" if error.errno == errno.ENOSPC else error.strerror or str(error)
+        kept = f"; the previous {path.name} is intact" if path.exists() else ""
+        raise CheckpointError(f"could not write checkpoint {path}: {reason}{kept}; free space or "
+                              f"choose another --out") from error
+
+
+def resolve_checkpoint_path(model: str | Path) -> Path:
+    """The .pt file meant by `--model`: a file as given, or a run folder's best.pt (else last.pt)."""
+    path = Path(model)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"run folder {path} holds no best.pt or last.pt; train into it first "
+                              f"or pass a .pt file to --model")
+    if not path.is_file():
+        raise CheckpointError(f"--model {path} does not exist; pass a run folder or a .pt checkpoint")
+    return path
+
+
+def load_checkpoint(model: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The checkpoint's plain-data payload; `kind` ('language_model'/'classifier') is enforced."""
+    path = resolve_checkpoint_path(model)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated, or one that "
+                              f"would run code: {first_line[:160]}); use another file") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a textgen checkpoint (it has no textgen format marker); "
+                              f"pass a checkpoint written by `textgen train`")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer textgen (format {payload['version']}, "
+                              f"this one reads {VERSION}); upgrade textgen")
+    if kind is not None and payload.get("kind") != kind:
+        wanted = {"language_model": "a language model (textgen train --task lm)",
+                  "classifier": "a classifier (textgen train --task classify)"}[kind]
+        raise CheckpointError(f"{path} holds a {payload.get('kind', 'unknown').replace('_', ' ')}, "
+                              f"but this command needs {wanted}")
+    payload["path"] = str(path)
+    return payload
+
+
+def load_language_model(model: str | Path, device: str | torch.device = "cpu"
+                        ) -> tuple[LanguageModel, Tokenizer, dict[str, Any]]:
+    """The language model (in eval mode, on `device`), its tokenizer, and the checkpoint payload."""
+    payload = load_checkpoint(model, kind="language_model")
+    language_model = LanguageModel(from_dict(ModelConfig, payload["model_config"]))
+    language_model.load_state_dict(payload["model"])
+    return language_model.to(device).eval(), tokenizer_from_data(payload["tokenizer"]), payload
