@@ -83,7 +83,7 @@ class DataConfig:
     vocab_size: int = option(2000, "SentencePiece vocabulary size (char vocabularies come from the data)")
     sentencepiece_model: str = option("unigram", "SentencePiece algorithm", choices=("unigram", "bpe"))
     num_proc: int = option(1, "worker processes for SentencePiece encoding")
-    seed: int = option(0, "seed for carving a validation split where a corpus has none")
+    split_seed: int = option(0, "seed for carving a validation split where a corpus has none")
 
     def __post_init__(self) -> None:
         _check_choice(self, "tokenizer")
@@ -104,7 +104,7 @@ class ModelConfig:
     dropout: float = option(0.1, "dropout between recurrent layers")
     embed_dropout: float = option(0.0, "dropout on token embeddings")
     output_dropout: float = option(0.1, "dropout before the output layer")
-    tie_weights: bool = option(True, "share input embedding and output weights (LSTM projects to fit)")
+    tie_weights: bool = option(True, "share input embedding and output weights where the widths allow (an LSTM projects down to fit)")
     vocab_size: int = option(0, "token count; read from the tokenizer, never typed")
 
     def __post_init__(self) -> None:
@@ -159,7 +159,7 @@ class TrainConfig:
 
 # Presets chosen by measuring on a 2-core AVX2 CPU; see README "Presets" for the experiments.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {"model": dict(num_layers=1, hidden_size=64, embed_size=32, dropout=0.0, output_dropout=0.0),
+    "tiny": {"model": dict(num_layers=1, hidden_size=64, embed_size=64, dropout=0.0, output_dropout=0.0),
              "train": dict(batch_size=16, seq_len=32, lr=3e-3, warmup_steps=20, eval_interval=100)},
     "small": {"model": dict(num_layers=2, hidden_size=256, embed_size=256),
               "train": dict(batch_size=32, seq_len=128, lr=3e-3)},
@@ -168,3 +168,62 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "large": {"model": dict(num_layers=3, hidden_size=1024, embed_size=512, dropout=0.2, output_dropout=0.2),
               "train": dict(batch_size=64, seq_len=128, lr=1e-3)},
 }
+
+
+@dataclass
+class SampleConfig:
+    """Text generation: length, decoding controls, stops, batch of samples, seed."""
+
+    length: int = option(500, "characters to generate per sample")
+    temperature: float = option(1.0, "divide the logits by this; <= 0 means greedy (the most likely token)")
+    top_k: int | None = option(None, "sample only from the k most likely tokens")
+    top_p: float = option(1.0, "nucleus: sample from the smallest set of tokens holding this much probability")
+    min_p: float = option(0.0, "drop tokens less likely than this fraction of the most likely one")
+    typical_p: float = option(1.0, "sample from the most typical tokens holding this much probability")
+    repetition_penalty: float = option(1.0, "divide positive (multiply negative) logits of recent tokens by this")
+    repetition_window: int = option(64, "how many recent tokens --repetition-penalty looks at")
+    no_repeat_ngram: int = option(0, "never repeat an n-gram of this many tokens (0: off)")
+    beams: int = option(1, "beam search with this many beams (1: sample)")
+    length_penalty: float = option(1.0, "beam score is log-probability / tokens ** this")
+    stop: tuple[str, ...] = option((), "end a sample where this text appears (repeatable)")
+    num_samples: int = option(1, "samples generated together as one batch")
+    seed: int | None = option(None, "seed for exact reproducibility (unset: random); sample i uses seed + i")
+    device: str = option("auto", "where to generate", choices=("auto", "cpu", "cuda", "mps"))
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "device")
+        _check_positive(self, "length", "top_k", "repetition_penalty", "repetition_window", "beams",
+                        "num_samples")
+        for name in ("top_p", "typical_p"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"{flag_of(SampleConfig, name)} must be in (0, 1], got {getattr(self, name)}")
+        _check_fraction(self, "min_p")
+        if self.no_repeat_ngram < 0:
+            raise ConfigError(f"--no-repeat-ngram must be 0 (off) or positive, got {self.no_repeat_ngram}")
+        self.stop = tuple(self.stop)
+        if "" in self.stop:
+            raise ConfigError("--stop '' would stop before the first character; give a non-empty text")
+        controls = self.sampling_controls()
+        if self.beams > 1 and self.num_samples > 1:
+            raise ConfigError(f"--beams {self.beams} returns the single most likely text, so it cannot make "
+                              f"--num-samples {self.num_samples}; choose one")
+        if self.beams > 1 and controls:
+            raise ConfigError(f"--beams searches for the most likely text and takes no sampling controls; "
+                              f"drop {', '.join(controls)} or drop --beams")
+        if self.greedy and [c for c in controls if c != "--temperature"]:
+            raise ConfigError(f"--temperature {self.temperature} means greedy decoding, which "
+                              f"{', '.join(c for c in controls if c != '--temperature')} cannot change; "
+                              f"drop those flags or use a temperature above 0")
+        if self.greedy and self.num_samples > 1:
+            raise ConfigError(f"--temperature {self.temperature} means greedy decoding, so --num-samples "
+                              f"{self.num_samples} would give identical texts; use a temperature above 0")
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding always takes the most likely token."""
+        return self.temperature <= 0 and self.beams == 1
+
+    def sampling_controls(self) -> list[str]:
+        """The flags of the sampling controls set away from their neutral values."""
+        neutral = {"temperature": 1.0, "top_k": None, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0}
+        return [flag_of(SampleConfig, name) for name, value in neutral.items() if getattr(self, name) != value]

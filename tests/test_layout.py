@@ -1,0 +1,43 @@
+"""Data flows one way: a module imports only modules before it in ORDER (config and errors are
+free for all), and only the CLI imports the trainer."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
+ORDER = ["corpus", "tokenizer", "batches", "model", "checkpoint", "trainer", "sampling", "classify", "cli"]
+FREE = {"config", "errors", "__init__"}
+
+
+def textgen_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("textgen"):
+            names.add(node.module.split(".")[1] if "." in node.module else "__init__")
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("textgen."))
+    return names
+
+
+@pytest.mark.parametrize("module", ORDER)
+def test_module_imports_only_modules_to_its_left(module):
+    path = PACKAGE / f"{module}.py"
+    if not path.exists():
+        pytest.skip(f"{module}.py is not written yet")
+    allowed = FREE | set(ORDER[: ORDER.index(module)])
+    if module != "cli":
+        allowed.discard("trainer")
+    assert textgen_imports(path) <= allowed, f"{module} imports {textgen_imports(path) - allowed}"
+
+
+def test_config_and_errors_import_no_torch():
+    for name in ("config", "errors"):
+        source = (PACKAGE / f"{name}.py").read_text()
+        assert "import torch" not in source, name
+
+
+def test_every_module_is_placed_in_the_order():
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - FREE - {"__main__"}
+    assert modules <= set(ORDER), modules - set(ORDER)
