@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from textgen.config import ModelConfig, from_dict
+from textgen.config import ClassifierConfig, ModelConfig, from_dict
 from textgen.errors import CheckpointError
-from textgen.model import LanguageModel
+from textgen.model import Classifier, LanguageModel
 from textgen.tokenizer import Tokenizer, tokenizer_from_data
 
 FORMAT = "textgen-checkpoint"
@@ -89,3 +89,13 @@ def load_language_model(model: str | Path, device: str | torch.device = "cpu"
     language_model = LanguageModel(from_dict(ModelConfig, payload["model_config"]))
     language_model.load_state_dict(payload["model"])
     return language_model.to(device).eval(), tokenizer_from_data(payload["tokenizer"]), payload
+
+
+def load_classifier(model: str | Path, device: str | torch.device = "cpu"
+                    ) -> tuple[Classifier, Tokenizer, dict[str, Any]]:
+    """The classifier (in eval mode, on `device`), its tokenizer, and the checkpoint payload."""
+    payload = load_checkpoint(model, kind="classifier")
+    classifier = Classifier(from_dict(ModelConfig, payload["model_config"]),
+                            from_dict(ClassifierConfig, payload["classifier_config"]))
+    classifier.load_state_dict(payload["model"])
+    return classifier.to(device).eval(), tokenizer_from_data(payload["tokenizer"]), payload

@@ -321,3 +321,16 @@ def _carve_validation(corpus: Corpus, task: str, seed: int) -> datasets.DatasetD
         logger.info("%s has no validation split; carved the last %d of %d rows as validation",
                     corpus.name, held_out, len(train))
     return splits
+
+
+def read_texts(path: str | Path, text_column: str | None = None, encoding: str = "utf-8") -> list[str]:
+    """The texts in a local file: one per line of plain text, or one per row of a csv/json/parquet
+    file's text column (--text-column, default 'text')."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"--file {path} does not exist; give a text, csv, jsonl or parquet file")
+    splits, line_rows = _load_local(path, encoding)
+    if line_rows:
+        return [line.rstrip("\r\n") for line in splits["train"]["text"] if line.strip()]
+    column = _pick_column(splits, (text_column or "text",), "text", "--text-column", str(path))
+    return list(splits["train"][column])

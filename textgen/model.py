@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from textgen.config import ModelConfig
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from textgen.config import ClassifierConfig, ModelConfig
 
 State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor
 
@@ -30,6 +32,30 @@ def select_state(state: State, index: torch.Tensor) -> State:
     return state.index_select(1, index)
 
 
+def recurrent_layers(config: ModelConfig, bidirectional: bool = False) -> nn.LSTM | nn.GRU:
+    """The stacked LSTM/GRU for `config`, forget-gate biases at 1.
+
+    An LSTM that ties weights projects its output down to the embedding width, which makes tying
+    possible for any hidden size above it; a GRU can only tie when the widths already match.
+    """
+    project = config.tie_weights and config.cell == "lstm" and config.hidden_size > config.embed_size
+    rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
+    extra = {"proj_size": config.embed_size} if project else {}
+    rnn = rnn_class(config.embed_size, config.hidden_size, config.num_layers, batch_first=True,
+                    dropout=config.dropout if config.num_layers > 1 else 0.0,
+                    bidirectional=bidirectional, **extra)
+    if config.cell == "lstm":
+        # Gate order is input, forget, cell, output; a forget bias of 1 lets memory flow early on.
+        hidden = config.hidden_size
+        with torch.no_grad():
+            for name, bias in rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    bias[hidden:2 * hidden].fill_(1.0)
+                elif name.startswith("bias_hh"):
+                    bias[hidden:2 * hidden].zero_()
+    return rnn
+
+
 class LanguageModel(nn.Module):
     """Embedding -> stacked LSTM/GRU -> linear output over the vocabulary."""
 
@@ -38,39 +64,17 @@ class LanguageModel(nn.Module):
         if config.vocab_size < 2:
             raise ValueError("ModelConfig.vocab_size must come from the tokenizer")
         self.config = config
-        # An LSTM can project its output down to the embedding width, which makes tying possible
-        # for any hidden size above it; a GRU can only tie when the widths already match.
-        project = config.tie_weights and config.cell == "lstm" and config.hidden_size > config.embed_size
-        output_size = config.embed_size if project else config.hidden_size
-        self.tied = config.tie_weights and output_size == config.embed_size
-
         self.embedding = nn.Embedding(config.vocab_size, config.embed_size)
         self.embed_dropout = nn.Dropout(config.embed_dropout)
-        rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
-        extra = {"proj_size": config.embed_size} if project else {}
-        self.rnn = rnn_class(
-            config.embed_size, config.hidden_size, config.num_layers, batch_first=True,
-            dropout=config.dropout if config.num_layers > 1 else 0.0, **extra,
-        )
+        self.rnn = recurrent_layers(config)
+        output_size = self.rnn.proj_size or config.hidden_size
+        self.tied = config.tie_weights and output_size == config.embed_size
         self.output_dropout = nn.Dropout(config.output_dropout)
         self.output = nn.Linear(output_size, config.vocab_size)
         if self.tied:
             self.output.weight = self.embedding.weight
-        self._init_weights()
-
-    def _init_weights(self) -> None:
         nn.init.normal_(self.embedding.weight, std=0.1 if self.tied else 1.0)
         nn.init.zeros_(self.output.bias)
-        if self.config.cell == "lstm":
-            # Gate order is input, forget, cell, output; a forget bias of 1 lets memory flow early on.
-            hidden = self.config.hidden_size
-            for name, bias in self.rnn.named_parameters():
-                if name.startswith("bias_ih"):
-                    with torch.no_grad():
-                        bias[hidden:2 * hidden].fill_(1.0)
-                elif name.startswith("bias_hh"):
-                    with torch.no_grad():
-                        bias[hidden:2 * hidden].zero_()
 
     def encode(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Top-layer outputs (batch, seq, width) and the new state, for heads other than the LM."""
@@ -80,6 +84,52 @@ class LanguageModel(nn.Module):
         """Next-token logits (batch, seq, vocab) for `ids` (batch, seq), and the state after them."""
         outputs, state = self.encode(ids, state)
         return self.output(self.output_dropout(outputs)), state
+
+
+class Classifier(nn.Module):
+    """A language model's embedding and recurrent encoder, concat pooling (last state, max, mean)
+    over the valid positions only, and a small head over the classes."""
+
+    def __init__(self, model_config: ModelConfig, config: ClassifierConfig):
+        super().__init__()
+        if len(config.label_names) < 2:
+            raise ValueError("ClassifierConfig.label_names must come from the data (two or more)")
+        self.model_config, self.config = model_config, config
+        # The same names as LanguageModel, so a language model's weights load into the encoder.
+        self.embedding = nn.Embedding(model_config.vocab_size, model_config.embed_size)
+        self.embed_dropout = nn.Dropout(model_config.embed_dropout)
+        self.rnn = recurrent_layers(model_config, config.bidirectional)
+        directions = 2 if config.bidirectional else 1
+        width = directions * (self.rnn.proj_size or model_config.hidden_size)
+        self.head = nn.Sequential(
+            nn.Dropout(config.head_dropout), nn.Linear(3 * width, config.head_hidden), nn.ReLU(),
+            nn.Dropout(config.head_dropout), nn.Linear(config.head_hidden, len(config.label_names)),
+        )
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters from the bottom up (embedding, each recurrent layer, head), for gradual
+        unfreezing and discriminative learning rates."""
+        groups = [list(self.embedding.parameters())]
+        for layer in range(self.model_config.num_layers):
+            groups.append([p for name, p in self.rnn.named_parameters()
+                           if name.split("_l")[-1].split("_")[0] == str(layer)])
+        groups.append(list(self.head.parameters()))
+        return groups
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Class logits (batch, classes) for padded `ids` (batch, time) of the given `lengths`."""
+        embedded = self.embed_dropout(self.embedding(ids))
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, state = self.rnn(packed)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=ids.shape[1])  # (batch, time, width)
+        final = state[0] if isinstance(state, tuple) else state  # (layers * directions, batch, width)
+        directions = 2 if self.config.bidirectional else 1
+        last = final[-directions:].transpose(0, 1).flatten(1)
+        valid = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None])
+        valid = valid.unsqueeze(-1)
+        largest = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
+        mean = (outputs * valid).sum(dim=1) / lengths.to(outputs.device, outputs.dtype)[:, None]
+        return self.head(torch.cat([last, largest, mean], dim=1))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -21,9 +21,9 @@ import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
 
-from textgen.batches import StreamBatches
+from textgen.batches import LabelledBatches, StreamBatches
 from textgen.checkpoint import load_checkpoint, save_checkpoint
-from textgen.config import TrainConfig, to_dict
+from textgen.config import FinetuneConfig, TrainConfig
 from textgen.errors import CheckpointError, ConfigError, TrainingError
 from textgen.model import State, detach_state
 
@@ -163,6 +163,7 @@ class LanguageModelTask:
             self.eval_windows = max(1, min(self.eval_windows, eval_tokens // validation.tokens_per_window))
         self.window = 0
         self.state: State | None = None
+        self.lr_scales = [1.0, 1.0]  # one per parameter group
 
     def train_loss(self, model: nn.Module, device: torch.device, precision: str
                    ) -> tuple[torch.Tensor, int]:
@@ -221,6 +222,94 @@ class LanguageModelTask:
         else:
             hidden = [h.to(device) for h in hidden]
             self.state = tuple(hidden) if len(hidden) == 2 else hidden[0]
+
+
+class ClassificationTask:
+    """Labelled texts through a classifier; ULMFiT's gradual unfreezing and discriminative
+    learning rates when the encoder comes from a language model; early stopping on accuracy."""
+
+    kind = "classifier"
+
+    def __init__(self, train: LabelledBatches, validation: LabelledBatches, finetune: FinetuneConfig,
+                 group_count: int, pretrained: bool, dist: Distributed):
+        self.train, self.validation, self.finetune = train, validation, finetune
+        self.group_count, self.pretrained, self.dist = group_count, pretrained, dist
+        self.epoch, self.batch_index, self._epoch_batches = 0, 0, None
+        self.evaluations, self.stale_evaluations, self.best_accuracy = 0, 0, -1.0
+        # A pretrained encoder starts frozen but for the head, then thaws one group per interval.
+        gradual = pretrained and finetune.unfreeze_every > 0
+        self.unfrozen = 1 if gradual else group_count
+
+    @property
+    def lr_scales(self) -> list[float]:
+        """Per group, bottom up: lr / decay ** depth from the top (pretrained only); 0 while frozen."""
+        decay = self.finetune.layer_lr_decay if self.pretrained else 1.0
+        return [0.0 if depth >= self.unfrozen else decay ** -depth
+                for depth in reversed(range(self.group_count))]
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stale_evaluations >= self.finetune.patience
+
+    def parameter_groups(self, model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+        """One AdamW group per layer group of the classifier, bottom up."""
+        return [{"params": params, "weight_decay": config.weight_decay} for params in model.layer_groups()]
+
+    def _batches(self, batches: LabelledBatches, epoch: int) -> list:
+        return batches.epoch(epoch)[self.dist.rank::self.dist.world_size]
+
+    def train_loss(self, model: nn.Module, device: torch.device, precision: str) -> tuple[torch.Tensor, int]:
+        """Mean cross-entropy on the next batch (and its token count)."""
+        if self._epoch_batches is None or self.batch_index >= len(self._epoch_batches):
+            if self._epoch_batches is not None:
+                self.epoch, self.batch_index = self.epoch + 1, 0
+            self._epoch_batches = self._batches(self.train, self.epoch)
+        ids, lengths, labels = self._epoch_batches[self.batch_index]
+        self.batch_index += 1
+        with autocast(precision, device):
+            logits = model(ids.to(device), lengths)
+        return F.cross_entropy(logits.float(), labels.to(device)), int(lengths.sum())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, device: torch.device, dist: Distributed) -> dict[str, float]:
+        """Validation loss and accuracy; counts evaluations for unfreezing and early stopping."""
+        model.eval()
+        total_loss, correct, count = 0.0, 0, 0
+        for ids, lengths, labels in self._batches(self.validation, 0):
+            logits = model(ids.to(device), lengths).float()
+            labels = labels.to(device)
+            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            count += len(labels)
+        model.train()
+        total_loss, correct, count = dist.sum([total_loss, float(correct), float(count)], device)
+        accuracy = correct / count
+        self.evaluations += 1
+        if accuracy > self.best_accuracy:
+            self.best_accuracy, self.stale_evaluations = accuracy, 0
+        else:
+            self.stale_evaluations += 1
+        if self.finetune.unfreeze_every and self.evaluations % self.finetune.unfreeze_every == 0:
+            self.unfrozen = min(self.group_count, self.unfrozen + 1)
+        return {"val_loss": total_loss / count, "accuracy": accuracy, "val_examples": count,
+                "unfrozen_groups": self.unfrozen}
+
+    @staticmethod
+    def objective(metrics: dict[str, float]) -> float:
+        """Lower is better: minus the validation accuracy."""
+        return -metrics["accuracy"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Data position, unfreezing and early-stopping counters."""
+        return {"epoch": self.epoch, "batch_index": self.batch_index, "evaluations": self.evaluations,
+                "stale_evaluations": self.stale_evaluations, "best_accuracy": self.best_accuracy,
+                "unfrozen": self.unfrozen, "started": self._epoch_batches is not None}
+
+    def load_state_dict(self, data: dict[str, Any], device: torch.device) -> None:
+        self.epoch, self.batch_index = data["epoch"], data["batch_index"]
+        self.evaluations, self.stale_evaluations = data["evaluations"], data["stale_evaluations"]
+        self.best_accuracy, self.unfrozen = data["best_accuracy"], data["unfrozen"]
+        self._epoch_batches = self._batches(self.train, self.epoch) if data["started"] else None
 
 
 def learning_rate_factor(step: int, progress: float, config: TrainConfig) -> float:
@@ -308,8 +397,6 @@ def fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs
     trained = nn.parallel.DistributedDataParallel(model) if dist.world_size > 1 else model
     optimizer = torch.optim.AdamW(task.parameter_groups(model, config), lr=config.lr,
                                   fused=device.type == "cuda")
-    for group in optimizer.param_groups:
-        group.setdefault("lr_scale", 1.0)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     step, elapsed_before, best, best_metrics, saved_step = 0, 0.0, math.inf, {}, None
@@ -384,8 +471,8 @@ def fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs
                 break
 
             factor = learning_rate_factor(step, progress, config)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * factor * group["lr_scale"]
+            for group, scale in zip(optimizer.param_groups, task.lr_scales):
+                group["lr"] = config.lr * factor * scale
             loss, tokens = task.train_loss(trained, device, precision)
             loss_value = loss.item()
             if not math.isfinite(loss_value):

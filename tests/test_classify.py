@@ -1,0 +1,164 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from textgen import cli
+from textgen.checkpoint import load_checkpoint
+from textgen.classify import classification_metrics
+from textgen.config import ClassifierConfig, FinetuneConfig, ModelConfig
+from textgen.model import Classifier
+from textgen.trainer import ClassificationTask, Distributed
+
+POSITIVE = "good great lovely fine superb warm".split()
+NEGATIVE = "bad awful dull poor grim cold".split()
+FILLER = "the film was and its plot a cast".split()
+
+
+def labelled_rows(count, seed):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(count):
+        label = int(rng.integers(0, 2))
+        words = list(rng.choice(FILLER, 3)) + list(rng.choice(POSITIVE if label else NEGATIVE, 2))
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+@pytest.fixture
+def reviews(tmp_path):
+    """A tiny labelled corpus folder: train.jsonl and validation.jsonl with a learnable signal."""
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    for split, count, seed in (("train", 240, 0), ("validation", 60, 1)):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labelled_rows(count, seed)))
+    return folder
+
+
+@pytest.fixture
+def lm_corpus(tmp_path):
+    path = tmp_path / "lm.txt"
+    path.write_text("".join(r["text"] + ".\n" for r in labelled_rows(400, 2)))
+    return path
+
+
+def tiny_classifier(**overrides):
+    torch.manual_seed(0)
+    model_config = ModelConfig(num_layers=2, hidden_size=12, embed_size=8, vocab_size=20, dropout=0.0)
+    return Classifier(model_config, ClassifierConfig(label_names=("neg", "pos"), **overrides)).eval()
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_text_alone_and_in_a_padded_batch_get_the_same_probabilities(bidirectional):
+    model = tiny_classifier(bidirectional=bidirectional)
+    short = torch.tensor([[3, 4, 5]])
+    alone = torch.softmax(model(short, torch.tensor([3])), dim=1)
+    batch = torch.tensor([[3, 4, 5, 0, 0, 0, 0], [6, 7, 8, 9, 10, 11, 12]])
+    together = torch.softmax(model(batch, torch.tensor([3, 7])), dim=1)
+    torch.testing.assert_close(together[0:1], alone)
+
+
+def test_layer_groups_hold_every_parameter_once_bottom_up():
+    model = tiny_classifier()
+    groups = model.layer_groups()
+    assert len(groups) == 4  # embedding, two recurrent layers, head
+    ids = [id(p) for group in groups for p in group]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    assert groups[0][0] is model.embedding.weight
+
+
+def test_gradual_unfreezing_thaws_one_group_per_evaluation_with_discriminative_rates():
+    from textgen.batches import LabelledBatches
+
+    batches = LabelledBatches([np.array([3, 4])] * 4, np.array([0, 1, 0, 1]), 2, pad_id=0)
+    task = ClassificationTask(batches, batches, FinetuneConfig(init_from="x", layer_lr_decay=2.0),
+                              group_count=3, pretrained=True, dist=Distributed())
+    assert task.lr_scales == [0.0, 0.0, 1.0]
+    task.evaluate(tiny_classifier(), torch.device("cpu"), Distributed())
+    assert task.lr_scales == [0.0, 0.5, 1.0]
+    scratch = ClassificationTask(batches, batches, FinetuneConfig(), group_count=3, pretrained=False,
+                                 dist=Distributed())
+    assert scratch.lr_scales == [1.0, 1.0, 1.0]
+
+
+def test_classification_metrics_count_the_confusion_matrix():
+    metrics = classification_metrics(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0]), ["neg", "pos"])
+    assert metrics["confusion"] == [[1, 1], [1, 2]]
+    assert metrics["accuracy"] == pytest.approx(0.6)
+    assert metrics["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def classify_args(corpus, out, *extra):
+    return ["train", "--task", "classify", "--corpus", str(corpus), "--out", str(out), "--device", "cpu",
+            "--precision", "fp32", "--layers", "1", "--hidden", "32", "--embed", "16", "--batch-size", "16",
+            "--lr", "1e-2", *extra]
+
+
+def test_a_classifier_trained_from_scratch_learns_and_labels_texts(reviews, tmp_path, capsys):
+    run = tmp_path / "clf"
+    assert cli.main(classify_args(reviews, run, "--max-steps", "90", "--eval-interval", "30")) == 0
+    payload = load_checkpoint(run / "best.pt", kind="classifier")
+    assert payload["best_metrics"]["accuracy"] > 0.8
+    capsys.readouterr()
+    assert cli.main(["classify", "--model", str(run), "--json", "the film was superb and lovely",
+                     "a dull and awful plot"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    names = payload["classifier_config"]["label_names"]
+    assert [line["label"] for line in lines] == [names[1], names[0]]
+    assert all(0.5 <= line["probability"] <= 1 for line in lines)
+
+    assert cli.main(["classify", "--model", str(run), "--eval", "--corpus", str(reviews), "--split",
+                     "validation", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples"] == 60 and metrics["accuracy"] > 0.8
+    assert sum(map(sum, metrics["confusion"])) == 60
+
+
+def test_a_classifier_from_a_language_model_fine_tunes_it_first(lm_corpus, reviews, tmp_path, capsys):
+    lm_run = tmp_path / "lm"
+    assert cli.main(["train", "--corpus", str(lm_corpus), "--preset", "tiny", "--out", str(lm_run),
+                     "--max-steps", "6", "--device", "cpu", "--precision", "fp32"]) == 0
+    run = tmp_path / "clf"
+    assert cli.main(classify_args(reviews, run, "--init-from", str(lm_run), "--lm-finetune-steps", "4",
+                                  "--max-steps", "30", "--seq-len", "16")) == 0
+    assert load_checkpoint(run / "lm" / "last.pt", kind="language_model")["step"] == 4
+    payload = load_checkpoint(run / "last.pt", kind="classifier")
+    lm_payload = load_checkpoint(lm_run / "last.pt")
+    assert payload["model_config"] == lm_payload["model_config"]
+    assert payload["tokenizer"] == lm_payload["tokenizer"]
+    records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"accuracy"' in l]
+    assert [r["unfrozen_groups"] for r in records] == [2, 3]  # embedding, one LSTM layer, head
+
+
+def test_the_classifier_flags_the_wrong_kind_of_checkpoint_and_empty_text(reviews, lm_corpus, tmp_path, capsys):
+    lm_run = tmp_path / "lm"
+    assert cli.main(["train", "--corpus", str(lm_corpus), "--preset", "tiny", "--out", str(lm_run),
+                     "--max-steps", "2", "--device", "cpu", "--precision", "fp32"]) == 0
+    capsys.readouterr()
+    assert cli.main(["classify", "--model", str(lm_run), "some text"]) == 1
+    assert "holds a language model, but this command needs a classifier" in capsys.readouterr().err
+
+    run = tmp_path / "clf"
+    assert cli.main(classify_args(reviews, run, "--max-steps", "2")) == 0
+    capsys.readouterr()
+    assert cli.main(["classify", "--model", str(run), "fine", "   "]) == 1
+    assert "text 2 is empty" in capsys.readouterr().err
+
+    table = tmp_path / "texts.csv"
+    table.write_text("review,stars\ngood film,5\n")
+    assert cli.main(["classify", "--model", str(run), "--file", str(table)]) == 1
+    assert "columns: review, stars" in capsys.readouterr().err
+    assert cli.main(["classify", "--model", str(run), "--file", str(table), "--text-column", "review",
+                     "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "good film"
+
+    assert cli.main(["classify", "--model", str(run), "--eval", "--corpus", str(lm_corpus)]) == 1
+    assert "label" in capsys.readouterr().err
+
+
+def test_bidirectional_needs_training_from_scratch(reviews, tmp_path, capsys):
+    assert cli.main(classify_args(reviews, tmp_path / "c", "--init-from", str(tmp_path), "--bidirectional",
+                                  "--max-steps", "2")) == 1
+    assert "--bidirectional needs a classifier trained from scratch" in capsys.readouterr().err
