@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from textgen import __version__
-from textgen.config import PRESETS, DataConfig, ModelConfig, SampleConfig, TrainConfig, flag_of, to_dict
+from textgen.config import (PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, SampleConfig,
+                            TrainConfig, flag_of, to_dict)
 from textgen.errors import ConfigError, TextgenError
 
 log = logging.getLogger("textgen")
@@ -135,13 +136,17 @@ def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
                                  resolve_precision)
 
     data, model_config, train = train_configs(args)
-    if train.task == "classify":
-        raise TextgenError("--task classify is not built yet; train a language model with --task lm")
+    classifier_config = ClassifierConfig(**typed_values(args, ClassifierConfig))
+    finetune = FinetuneConfig(**typed_values(args, FinetuneConfig))
     device = resolve_device(train.device)
     precision = resolve_precision(train.precision, device)
     dist = Distributed.from_environment(device.type)
-    run_dir = Path(train.out or f"runs/{Path(data.corpus).name}-{model_config.cell}-{time.strftime('%Y%m%d-%H%M%S')}")
+    kind = model_config.cell if train.task == "lm" else "classifier"
+    run_dir = Path(train.out or f"runs/{Path(data.corpus).name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = Path(dist.gather(str(run_dir))[0])  # every rank writes into rank 0's folder name
+    if train.task == "classify":
+        return train_classifier(args, console, Setup(data, model_config, train, classifier_config, finetune,
+                                                     device, precision, dist, run_dir))
     tokenizer_data = None
     if train.resume:
         # The run's own configs, overlaid with what was typed now (a longer --max-steps, say);
@@ -190,6 +195,190 @@ def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         log.warning("interrupted at step %d; saved %s; continue with: textgen train --resume --out %s",
                     result.step, run_dir / "last.pt", run_dir)
         return ExitStatus.INTERRUPTED
+    return ExitStatus.SUCCESS
+
+
+@dataclasses.dataclass
+class Setup:
+    """A training run's validated configs and where it runs."""
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    classifier: ClassifierConfig
+    finetune: FinetuneConfig
+    device: Any
+    precision: str
+    dist: Any
+    run_dir: Path
+
+
+def train_classifier(args: argparse.Namespace, console: Console, setup: Setup) -> ExitStatus:
+    """`textgen train --task classify`: a classifier from scratch, or ULMFiT-style from a language
+    model (optional LM fine-tuning on the target texts, then gradual unfreezing)."""
+    import torch
+
+    from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
+    from textgen.checkpoint import load_checkpoint, load_language_model
+    from textgen.config import from_dict
+    from textgen.corpus import count_chars, load_corpus, split_texts
+    from textgen.model import Classifier, count_parameters
+    from textgen.tokenizer import build_tokenizer, tokenizer_from_data
+    from textgen.trainer import ClassificationTask, LanguageModelTask, check_resumable, fit
+
+    data, model_config, train, classifier_config, finetune = (
+        setup.data, setup.model, setup.train, setup.classifier, setup.finetune)
+    dist, device, run_dir = setup.dist, setup.device, setup.run_dir
+    tokenizer = language_model = None
+    if train.resume:
+        saved = load_checkpoint(run_dir / "last.pt", kind="classifier")
+        configs = saved["configs"]
+        data = from_dict(DataConfig, {**configs["data"], **typed_values(args, DataConfig)})
+        model_config = from_dict(ModelConfig, {**configs["model"], **typed_values(args, ModelConfig)})
+        classifier_config = from_dict(ClassifierConfig, {**configs["classifier"], **typed_values(args, ClassifierConfig)})
+        finetune = from_dict(FinetuneConfig, configs["finetune"])
+        train = from_dict(TrainConfig, {**configs["train"], **typed_values(args, TrainConfig)})
+        tokenizer = tokenizer_from_data(saved["tokenizer"])
+        check_resumable(saved, {"model": to_dict(model_config)}, dist.world_size)
+    elif finetune.init_from:
+        if classifier_config.bidirectional:
+            raise ConfigError("--bidirectional needs a classifier trained from scratch: a language model "
+                              "from --init-from reads forwards only")
+        language_model, tokenizer, _ = load_language_model(finetune.init_from)
+        model_config = language_model.config
+    if train.max_steps is None and train.time_budget is None:
+        train.time_budget = "10m"
+        log.info("no --max-steps or --time-budget given: training for 10m")
+
+    corpus = load_corpus(data, task="classify")
+    if tokenizer is None:
+        tokenizer_data = build_tokenizer(data, split_texts(corpus, "train")).to_data() if dist.is_main else None
+        tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
+        model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
+    classifier_config = dataclasses.replace(classifier_config, label_names=tuple(corpus.label_names))
+
+    if language_model is not None and finetune.lm_finetune_steps:
+        # ULMFiT stage 2: the language model learns the target texts' style before classifying.
+        log.info("fine-tuning the language model on %s for %d steps", corpus.name, finetune.lm_finetune_steps)
+        lm_train = dataclasses.replace(
+            train, task="lm", out=str(run_dir / "lm"), resume=False, max_steps=finetune.lm_finetune_steps,
+            time_budget=None, eval_interval=finetune.lm_finetune_steps,
+            checkpoint_interval=finetune.lm_finetune_steps, warmup_steps=min(train.warmup_steps, finetune.lm_finetune_steps))
+        train_tokens, val_tokens = (token_array(corpus, split, tokenizer) for split in ("train", "validation"))
+        eval_batch = max(1, min(train.batch_size, (len(val_tokens) - 1) // (train.seq_len * dist.world_size)))
+        chars_per_token = count_chars(corpus, "validation") / len(val_tokens)
+        lm_task = LanguageModelTask(
+            StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
+            StreamBatches(val_tokens, eval_batch, train.seq_len, dist.rank, dist.world_size), chars_per_token)
+        lm_configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(lm_train)}
+        reporter = RichReporter(console, chars_per_token) if dist.is_main else None
+        fit(language_model.train(), lm_task, lm_train, run_dir / "lm", lm_configs,
+            {"model_config": to_dict(model_config), "tokenizer": tokenizer.to_data()},
+            device, setup.precision, reporter, dist)
+
+    encoded = {split: encode_labelled(corpus, split, tokenizer, data.num_proc) for split in ("train", "validation")}
+    train_batches = LabelledBatches(*encoded["train"], train.batch_size, tokenizer.pad_id,
+                                    max_len=classifier_config.max_len, seed=train.seed)
+    val_batches = LabelledBatches(*encoded["validation"], train.batch_size, tokenizer.pad_id,
+                                  max_len=classifier_config.max_len, shuffle=False)
+    epoch_steps = max(1, len(train_batches) // dist.world_size)
+    typed = typed_values(args, TrainConfig)
+    # Unless typed: evaluate (and checkpoint) once an epoch, and warm up over half an epoch.
+    train = dataclasses.replace(train, eval_interval=typed.get("eval_interval", epoch_steps),
+                                checkpoint_interval=typed.get("checkpoint_interval", epoch_steps),
+                                warmup_steps=typed.get("warmup_steps", max(1, epoch_steps // 2)))
+
+    torch.manual_seed(train.seed)
+    classifier = Classifier(model_config, classifier_config)
+    if language_model is not None:
+        encoder = {k: v for k, v in language_model.state_dict().items() if k.startswith(("embedding.", "rnn."))}
+        classifier.load_state_dict(encoder, strict=False)
+    log.info("%s: %s training texts, %d classes (%s), %s %dx%d%s with %s parameters, %s",
+             corpus.name, f"{len(train_batches.ids):,}", len(corpus.label_names), ", ".join(corpus.label_names),
+             model_config.cell, model_config.num_layers, model_config.hidden_size,
+             " bidirectional" if classifier_config.bidirectional else "",
+             f"{count_parameters(classifier):,}", f"from {finetune.init_from}" if finetune.init_from else "from scratch")
+    task = ClassificationTask(train_batches, val_batches, finetune, len(classifier.layer_groups()),
+                              pretrained=finetune.init_from is not None, dist=dist)
+    configs = {"data": to_dict(data), "model": to_dict(model_config), "classifier": to_dict(classifier_config),
+               "finetune": to_dict(finetune), "train": to_dict(train)}
+    extra = {"model_config": to_dict(model_config), "classifier_config": to_dict(classifier_config),
+             "tokenizer": tokenizer.to_data()}
+    reporter = RichReporter(console, 1.0) if dist.is_main else None
+    result = fit(classifier, task, train, run_dir, configs, extra, device, setup.precision, reporter, dist)
+    if result.stop_reason == "interrupted":
+        log.warning("interrupted at step %d; saved %s; continue with: textgen train --task classify --resume "
+                    "--out %s", result.step, run_dir / "last.pt", run_dir)
+        return ExitStatus.INTERRUPTED
+    return ExitStatus.SUCCESS
+
+
+def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
+    """`textgen classify`: label texts, or score the classifier on a labelled corpus split."""
+    import numpy as np
+    from rich.table import Table
+
+    from textgen.checkpoint import load_classifier
+    from textgen.classify import classification_metrics, predict
+    from textgen.corpus import load_corpus, read_texts
+    from textgen.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    model, tokenizer, _ = load_classifier(args.model, device)
+    if args.max_len or args.long_text:
+        model.config = dataclasses.replace(model.config, max_len=args.max_len or model.config.max_len,
+                                           long_text=args.long_text or model.config.long_text)
+    names = list(model.config.label_names)
+    output = Console(soft_wrap=True)
+    if args.eval:
+        if not args.corpus:
+            raise ConfigError("--eval needs --corpus NAME (and --split) with labels to score against")
+        data = DataConfig(corpus=args.corpus, data_dir=args.data_dir, text_column=args.text_column,
+                          label_column=args.label_column, encoding=args.encoding)
+        corpus = load_corpus(data, task="classify")
+        if args.split not in corpus.splits:
+            raise ConfigError(f"--split {args.split} is not in {corpus.name}, or has no labels; it has: "
+                              f"{', '.join(corpus.splits)}")
+        if list(corpus.label_names) != names:
+            raise ConfigError(f"{corpus.name} labels ({', '.join(corpus.label_names)}) are not the "
+                              f"classifier's ({', '.join(names)}); evaluate on a corpus with the same labels")
+        rows = corpus.splits[args.split]
+        probabilities = predict(model, tokenizer, list(rows[corpus.text_column]), device, args.batch_size)
+        metrics = {"corpus": corpus.name, "split": args.split,
+                   **classification_metrics(np.asarray(rows[corpus.label_column]), probabilities.argmax(1), names)}
+        if args.json:
+            print(json.dumps(metrics))
+            return ExitStatus.SUCCESS
+        output.print(f"{corpus.name} {args.split}: accuracy {metrics['accuracy']:.4f}, macro-F1 "
+                     f"{metrics['macro_f1']:.4f} over {metrics['examples']:,} texts", markup=False, highlight=False)
+        table = Table(title="confusion (rows: true, columns: predicted)")
+        table.add_column("")
+        for name in names:
+            table.add_column(name, justify="right")
+        for name, row in zip(names, metrics["confusion"]):
+            table.add_row(name, *map(str, row))
+        output.print(table)
+        return ExitStatus.SUCCESS
+
+    if args.texts and args.file:
+        raise ConfigError("give texts as arguments or --file, not both")
+    texts = args.texts or (read_texts(args.file, args.text_column, args.encoding) if args.file else
+                           [line.rstrip("\n") for line in sys.stdin if line.strip()])
+    if not texts:
+        raise ConfigError("no texts to classify; pass them as arguments, with --file, or on standard input")
+    probabilities = predict(model, tokenizer, texts, device, args.batch_size)
+    if args.json:
+        for text, row in zip(texts, probabilities):
+            print(json.dumps({"text": text, "label": names[int(row.argmax())], "probability": float(row.max()),
+                              "probabilities": dict(zip(names, map(float, row)))}))
+        return ExitStatus.SUCCESS
+    table = Table(show_header=True)
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    table.add_column("text", overflow="fold")
+    for text, row in zip(texts, probabilities):
+        table.add_row(names[int(row.argmax())], f"{row.max():.3f}", text)
+    output.print(table)
     return ExitStatus.SUCCESS
 
 
@@ -307,17 +496,10 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         show(line.rstrip("\n"), echo_prompt=False)
 
 
-def not_built(name: str) -> Callable[[argparse.Namespace, Console], ExitStatus]:
-    def command(args: argparse.Namespace, console: Console) -> ExitStatus:
-        console.print(f"textgen: {name} is not built yet", markup=False, highlight=False)
-        return ExitStatus.USAGE
-    return command
-
-
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitStatus]] = {
     "train": train_command,
     "sample": sample_command,
-    "classify": not_built("classify"),
+    "classify": classify_command,
     "eval": eval_command,
 }
 
@@ -340,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     preset_train = frozenset(k for p in PRESETS.values() for k in p["train"])
     add_config_arguments(train, ModelConfig, exclude=("vocab_size",), preset_fields=preset_model)
     add_config_arguments(train, TrainConfig, preset_fields=preset_train)
+    add_config_arguments(train, ClassifierConfig, exclude=("label_names",))
+    add_config_arguments(train, FinetuneConfig)
 
     sample = commands.add_parser("sample", parents=[common], help="generate text from a language model",
                                  description="Generate text from a language model, streamed as it is "
@@ -354,7 +538,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(sample, SampleConfig, exclude=("stop",))
     sample.add_argument("--stop", action="append", metavar="TEXT",
                         help=SampleConfig.__dataclass_fields__["stop"].metadata["help"])
-    commands.add_parser("classify", parents=[common], help="label texts with a sentiment classifier")
+    classify = commands.add_parser(
+        "classify", parents=[common], help="label texts with a sentiment classifier",
+        description="Label texts with a classifier from `textgen train --task classify`, or score it on a "
+                    "labelled corpus split with --eval. Texts longer than the classifier's --max-len tokens "
+                    "(IMDb reviews, say) are cut to their first max-len tokens (--long-text truncate) or "
+                    "split into max-len chunks whose probabilities are averaged (--long-text chunk).")
+    classify.add_argument("texts", nargs="*", help="texts to label (else --file, else standard input)")
+    classify.add_argument("--model", required=True, help="classifier run folder (its best.pt) or .pt file")
+    classify.add_argument("--file", help="one text per line, or a csv/jsonl/parquet file with --text-column")
+    classify.add_argument("--text-column", help="column holding the text (default: text)")
+    classify.add_argument("--label-column", help="column holding the label, with --eval (default: label)")
+    classify.add_argument("--encoding", default="utf-8", help="text encoding of --file or local corpora")
+    classify.add_argument("--eval", action="store_true", help="score on --corpus --split: accuracy, macro-F1, "
+                                                             "confusion matrix")
+    classify.add_argument("--corpus", help="labelled corpus for --eval: a name, Hub id or local path")
+    classify.add_argument("--split", default="validation", help="split to score with --eval (default: validation)")
+    classify.add_argument("--data-dir", help="local data folder for named corpora")
+    classify.add_argument("--max-len", type=int, help="tokens per text or chunk (default: the classifier's)")
+    classify.add_argument("--long-text", choices=("truncate", "chunk"),
+                          help="texts over --max-len: truncate, or average over chunks (default: the classifier's)")
+    classify.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    classify.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    classify.add_argument("--json", action="store_true", help="one JSON object per text (or the metrics)")
 
     evaluate = commands.add_parser("eval", parents=[common], help="score a checkpoint on a corpus split",
                                    description="Bits per character and perplexity of a language "

@@ -157,16 +157,16 @@ class TrainConfig:
         return None if self.time_budget is None else parse_duration(self.time_budget)
 
 
-# Presets chosen by measuring on a 2-core AVX2 CPU; see README "Presets" for the experiments.
+# Presets chosen by measuring on a 2-core AVX2 CPU (fp32); see README "Presets" for the runs.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {"model": dict(num_layers=1, hidden_size=64, embed_size=64, dropout=0.0, output_dropout=0.0),
              "train": dict(batch_size=16, seq_len=32, lr=3e-3, warmup_steps=20, eval_interval=100)},
-    "small": {"model": dict(num_layers=2, hidden_size=256, embed_size=256),
-              "train": dict(batch_size=32, seq_len=128, lr=3e-3)},
-    "medium": {"model": dict(num_layers=2, hidden_size=512, embed_size=512),
-               "train": dict(batch_size=64, seq_len=128, lr=2e-3)},
+    "small": {"model": dict(num_layers=2, hidden_size=384, embed_size=384, dropout=0.1, output_dropout=0.1),
+              "train": dict(batch_size=32, seq_len=128, lr=3e-3, warmup_steps=100, eval_interval=250)},
+    "medium": {"model": dict(num_layers=2, hidden_size=512, embed_size=512, dropout=0.1, output_dropout=0.1),
+               "train": dict(batch_size=64, seq_len=128, lr=2e-3, warmup_steps=100, eval_interval=250)},
     "large": {"model": dict(num_layers=3, hidden_size=1024, embed_size=512, dropout=0.2, output_dropout=0.2),
-              "train": dict(batch_size=64, seq_len=128, lr=1e-3)},
+              "train": dict(batch_size=64, seq_len=128, lr=1e-3, warmup_steps=200, eval_interval=500)},
 }
 
 
@@ -227,3 +227,41 @@ class SampleConfig:
         """The flags of the sampling controls set away from their neutral values."""
         neutral = {"temperature": 1.0, "top_k": None, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0}
         return [flag_of(SampleConfig, name) for name, value in neutral.items() if getattr(self, name) != value]
+
+
+@dataclass
+class ClassifierConfig:
+    """The classification head on a language model's encoder; saved in classifier checkpoints."""
+
+    bidirectional: bool = option(False, "read texts both ways (from scratch only: a language model reads forwards)")
+    head_hidden: int = option(64, "units in the head's hidden layer")
+    head_dropout: float = option(0.3, "dropout before each layer of the head")
+    max_len: int = option(256, "tokens per text or chunk; longer texts follow --long-text")
+    long_text: str = option("truncate", "texts over --max-len: keep the first max-len tokens, or "
+                                         "average the probabilities of max-len chunks",
+                            choices=("truncate", "chunk"))
+    label_names: tuple[str, ...] = option((), "class names, index = label id; read from the data, never typed")
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "long_text")
+        _check_positive(self, "head_hidden", "max_len")
+        _check_fraction(self, "head_dropout")
+        self.label_names = tuple(self.label_names)
+
+
+@dataclass
+class FinetuneConfig:
+    """How a classifier is trained from a language model (ULMFiT) or from scratch."""
+
+    init_from: str | None = option(None, "language-model run folder or .pt to start from (else from scratch)")
+    lm_finetune_steps: int = option(0, "first fine-tune the language model on the target texts this many steps")
+    unfreeze_every: int = option(1, "evaluations between unfreezing the next layer group, top down (0: all at once)")
+    layer_lr_decay: float = option(2.6, "discriminative learning rates: each lower layer group gets lr / this")
+    patience: int = option(3, "stop after this many evaluations without a better validation accuracy")
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "patience", "layer_lr_decay")
+        if self.lm_finetune_steps < 0 or self.unfreeze_every < 0:
+            raise ConfigError("--lm-finetune-steps and --unfreeze-every cannot be negative")
+        if self.lm_finetune_steps and not self.init_from:
+            raise ConfigError("--lm-finetune-steps fine-tunes a pretrained language model; give --init-from RUN")
