@@ -199,3 +199,13 @@ def test_encode_labelled_gives_each_rows_ids_and_its_label(write_file, kind):
     validation = corpus.splits["validation"]
     assert [tokenizer.decode(row) for row in ids] == validation["text"]
     assert labels.tolist() == validation["label"] and labels.dtype == np.int64
+
+
+def test_evaluation_windows_cover_every_stream_to_its_end():
+    tokens = np.arange(1001, dtype=np.uint16)
+    batches = StreamBatches(tokens, batch_size=4, seq_len=32)
+    windows = list(batches.evaluation_windows())
+    assert len(windows) == batches.windows_per_epoch + 1
+    targets = torch.cat([t for _, t in windows], dim=1)
+    assert targets.shape == (4, 250)
+    assert targets[1].tolist() == list(range(251, 501))

@@ -115,10 +115,21 @@ class StreamBatches:
         self.tokens = tokens
         self.batch_size = batch_size
         self.seq_len = seq_len
-        stream_len = (len(tokens) - 1) // streams
+        stream_len = self._stream_len = (len(tokens) - 1) // streams
         self.windows_per_epoch = stream_len // seq_len
         self.tokens_per_window = batch_size * seq_len
         self._stream_starts = (rank * batch_size + np.arange(batch_size)) * stream_len
+
+    def evaluation_windows(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every window of an epoch, then a shorter one with the rest of each stream, so that an
+        evaluation covers the whole split (but for the under batch_size tokens no stream holds)."""
+        for index in range(self.windows_per_epoch):
+            yield self.window(index)
+        rest = self._stream_len - self.windows_per_epoch * self.seq_len
+        if rest:
+            positions = self._stream_starts[:, None] + self.windows_per_epoch * self.seq_len + np.arange(rest + 1)
+            chunk = torch.from_numpy(self.tokens[positions].astype(np.int64))
+            yield chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
     def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets), both int64 (batch, seq_len): window `index` of every stream, targets one token ahead."""

@@ -122,6 +122,15 @@ class RichReporter:
         self.console.print(table)
 
 
+def validation_streams(tokens, train: TrainConfig, dist) -> Any:
+    """Evaluation streams over a validation split, narrowed to fit a small one."""
+    from textgen.batches import StreamBatches
+
+    seq_len = max(1, min(train.seq_len, (len(tokens) - 1) // dist.world_size))
+    batch_size = max(1, min(train.batch_size, (len(tokens) - 1) // (seq_len * dist.world_size)))
+    return StreamBatches(tokens, batch_size, seq_len, dist.rank, dist.world_size)
+
+
 def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen train`: a language model (or classifier) from a corpus, into a run folder."""
     import torch
@@ -179,13 +188,10 @@ def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
              corpus.name, f"{len(train_tokens):,}", tokenizer.vocab_size, model_config.cell,
              model_config.num_layers, model_config.hidden_size, f"{count_parameters(model):,}",
              precision, device)
-    eval_seq_len = max(1, min(train.seq_len, (len(val_tokens) - 1) // dist.world_size))
-    eval_batch = max(1, min(train.batch_size, (len(val_tokens) - 1) // (eval_seq_len * dist.world_size)))
     chars_per_token = count_chars(corpus, "validation") / len(val_tokens)
     task = LanguageModelTask(
         StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
-        StreamBatches(val_tokens, eval_batch, eval_seq_len, dist.rank, dist.world_size),
-        chars_per_token, train.eval_tokens)
+        validation_streams(val_tokens, train, dist), chars_per_token, train.eval_tokens)
     configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train)}
     reporter = RichReporter(console, chars_per_token) if dist.is_main else None
     result = fit(model, task, train, run_dir, configs,
@@ -265,11 +271,10 @@ def train_classifier(args: argparse.Namespace, console: Console, setup: Setup) -
             time_budget=None, eval_interval=finetune.lm_finetune_steps,
             checkpoint_interval=finetune.lm_finetune_steps, warmup_steps=min(train.warmup_steps, finetune.lm_finetune_steps))
         train_tokens, val_tokens = (token_array(corpus, split, tokenizer) for split in ("train", "validation"))
-        eval_batch = max(1, min(train.batch_size, (len(val_tokens) - 1) // (train.seq_len * dist.world_size)))
         chars_per_token = count_chars(corpus, "validation") / len(val_tokens)
         lm_task = LanguageModelTask(
             StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
-            StreamBatches(val_tokens, eval_batch, train.seq_len, dist.rank, dist.world_size), chars_per_token)
+            validation_streams(val_tokens, train, dist), chars_per_token)
         lm_configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(lm_train)}
         reporter = RichReporter(console, chars_per_token) if dist.is_main else None
         fit(language_model.train(), lm_task, lm_train, run_dir / "lm", lm_configs,

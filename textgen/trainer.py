@@ -6,6 +6,7 @@ loss and evaluation for language modelling or classification) and a `TrainConfig
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -158,9 +159,8 @@ class LanguageModelTask:
                  eval_tokens: int | None = None):
         self.train, self.validation = train, validation
         self.chars_per_token = chars_per_token
-        self.eval_windows = validation.windows_per_epoch
-        if eval_tokens is not None:
-            self.eval_windows = max(1, min(self.eval_windows, eval_tokens // validation.tokens_per_window))
+        # None: the whole split; else at most this many full windows
+        self.eval_windows = None if eval_tokens is None else max(1, eval_tokens // validation.tokens_per_window)
         self.window = 0
         self.state: State | None = None
         self.lr_scales = [1.0, 1.0]  # one per parameter group
@@ -184,8 +184,9 @@ class LanguageModelTask:
         """Validation loss (nats per token), bits per token and character, and perplexity."""
         model.eval()
         total_loss, total_tokens, state = 0.0, 0, None
-        for index in range(self.eval_windows):
-            inputs, targets = (t.to(device) for t in self.validation.window(index))
+        windows = self.validation.evaluation_windows()
+        for inputs, targets in itertools.islice(windows, self.eval_windows):
+            inputs, targets = inputs.to(device), targets.to(device)
             logits, state = model(inputs, state)
             total_loss += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
                                           reduction="sum").item()
