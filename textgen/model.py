@@ -119,14 +119,21 @@ class Classifier(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits (batch, classes) for padded `ids` (batch, time) of the given `lengths`."""
         embedded = self.embed_dropout(self.embedding(ids))
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, state = self.rnn(packed)
-        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=ids.shape[1])  # (batch, time, width)
-        final = state[0] if isinstance(state, tuple) else state  # (layers * directions, batch, width)
-        directions = 2 if self.config.bidirectional else 1
-        last = final[-directions:].transpose(0, 1).flatten(1)
         valid = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None])
         valid = valid.unsqueeze(-1)
+        if self.config.bidirectional:
+            # The backward direction must start at each text's own end: pack the batch.
+            packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            outputs, state = self.rnn(packed)
+            outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=ids.shape[1])
+            final = state[0] if isinstance(state, tuple) else state  # (layers * 2, batch, width)
+            last = final[-2:].transpose(0, 1).flatten(1)
+        else:
+            # Reading forwards, a position never sees the padding after it, so the padded batch
+            # gives the packed result on the faster unpacked kernels.
+            outputs, _ = self.rnn(embedded)  # (batch, time, width)
+            ends = (lengths.to(ids.device) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
+            last = outputs.gather(1, ends).squeeze(1)
         largest = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
         mean = (outputs * valid).sum(dim=1) / lengths.to(outputs.device, outputs.dtype)[:, None]
         return self.head(torch.cat([last, largest, mean], dim=1))

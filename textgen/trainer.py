@@ -119,10 +119,6 @@ class Distributed:
         torch_dist.all_reduce(tensor)
         return tensor.tolist()
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank when `flag` is true on any rank."""
-        return self.sum([float(flag)], device)[0] > 0 if self.world_size > 1 else flag
-
     def gather(self, value: Any) -> list[Any]:
         """`value` from every rank, in rank order."""
         if self.world_size == 1:
@@ -460,11 +456,14 @@ def fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs
         while True:
             elapsed = elapsed_before + time.perf_counter() - started
             progress = max(step / max_steps if max_steps else 0.0, elapsed / budget if budget else 0.0)
+            # Ranks' clocks and signals differ slightly; they agree to stop together.
+            out_of_time, interrupted = dist.sum([float(bool(budget) and elapsed >= budget),
+                                                 float(stop["stop"])], device)
             if max_steps and step >= max_steps:
                 stop_reason = "max_steps"
-            elif budget and dist.any(elapsed >= budget, device):
+            elif out_of_time:
                 stop_reason = "time_budget"
-            elif dist.any(stop["stop"], device):
+            elif interrupted:
                 stop_reason = "interrupted"
             elif getattr(task, "should_stop", False):
                 stop_reason = "early_stopping"
