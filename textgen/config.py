@@ -162,7 +162,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {"model": dict(num_layers=1, hidden_size=64, embed_size=64, dropout=0.0, output_dropout=0.0),
              "train": dict(batch_size=16, seq_len=32, lr=3e-3, warmup_steps=20, eval_interval=100)},
     "small": {"model": dict(num_layers=2, hidden_size=384, embed_size=384, dropout=0.1, output_dropout=0.1),
-              "train": dict(batch_size=32, seq_len=128, lr=3e-3, warmup_steps=100, eval_interval=250)},
+              "train": dict(batch_size=32, seq_len=128, lr=4e-3, warmup_steps=100, eval_interval=500)},
     "medium": {"model": dict(num_layers=2, hidden_size=512, embed_size=512, dropout=0.1, output_dropout=0.1),
                "train": dict(batch_size=64, seq_len=128, lr=2e-3, warmup_steps=100, eval_interval=250)},
     "large": {"model": dict(num_layers=3, hidden_size=1024, embed_size=512, dropout=0.2, output_dropout=0.2),
