@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture
@@ -40,3 +41,20 @@ def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
         return path
 
     return write
+
+
+WORDS = "the quick brown fox jumps over a lazy dog while seven wizards box and hum".split()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A small deterministic text file of a few thousand characters."""
+    generator = torch.Generator().manual_seed(0)
+    lines = []
+    for _ in range(300):
+        count = int(torch.randint(3, 9, (1,), generator=generator))
+        picks = torch.randint(0, len(WORDS), (count,), generator=generator).tolist()
+        lines.append(" ".join(WORDS[i] for i in picks) + ".\n")
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join(lines))
+    return path

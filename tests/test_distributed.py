@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train import corpus, train_args  # noqa: F401  (fixture and helper shared with the train tests)
+from test_train import train_args
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from textgen import sampling
 from textgen.checkpoint import save_checkpoint
 from textgen.cli import main
 from textgen.config import ModelConfig, SampleConfig, to_dict

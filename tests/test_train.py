@@ -11,23 +11,6 @@ from textgen.checkpoint import load_checkpoint
 from textgen.config import TrainConfig
 from textgen.trainer import learning_rate_factor, resolve_precision
 
-WORDS = "the quick brown fox jumps over a lazy dog while seven wizards box and hum".split()
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    """A small deterministic text file of a few thousand characters."""
-    generator = torch.Generator().manual_seed(0)
-    lines = []
-    for _ in range(300):
-        count = int(torch.randint(3, 9, (1,), generator=generator))
-        picks = torch.randint(0, len(WORDS), (count,), generator=generator).tolist()
-        lines.append(" ".join(WORDS[i] for i in picks) + ".\n")
-    path = tmp_path / "tiny.txt"
-    path.write_text("".join(lines))
-    return path
-
-
 def train_args(corpus, out, *extra):
     return ["train", "--corpus", str(corpus), "--preset", "tiny", "--out", str(out), "--device", "cpu",
             "--precision", "fp32", "--eval-interval", "4", "--checkpoint-interval", "4", "--log-interval", "1",
