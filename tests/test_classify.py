@@ -90,10 +90,9 @@ def test_classification_metrics_count_the_confusion_matrix():
     assert metrics["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)
 
 
-def classify_args(corpus, out, *extra):
+def classify_args(corpus, out, *extra, shape=("--layers", "1", "--hidden", "32", "--embed", "16")):
     return ["train", "--task", "classify", "--corpus", str(corpus), "--out", str(out), "--device", "cpu",
-            "--precision", "fp32", "--layers", "1", "--hidden", "32", "--embed", "16", "--batch-size", "16",
-            "--lr", "1e-2", *extra]
+            "--precision", "fp32", *shape, "--batch-size", "16", "--lr", "1e-2", *extra]
 
 
 def test_a_classifier_trained_from_scratch_learns_and_labels_texts(reviews, tmp_path, capsys):
@@ -121,12 +120,17 @@ def test_a_classifier_from_a_language_model_fine_tunes_it_first(lm_corpus, revie
     assert cli.main(["train", "--corpus", str(lm_corpus), "--preset", "tiny", "--out", str(lm_run),
                      "--max-steps", "6", "--device", "cpu", "--precision", "fp32"]) == 0
     run = tmp_path / "clf"
+    assert cli.main(classify_args(reviews, tmp_path / "other", "--init-from", str(lm_run), "--max-steps", "2",
+                                  shape=("--hidden", "32"))) == 1
+    assert "--hidden 32 would change the pretrained encoder from --init-from" in capsys.readouterr().err
     assert cli.main(classify_args(reviews, run, "--init-from", str(lm_run), "--lm-finetune-steps", "4",
-                                  "--max-steps", "30", "--seq-len", "16")) == 0
+                                  "--max-steps", "30", "--seq-len", "16", "--embed-dropout", "0.25",
+                                  shape=("--layers", "1"))) == 0
     assert load_checkpoint(run / "lm" / "last.pt", kind="language_model")["step"] == 4
     payload = load_checkpoint(run / "last.pt", kind="classifier")
     lm_payload = load_checkpoint(lm_run / "last.pt")
-    assert payload["model_config"] == lm_payload["model_config"]
+    # the shape is the language model's; the dropouts may be set for fine-tuning
+    assert payload["model_config"] == {**lm_payload["model_config"], "embed_dropout": 0.25}
     assert payload["tokenizer"] == lm_payload["tokenizer"]
     records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"accuracy"' in l]
     assert [r["unfrozen_groups"] for r in records] == [2, 3]  # embedding, one LSTM layer, head

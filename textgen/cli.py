@@ -251,7 +251,14 @@ def train_classifier(args: argparse.Namespace, console: Console, setup: Setup) -
             raise ConfigError("--bidirectional needs a classifier trained from scratch: a language model "
                               "from --init-from reads forwards only")
         language_model, tokenizer, _ = load_language_model(finetune.init_from)
-        model_config = language_model.config
+        # The encoder's shape comes from the language model; its dropouts can be set for fine-tuning.
+        typed_model = typed_values(args, ModelConfig)
+        shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed_model.items()
+                 if "dropout" not in name and getattr(language_model.config, name) != value]
+        if shape:
+            raise ConfigError(f"{', '.join(shape)} would change the pretrained encoder from --init-from; "
+                              f"drop them (only the dropouts can be set when fine-tuning)")
+        model_config = dataclasses.replace(language_model.config, **typed_model)
     if train.max_steps is None and train.time_budget is None:
         train.time_budget = "10m"
         log.info("no --max-steps or --time-budget given: training for 10m")
