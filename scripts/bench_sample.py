@@ -3,29 +3,33 @@
 Prints one JSON object: chars/s at batch 1 and aggregate at batch 64 (2,000 characters each,
 median of --runs), per-step cost early vs late in the text, a naive loop that re-feeds the whole
 text every step, the per-step alternatives that were considered, and the limits set by this
-machine's memory bandwidth (batch 1 reads every weight once per step) and matmul speed (batch 64).
-Never asserts on time.
+machine's memory bandwidth (batch 1 reads every weight once per step) and matmul speed (batch 64);
+the same with `--quantize int8` steps. With `--model RUN --text-file F`, instead: the bits per
+character that int8 steps cost a trained model on a text. Never asserts on time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import string
 import time
 
 import torch
 
+from textgen.checkpoint import load_language_model
 from textgen.config import ModelConfig, SampleConfig
 from textgen.model import LanguageModel
 from textgen.sampling import Stepper, start_token, stream
 from textgen.tokenizer import CharTokenizer
 
 
-def timed_generation(model, tokenizer, length: int, num_samples: int) -> tuple[float, list[float]]:
+def timed_generation(model, tokenizer, length: int, num_samples: int, quantize: str = "none"
+                     ) -> tuple[float, list[float]]:
     """Seconds for the whole generation, and the time at which sample 0 had each character."""
-    config = SampleConfig(length=length, num_samples=num_samples, seed=0)
+    config = SampleConfig(length=length, num_samples=num_samples, seed=0, quantize=quantize)
     marks: list[float] = []
     started = time.perf_counter()
     for chunk in stream(model, tokenizer, "", config):
@@ -81,7 +85,7 @@ def alternatives(model, hidden: int) -> dict[str, dict[str, float]]:
         return model.output(x), (torch.stack(hiddens), torch.stack(cells))
 
     ways = {"nn_lstm_onednn": module, "nn_lstm_onednn_off": module_without_onednn, "vf_lstm_cell": vf_cells,
-            "stepper_fused_matmul": Stepper(model)}
+            "stepper_fused_matmul": Stepper(model), "stepper_int8": Stepper(model, int8=True)}
     return {name: {"batch_1_ms": round(step_milliseconds(way, 1, hidden, 100), 3),
                    "batch_64_ms": round(step_milliseconds(way, 64, hidden, 20), 3)}
             for name, way in ways.items()}
@@ -110,12 +114,42 @@ def matmul_flops(batch: int, width: int, gates: int) -> float:
     return 2 * batch * width * gates / best
 
 
+@torch.inference_mode()
+def stepped_bits_per_char(model, tokenizer, text: str, int8: bool, rows: int = 64) -> float:
+    """Bits per character of `text` read one step at a time (teacher forcing), as `rows` streams."""
+    ids = torch.as_tensor(tokenizer.encode(text), dtype=torch.long)
+    length = len(ids) // rows
+    streams = ids[: rows * length].view(rows, length)
+    stepper = Stepper(model, int8=int8)
+    logits, state = model(streams[:, :1])
+    logits, total = logits[:, -1], 0.0
+    for position in range(1, length):
+        total += logits.log_softmax(-1).gather(-1, streams[:, position:position + 1]).sum().item()
+        logits, state = stepper(streams[:, position], state)
+    chars = len(tokenizer.decode(streams[:, 1:].flatten().tolist()))
+    return -total / chars / math.log(2)
+
+
+def quantization_cost(run: str, text_file: str) -> dict[str, float]:
+    """Bits per character of a text under a trained model, full precision against int8 steps."""
+    model, tokenizer, _ = load_language_model(run)
+    text = open(text_file, encoding="utf-8").read()
+    fp32, int8 = (stepped_bits_per_char(model.eval(), tokenizer, text, int8) for int8 in (False, True))
+    return {"model": run, "text": text_file, "fp32_bits_per_char": round(fp32, 4),
+            "int8_bits_per_char": round(int8, 4), "int8_extra_bits_per_char": round(int8 - fp32, 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--length", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--naive-length", type=int, default=200)
+    parser.add_argument("--model", help="a trained run: also measure what int8 steps cost in bits per char")
+    parser.add_argument("--text-file", help="the text to score for --model (e.g. its validation split)")
     args = parser.parse_args()
+    if args.model:
+        print(json.dumps(quantization_cost(args.model, args.text_file), indent=1))
+        return
 
     tokenizer = CharTokenizer.from_texts([string.ascii_letters + string.digits + " \n"])  # 64 chars + 2
     hidden = 512
@@ -130,13 +164,17 @@ def main() -> None:
     seconds_64 = statistics.median(timed_generation(model, tokenizer, args.length, 64)[0] for _ in range(args.runs))
     naive = naive_chars_per_second(model, tokenizer, args.naive_length)
 
-    stepper = Stepper(model)
-    weight_bytes = sum(weight.numel() * weight.element_size() for bias, weight, _ in stepper.layers) \
-        + model.output.weight.numel() * model.output.weight.element_size()
+    # per step and row: the first layer's hidden weights (its input is a table lookup), the second
+    # layer's input and hidden weights, the output layer
+    matrices = [model.rnn.weight_hh_l0, model.rnn.weight_ih_l1, model.rnn.weight_hh_l1, model.output.weight]
+    weight_bytes = sum(m.numel() * m.element_size() for m in matrices)
+    flops_per_char = 2 * sum(m.numel() for m in matrices)
     bandwidth = memory_bandwidth()
-    # per step and row, the two LSTM layers multiply [input, hidden] by their gate weights
-    flops_per_char = 2 * sum(weight.numel() for _, weight, _ in stepper.layers) + 2 * model.output.weight.numel()
     flops = matmul_flops(64, 2 * hidden, 4 * hidden)
+    int8_1 = args.length / statistics.median(
+        timed_generation(model, tokenizer, args.length, 1, "int8")[0] for _ in range(args.runs))
+    int8_64 = 64 * args.length / statistics.median(
+        timed_generation(model, tokenizer, args.length, 64, "int8")[0] for _ in range(args.runs))
     chars_1, chars_64 = args.length / seconds_1, 64 * args.length / seconds_64
     print(json.dumps({
         "model": f"lstm 2x{hidden}, vocab {tokenizer.vocab_size}, threads {torch.get_num_threads()}",
@@ -156,6 +194,8 @@ def main() -> None:
         "matmul_gflops": round(flops / 1e9, 1),
         "compute_limit_batch_64_chars_per_s": round(flops / flops_per_char),
         "batch_64_fraction_of_compute_limit": round(chars_64 / (flops / flops_per_char), 3),
+        "int8_batch_1_chars_per_s": round(int8_1),
+        "int8_batch_64_aggregate_chars_per_s": round(int8_64),
     }, indent=1))
 
 

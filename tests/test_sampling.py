@@ -149,6 +149,31 @@ def test_stepwise_logits_equal_one_forward_pass_over_the_same_ids(tokenizer, cel
     torch.testing.assert_close(torch.stack(steps, 1), whole, atol=1e-5, rtol=0)
 
 
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize("cell, embed_size", [("lstm", 16), ("lstm", 8), ("gru", 16)])
+def test_int8_steps_give_nearly_the_full_precision_distribution(tokenizer, cell, embed_size):
+    model = tiny(tokenizer, cell, embed_size=embed_size, hidden_size=64)
+    tokens = torch.randint(0, tokenizer.vocab_size, (20, 4), generator=torch.Generator().manual_seed(2))
+    exact, int8 = Stepper(model), Stepper(model, int8=True)
+    with torch.inference_mode():
+        _, state = model(tokens[:1].t())
+        exact_state = int8_state = state
+        for position in range(1, len(tokens)):
+            exact_logits, exact_state = exact(tokens[position], exact_state)
+            int8_logits, int8_state = int8(tokens[position], int8_state)
+    exact_probs, int8_probs = exact_logits.softmax(-1), int8_logits.softmax(-1)
+    assert not torch.equal(exact_logits, int8_logits)  # the 8-bit kernels really ran
+    assert (exact_probs - int8_probs).abs().sum(-1).max() < 0.05  # total variation under 2.5%
+
+
+def test_int8_sampling_runs_through_the_cli_options(model, tokenizer):
+    config = SampleConfig(length=40, num_samples=3, seed=5, quantize="int8")
+    samples = generate(model, tokenizer, "the", config)
+    assert [len(s.text) for s in samples] == [40] * 3 and generate(model, tokenizer, "the", config) == samples
+    with pytest.raises(ConfigError, match="--quantize"):
+        SampleConfig(quantize="int4")
+
 def greedy_by_hand(model, tokenizer, prompt, length):
     ids = [start_token(tokenizer), *tokenizer.encode(prompt).tolist()]
     for _ in range(length):

@@ -189,9 +189,13 @@ class SampleConfig:
     num_samples: int = option(1, "samples generated together as one batch")
     seed: int | None = option(None, "seed for exact reproducibility (unset: random); sample i uses seed + i")
     device: str = option("auto", "where to generate", choices=("auto", "cpu", "cuda", "mps"))
+    quantize: str = option("none", "int8: 8-bit weights for faster steps on a CPU (texts differ slightly "
+                           "from full precision, and a batch's rows no longer match single runs)",
+                           choices=("none", "int8"))
 
     def __post_init__(self) -> None:
         _check_choice(self, "device")
+        _check_choice(self, "quantize")
         _check_positive(self, "length", "top_k", "repetition_penalty", "repetition_window", "beams",
                         "num_samples")
         for name in ("top_p", "typical_p"):

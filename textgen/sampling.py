@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -176,18 +177,53 @@ def apply_processors(processors: list[Processor], ids: torch.Tensor, scores: tor
     return scores
 
 
+class _Matmul:
+    """`bias + x @ weight.T` for one weight matrix (out, in): in fp32 with the weight stored (in, out)
+    (measured 30% faster than a transposed view at batch 1), or with int8 weights, one scale per
+    output row, through fbgemm's dynamic-quantized kernels (activations quantized per call)."""
+
+    def __init__(self, weight: torch.Tensor, int8: bool):
+        weight = weight.detach().float()
+        if int8:
+            scales = weight.abs().amax(1).clamp(min=1e-12) / 127
+            zero_points = torch.zeros(len(weight), dtype=torch.long)
+            try:
+                with warnings.catch_warnings():
+                    # torch 2.13 deprecates quantized tensors; fbgemm's packing still takes one
+                    warnings.simplefilter("ignore", UserWarning)
+                    quantized = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+                    self.packed = torch.ops.quantized.linear_prepack(quantized, None)
+            except (AttributeError, RuntimeError) as error:
+                raise TextgenError(f"--quantize int8 needs torch's fbgemm kernels, which this torch build "
+                                   f"lacks ({error}); drop --quantize") from error
+            self.weight = None
+        else:
+            self.packed, self.weight = None, weight.t().contiguous()
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        if self.weight is not None:
+            return x @ self.weight if bias is None else torch.addmm(bias, x, self.weight)
+        # reduce_range: 7-bit activations, so AVX2's 16-bit multiply-adds cannot saturate
+        product = torch.ops.quantized.linear_dynamic(x, self.packed, True)
+        return product if bias is None else product + bias
+
+
 class Stepper:
     """One token per row through the model's weights: `(tokens (batch,), state) -> (logits, state)`.
 
     Same result as `model(tokens[:, None], state)` (to float rounding), several times faster for
     one step: the first layer's input projection is a table lookup per token, an LSTM layer is one
-    fused matmul, and no oneDNN RNN primitive is set up per call.
+    fused matmul, and no oneDNN RNN primitive is set up per call. With `int8` the weight matrices
+    are 8-bit (CPU only): a quarter of the bytes to read and about twice the multiply rate, at the
+    cost of slightly different logits.
     """
 
-    def __init__(self, model: LanguageModel):
+    def __init__(self, model: LanguageModel, int8: bool = False):
         rnn, config = model.rnn, model.config
+        if int8 and model.embedding.weight.device.type != "cpu":
+            raise TextgenError("int8 weights run on the CPU only; drop --quantize or use --device cpu")
         self.lstm = config.cell == "lstm"
-        self.output = model.output
+        self.output, self.output_bias = _Matmul(model.output.weight, int8), model.output.bias
         self.layers = []
         for layer in range(config.num_layers):
             weight_ih, weight_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
@@ -196,47 +232,47 @@ class Stepper:
             table = torch.addmm(bias_ih, model.embedding.weight, weight_ih.t()) if layer == 0 else None
             if self.lstm:
                 projection = getattr(rnn, f"weight_hr_l{layer}", None)
-                # weights are stored (in, out): measured 30% faster than transposed views at batch 1
+                projection = None if projection is None else _Matmul(projection, int8)
                 if layer == 0:
-                    self.layers.append((table + bias_hh, weight_hh.t().contiguous(), projection))
+                    self.layers.append((table + bias_hh, _Matmul(weight_hh, int8), projection))
                 else:  # one matmul: [input, hidden] @ [weight_ih, weight_hh]^T
-                    fused = torch.cat([weight_ih, weight_hh], 1).t().contiguous()
+                    fused = _Matmul(torch.cat([weight_ih, weight_hh], 1), int8)
                     self.layers.append((bias_ih + bias_hh, fused, projection))
             else:
-                input_weight = None if layer == 0 else weight_ih.t().contiguous()
-                self.layers.append((bias_ih if table is None else table, input_weight, bias_hh,
-                                    weight_hh.t().contiguous()))
+                input_matmul = None if layer == 0 else _Matmul(weight_ih, int8)
+                self.layers.append((bias_ih if table is None else table, input_matmul, bias_hh,
+                                    _Matmul(weight_hh, int8)))
 
     def __call__(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if self.lstm:
             hidden, cell = state
             hiddens, cells, x = [], [], None
-            for layer, (bias, weight, projection) in enumerate(self.layers):
+            for layer, (bias, matmul, projection) in enumerate(self.layers):
                 if layer == 0:
-                    gates = torch.addmm(bias[tokens], hidden[0], weight)
+                    gates = matmul(hidden[0], bias[tokens])
                 else:
-                    gates = torch.addmm(bias, torch.cat([x, hidden[layer]], 1), weight)
+                    gates = matmul(torch.cat([x, hidden[layer]], 1), bias)
                 in_gate, forget_gate, _, out_gate = gates.sigmoid().chunk(4, 1)  # one call beats three
                 cell_gate = gates[:, 2 * gates.size(1) // 4: 3 * gates.size(1) // 4].tanh()
                 c = torch.addcmul(forget_gate * cell[layer], in_gate, cell_gate)
                 x = out_gate * c.tanh()
                 if projection is not None:
-                    x = x @ projection.t()
+                    x = projection(x)
                 hiddens.append(x)
                 cells.append(c)
-            return self.output(x), (torch.stack(hiddens), torch.stack(cells))
+            return self.output(x, self.output_bias), (torch.stack(hiddens), torch.stack(cells))
         hiddens, x = [], None
-        for layer, (input_bias, input_weight, hidden_bias, hidden_weight) in enumerate(self.layers):
+        for layer, (input_bias, input_matmul, hidden_bias, hidden_matmul) in enumerate(self.layers):
             h = state[layer]
-            input_gates = input_bias[tokens] if layer == 0 else torch.addmm(input_bias, x, input_weight)
-            hidden_gates = torch.addmm(hidden_bias, h, hidden_weight)
+            input_gates = input_bias[tokens] if layer == 0 else input_matmul(x, input_bias)
+            hidden_gates = hidden_matmul(h, hidden_bias)
             reset_i, update_i, new_i = input_gates.chunk(3, 1)
             reset_h, update_h, new_h = hidden_gates.chunk(3, 1)
             reset, update = (reset_i + reset_h).sigmoid(), (update_i + update_h).sigmoid()
             new = (new_i + reset * new_h).tanh()
             x = new + update * (h - new)
             hiddens.append(x)
-        return self.output(x), torch.stack(hiddens)
+        return self.output(x, self.output_bias), torch.stack(hiddens)
 
 
 @dataclass
@@ -312,6 +348,10 @@ class _Continuation:
     def add(self, piece: str, last: bool = False) -> tuple[str, str | None]:
         """The text that can be shown now, and the stop reason once the sample is finished
         (`last`: no more tokens will come)."""
+        if not self.stops and not last and self.chars + len(piece) < self.length:  # the common case, fast
+            self.chars += len(piece)
+            self.shown.append(piece)
+            return piece, None
         piece = piece[: self.length - self.chars]
         self.chars += len(piece)
         text = self.pending + piece
@@ -395,7 +435,7 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
         history = torch.empty(len(rows), len(prompt_ids) + max_tokens, dtype=torch.long, device=device)
         history[:, :len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long, device=device)
         log_prob_sums = torch.zeros(len(rows), device=device)
-        stepper = Stepper(model)
+        stepper = Stepper(model, int8=config.quantize == "int8")
     filled = len(prompt_ids)
     processors = _processors(tokenizer, config)
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(6), "little")
@@ -475,7 +515,7 @@ def beam_search(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config:
     history = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     processors = _processors(tokenizer, config)
     detokenizer = _Detokenizer(tokenizer)
-    stepper = Stepper(model)
+    stepper = Stepper(model, int8=config.quantize == "int8")
     alpha, longest_stop = config.length_penalty, max(map(len, config.stop), default=1)
     max_tokens = _max_tokens(tokenizer, config.length)
     beams = [_Beam("", 0, 0.0, 0.0, detokenizer.new_row())]
