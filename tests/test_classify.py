@@ -50,6 +50,22 @@ def tiny_classifier(**overrides):
     return Classifier(model_config, ClassifierConfig(label_names=("neg", "pos"), **overrides)).eval()
 
 
+def test_token_dropout_drops_whole_tokens_while_training_and_none_at_evaluation():
+    model = tiny_classifier(token_dropout=0.5)
+    seen = []
+    model.rnn.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    ids = torch.randint(1, 20, (4, 50), generator=torch.Generator().manual_seed(0))
+    lengths = torch.full((4,), 50)
+    model.train()(ids, lengths)
+    model.eval()(ids, lengths)
+    training, evaluation = seen
+    embedded = model.embedding(ids).detach()
+    torch.testing.assert_close(evaluation, embedded)
+    dropped = (training == 0).all(-1)
+    assert 0.3 < dropped.float().mean() < 0.7  # about half the tokens, each dropped whole
+    torch.testing.assert_close(training[~dropped], 2 * embedded[~dropped])  # the rest scaled by 1 / (1 - p)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_a_text_alone_and_in_a_padded_batch_get_the_same_probabilities(bidirectional):
     model = tiny_classifier(bidirectional=bidirectional)

@@ -240,6 +240,7 @@ class ClassifierConfig:
     bidirectional: bool = option(False, "read texts both ways (from scratch only: a language model reads forwards)")
     head_hidden: int = option(64, "units in the head's hidden layer")
     head_dropout: float = option(0.3, "dropout before each layer of the head")
+    token_dropout: float = option(0.0, "while training, drop this fraction of whole tokens from each text")
     max_len: int = option(256, "tokens per text or chunk; longer texts follow --long-text")
     long_text: str = option("truncate", "texts over --max-len: keep the first max-len tokens, or "
                                          "average the probabilities of max-len chunks",
@@ -250,6 +251,7 @@ class ClassifierConfig:
         _check_choice(self, "long_text")
         _check_positive(self, "head_hidden", "max_len")
         _check_fraction(self, "head_dropout")
+        _check_fraction(self, "token_dropout")
         self.label_names = tuple(self.label_names)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -119,6 +120,9 @@ class Classifier(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits (batch, classes) for padded `ids` (batch, time) of the given `lengths`."""
         embedded = self.embed_dropout(self.embedding(ids))
+        if self.training and self.config.token_dropout:
+            # dropout1d zeroes whole "channels": with (batch, time, width) those are the tokens
+            embedded = F.dropout1d(embedded, self.config.token_dropout)
         valid = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None])
         valid = valid.unsqueeze(-1)
         if self.config.bidirectional:
