@@ -50,6 +50,7 @@ def tiny_classifier(**overrides):
     return Classifier(model_config, ClassifierConfig(label_names=("neg", "pos"), **overrides)).eval()
 
 
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 def test_token_dropout_drops_whole_tokens_while_training_and_none_at_evaluation():
     model = tiny_classifier(token_dropout=0.5)
     seen = []
