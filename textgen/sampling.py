@@ -183,8 +183,9 @@ class _Matmul:
     output row, through fbgemm's dynamic-quantized kernels (activations quantized per call)."""
 
     def __init__(self, weight: torch.Tensor, int8: bool):
-        weight = weight.detach().float()
+        weight = weight.detach()
         if int8:
+            weight = weight.float()
             scales = weight.abs().amax(1).clamp(min=1e-12) / 127
             zero_points = torch.zeros(len(weight), dtype=torch.long)
             try:
