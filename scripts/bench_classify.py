@@ -1,9 +1,19 @@
-"""Sentiment accuracy of the whole pipeline, timed: a classifier from scratch, and ULMFiT-style
-(a language model pretrained on the target corpus's own training texts, then fine-tuned to classify).
+"""Sentiment accuracy of the whole pipeline, timed, beside the baseline a user would reach for.
 
-Runs `textgen` as a user would and prints JSON. Needs TEXTGEN_DATA (or ./corpora) to hold the corpora.
+Stages (pick with --stages; each runs `textgen` as a user would and adds to one JSON object):
+- baseline: TF-IDF word and bigram features with logistic regression (scikit-learn, the `bench` extra);
+- rt: rotten_tomatoes, fine-tuned ULMFiT-style from the pre-trained review language model (--lm);
+- rt_scratch: the same classifier from scratch;
+- imdb: IMDb whole reviews, fine-tuned from the review language model;
+- imdb_scratch: the same from scratch;
+- rt_char, rt_char_scratch: rotten_tomatoes per character, from a character language model of the
+  reviews (--char-lm) and from scratch.
+
+Accuracy is on validation splits carved from training data only (rotten_tomatoes has its own).
 Never pre-trains on one of rotten_tomatoes / sst2 and evaluates on the other: SST-2 was built from the
-same reviews. Usage: python scripts/bench_classify.py [--corpus rotten_tomatoes] [--lm-budget 12m] ...
+same reviews; IMDb text may serve both. Needs TEXTGEN_DATA to hold the corpora.
+
+    python scripts/bench_classify.py --stages baseline,rt,rt_scratch --lm runs/bundled/reviews
 """
 
 from __future__ import annotations
@@ -15,6 +25,30 @@ import time
 from pathlib import Path
 
 from textgen.cli import main as textgen
+from textgen.config import DataConfig
+from textgen.corpus import load_corpus
+
+# What regularizes a classifier fine-tuned on a few thousand texts (measured; see the README).
+REGULARIZED = ["--embed-dropout", "0.3", "--head-dropout", "0.5", "--weight-decay", "0.1"]
+# The encoder of the review language model, for classifiers trained from scratch to match it.
+ENCODER = ["--cell", "lstm", "--layers", "2", "--hidden", "384", "--embed", "384",
+           "--tokenizer", "sentencepiece", "--vocab-size", "4000"]
+STAGES = {
+    "rt": ["--corpus", "rotten_tomatoes", "--lm-finetune-steps", "300", "--batch-size", "32", "--lr", "2e-3",
+           "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "15m"],
+    "rt_scratch": ["--corpus", "rotten_tomatoes", *ENCODER, "--batch-size", "32", "--lr", "2e-3",
+                   "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "6m"],
+    "imdb": ["--corpus", "imdb", "--batch-size", "32", "--lr", "2e-3", "--max-len", "400", "--eval-interval", "350",
+             "--patience", "4", *REGULARIZED, "--time-budget", "30m"],
+    "rt_char": ["--corpus", "rotten_tomatoes", "--lm-finetune-steps", "300", "--batch-size", "32", "--lr", "2e-3",
+                "--max-len", "512", "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "12m"],
+    "rt_char_scratch": ["--corpus", "rotten_tomatoes", "--cell", "lstm", "--layers", "2", "--hidden", "384",
+                        "--embed", "384", "--tokenizer", "char", "--batch-size", "32", "--lr", "2e-3",
+                        "--max-len", "512", "--eval-interval", "90", "--patience", "5", *REGULARIZED,
+                        "--time-budget", "8m"],
+    "imdb_scratch": ["--corpus", "imdb", *ENCODER, "--batch-size", "32", "--lr", "2e-3", "--max-len", "400",
+                     "--eval-interval", "350", "--patience", "4", *REGULARIZED, "--time-budget", "15m"],
+}
 
 
 def run(args: list[str]) -> float:
@@ -31,45 +65,48 @@ def best_accuracy(run_dir: Path) -> float:
     return max(r["accuracy"] for r in records if "accuracy" in r)
 
 
+def tfidf_baseline(corpus_name: str) -> dict:
+    """TF-IDF word unigrams and bigrams with logistic regression on the same train/validation split."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.perf_counter()
+    corpus = load_corpus(DataConfig(corpus=corpus_name), task="classify")
+    train, validation = corpus.splits["train"], corpus.splits["validation"]
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    features = vectorizer.fit_transform(train[corpus.text_column])
+    model = LogisticRegression(C=4.0, max_iter=2000).fit(features, train[corpus.label_column])
+    accuracy = model.score(vectorizer.transform(validation[corpus.text_column]), validation[corpus.label_column])
+    return {"accuracy": round(float(accuracy), 4), "seconds": round(time.perf_counter() - started, 1),
+            "validation_rows": len(validation)}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--corpus", default="rotten_tomatoes")
-    parser.add_argument("--tokenizer", default="sentencepiece")
-    parser.add_argument("--vocab-size", default="4000")
-    parser.add_argument("--layers", default="1", help="recurrent layers of the encoder (LSTM)")
-    parser.add_argument("--hidden", default="384", help="units per layer, and the embedding width")
-    parser.add_argument("--lm-budget", default="14m", help="language-model pre-training time")
-    parser.add_argument("--classify-budget", default="6m", help="fine-tuning time (each classifier)")
-    parser.add_argument("--eval-interval", default="90", help="classifier steps between evaluations "
-                        "(90: three times an epoch of rotten_tomatoes at batch 32)")
-    parser.add_argument("--skip-scratch", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stages", default="baseline,rt,rt_scratch", help="comma-separated: baseline, "
+                        + ", ".join(STAGES))
+    parser.add_argument("--lm", default="reviews", help="the pre-trained review language model (run folder, "
+                        ".pt or bundled name)")
+    parser.add_argument("--char-lm", default="runs/char-reviews", help="a character language model of reviews, "
+                        "for rt_char")
     parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     options = parser.parse_args()
-
+    result: dict = {"lm": options.lm}
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(options.out or temporary)
-        data = ["--corpus", options.corpus, "--tokenizer", options.tokenizer, "--vocab-size", options.vocab_size]
-        encoder = ["--cell", "lstm", "--layers", options.layers, "--hidden", options.hidden, "--embed", options.hidden]
-        # what regularizes a classifier on 8,530 short texts (measured, see the README)
-        classify = ["--task", "classify", *data, "--batch-size", "32", "--lr", "2e-3", "--patience", "4",
-                    "--eval-interval", options.eval_interval, "--time-budget", options.classify_budget,
-                    "--embed-dropout", "0.3", "--head-dropout", "0.5", "--weight-decay", "0.1"]
-        result = {"corpus": options.corpus, "tokenizer": f"{options.tokenizer} {options.vocab_size}",
-                  "encoder": f"lstm {options.layers}x{options.hidden}"}
-
-        if not options.skip_scratch:
-            seconds = run(["train", *classify, *encoder, "--out", str(root / "scratch")])
-            result["from_scratch"] = {"accuracy": best_accuracy(root / "scratch"), "seconds": round(seconds)}
-
-        lm_seconds = run(["train", "--task", "lm", *data, *encoder, "--time-budget", options.lm_budget,
-                          "--batch-size", "32", "--seq-len", "64", "--lr", "3e-3", "--dropout", "0.3",
-                          "--output-dropout", "0.3", "--embed-dropout", "0.1", "--eval-interval", "250",
-                          "--out", str(root / "lm")])
-        classify_seconds = run(["train", *classify, "--init-from", str(root / "lm"), "--out", str(root / "ulmfit")])
-        result["pretrained_lm_then_classifier"] = {
-            "accuracy": best_accuracy(root / "ulmfit"), "lm_seconds": round(lm_seconds),
-            "classify_seconds": round(classify_seconds), "total_seconds": round(lm_seconds + classify_seconds)}
-        print(json.dumps(result, indent=2))
+        for stage in options.stages.split(","):
+            if stage == "baseline":
+                result["tfidf_logistic_regression"] = {name: tfidf_baseline(name)
+                                                       for name in ("rotten_tomatoes", "imdb")}
+                continue
+            lm = options.char_lm if "char" in stage else options.lm
+            pretrained = [] if stage.endswith("scratch") else ["--init-from", lm]
+            arguments = ["train", "--task", "classify", *STAGES[stage], *pretrained, "--out", str(root / stage)]
+            seconds = run(arguments)
+            result[stage] = {"accuracy": best_accuracy(root / stage), "seconds": round(seconds),
+                             "command": "textgen " + " ".join(arguments)}
+            print(json.dumps({stage: result[stage]}), flush=True)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -183,3 +183,71 @@ def test_bidirectional_needs_training_from_scratch(reviews, tmp_path, capsys):
     assert cli.main(classify_args(reviews, tmp_path / "c", "--init-from", str(tmp_path), "--bidirectional",
                                   "--max-steps", "2")) == 1
     assert "--bidirectional needs a classifier trained from scratch" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_long_text_read_in_chunks_gets_the_probabilities_of_one_pass(cell):
+    torch.manual_seed(0)
+    model_config = ModelConfig(cell=cell, num_layers=2, hidden_size=12, embed_size=8, vocab_size=20, dropout=0.0)
+    one_pass = Classifier(model_config, ClassifierConfig(label_names=("neg", "pos"), max_len=10_000)).eval()
+    chunked = Classifier(model_config, ClassifierConfig(label_names=("neg", "pos"), max_len=64)).eval()
+    chunked.load_state_dict(one_pass.state_dict())
+    ids = torch.randint(1, 20, (3, 1_000), generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor([1_000, 700, 64])  # ends mid-chunk, on a chunk edge, in the first chunk
+    with torch.no_grad():
+        expected = torch.softmax(one_pass(ids, lengths), dim=1)
+        got = torch.softmax(chunked(ids, lengths), dim=1)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_training_on_chunks_backpropagates_through_the_last_chunk_only():
+    torch.manual_seed(0)
+    model_config = ModelConfig(num_layers=1, hidden_size=8, embed_size=8, vocab_size=20, dropout=0.0)
+    model = Classifier(model_config, ClassifierConfig(label_names=("neg", "pos"), max_len=16)).train()
+    ids = torch.randint(1, 20, (2, 40))
+    seen = []
+    model.rnn.register_forward_hook(lambda module, inputs, output: seen.append(output[0].requires_grad))
+    model(ids, torch.tensor([40, 40])).sum().backward()
+    assert seen == [False, False, True]  # chunks 0-15 and 16-31 without a graph, 32-39 with one
+    assert model.embedding.weight.grad[ids[:, 32:].unique()].abs().sum() > 0
+    assert model.embedding.weight.grad[sorted(set(ids[:, :32].flatten().tolist()) - set(ids[:, 32:].flatten().tolist()))].abs().sum() == 0
+
+
+def test_a_classifier_is_evaluated_on_a_folder_holding_only_test_rows_with_integer_labels(reviews, tmp_path, capsys):
+    named = tmp_path / "named"  # the classifier learns label names, the held-out rows have ids
+    named.mkdir()
+    for split in ("train", "validation"):
+        rows = [json.loads(line) for line in (reviews / f"{split}.jsonl").read_text().splitlines()]
+        (named / f"{split}.jsonl").write_text("".join(
+            json.dumps({"text": row["text"], "label": ["neg", "pos"][row["label"]]}) + "\n" for row in rows))
+    run = tmp_path / "clf"
+    assert cli.main(classify_args(named, run, "--max-steps", "60", "--eval-interval", "30")) == 0
+    assert list(load_checkpoint(run / "best.pt")["classifier_config"]["label_names"]) == ["neg", "pos"]
+    held_out = tmp_path / "held_out"
+    held_out.mkdir()
+    (held_out / "test.jsonl").write_text((reviews / "validation.jsonl").read_text())
+    capsys.readouterr()
+    assert cli.main(["classify", "--model", str(run), "--eval", "--corpus", str(held_out), "--split", "test",
+                     "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["examples"] == 60 and json.loads(captured.out)["accuracy"] > 0.8
+    assert "integer labels taken by position as the classifier's: 0 = neg, 1 = pos" in captured.err
+    assert cli.main(["classify", "--model", str(run), "--eval", "--corpus", str(held_out), "--split",
+                     "validation"]) == 1
+    assert "has no training split (has test); add train.<ext>, or evaluate one of those with --split" in \
+        capsys.readouterr().err
+
+
+def test_labels_match_by_name_or_by_position_and_otherwise_say_why():
+    from textgen.classify import match_labels
+    from textgen.errors import TextgenError
+
+    assert match_labels(["pos", "neg"], ["neg", "pos"])[0].tolist() == [1, 0]
+    assert match_labels(["pos"], ["neg", "pos"]) == (np.array([1]), None)
+    ids, note = match_labels(["0", "1"], ["neg", "pos"])
+    assert ids.tolist() == [0, 1] and "0 = neg, 1 = pos" in note
+    with pytest.raises(TextgenError, match=r"labels \(bad, good\) are not the classifier's \(neg, pos\)"):
+        match_labels(["bad", "good"], ["neg", "pos"])
+    with pytest.raises(TextgenError, match="integer labels 0..1"):
+        match_labels(["0", "1", "2"], ["neg", "pos"])

@@ -10,7 +10,7 @@ import datasets
 import pytest
 
 from textgen.config import DataConfig
-from textgen.corpus import NAMED_CORPORA, count_chars, load_corpus, resolve_data_dir, split_texts
+from textgen.corpus import NAMED_CORPORA, count_chars, language_model_split, load_corpus, resolve_data_dir, split_texts
 from textgen.errors import ConfigError, CorpusError
 
 
@@ -283,3 +283,91 @@ def test_unreachable_hub_id_error_suggests_checking_the_id_or_a_local_path(offli
     message = str(error.value)
     assert "could not load 'nobody/no-such-corpus' from the Hugging Face Hub" in message
     assert "check the id (owner/name)" in message and "run once online" in message
+
+
+# --- imdb: the unsupervised split, markup, carving --------------------------------------------------
+
+def imdb_like(write_file, tmp_path):
+    """A data folder whose imdb/ is laid out like the real one: train sorted by label, unsupervised -1."""
+    train = [{"text": f"bad film {i}<br /><br />awful", "label": 0} for i in range(50)] + \
+            [{"text": f"good film {i}<br/>great", "label": 1} for i in range(50)]
+    write_file("data/imdb/train-00000-of-00001.jsonl", jsonl(train))
+    write_file("data/imdb/unsupervised-00000-of-00001.jsonl",
+               jsonl([{"text": f"some film {i}", "label": -1} for i in range(30)]))
+    return str(tmp_path / "data")
+
+
+def test_imdb_keeps_its_unsupervised_split_for_language_models(write_file, tmp_path):
+    data_dir = imdb_like(write_file, tmp_path)
+    corpus = load_corpus(DataConfig(corpus="imdb", data_dir=data_dir))
+    assert {name: len(split) for name, split in corpus.splits.items()} == {
+        "train": 90, "validation": 10, "unsupervised": 30}
+    joined = language_model_split(corpus, "train,unsupervised")
+    assert joined == "train+unsupervised" and len(corpus.splits[joined]) == 120
+    assert "some film 29\n" in stream(corpus, joined)
+    assert language_model_split(corpus, "train") == "train"
+    with pytest.raises(ConfigError, match="--lm-splits 'train,test' names splits that imdb lacks \\(test\\)"):
+        language_model_split(corpus, "train,test")
+
+
+def test_a_classifier_never_sees_the_unlabelled_rows_and_says_so(write_file, tmp_path, caplog):
+    data_dir = imdb_like(write_file, tmp_path)
+    with caplog.at_level("INFO"):
+        corpus = load_corpus(DataConfig(corpus="imdb", data_dir=data_dir), task="classify")
+    assert set(corpus.splits) == {"train", "validation"}
+    assert "dropping split 'unsupervised' of imdb: it has no labels" in caplog.text
+
+
+def test_imdb_html_line_breaks_become_newlines(write_file, tmp_path):
+    corpus = load_corpus(DataConfig(corpus="imdb", data_dir=imdb_like(write_file, tmp_path)), task="classify")
+    texts = list(corpus.splits["train"]["text"]) + list(corpus.splits["validation"]["text"])
+    assert not any("<br" in text for text in texts)
+    assert any(text.endswith("\n\nawful") for text in texts) and any(text.endswith("\ngreat") for text in texts)
+
+
+def test_a_label_sorted_corpus_carves_a_shuffled_stratified_validation_split_shared_by_both_tasks(write_file, tmp_path):
+    data_dir = imdb_like(write_file, tmp_path)
+    for_lm = load_corpus(DataConfig(corpus="imdb", data_dir=data_dir))
+    for_classifier = load_corpus(DataConfig(corpus="imdb", data_dir=data_dir), task="classify")
+    labels = for_classifier.splits["validation"]["label"]
+    assert sorted(labels) == [0] * 5 + [1] * 5  # both classes, not the file's positive tail
+    assert for_lm.splits["validation"]["text"] == for_classifier.splits["validation"]["text"]
+    assert not set(for_lm.splits["train"]["text"]) & set(for_lm.splits["validation"]["text"])
+    other_seed = load_corpus(DataConfig(corpus="imdb", data_dir=data_dir, split_seed=1))
+    assert other_seed.splits["validation"]["text"] != for_lm.splits["validation"]["text"]
+
+
+# --- the bundled corpus and an unreachable Hub -----------------------------------------------------
+
+def test_tiny_shakespeare_is_bundled_with_the_hub_split(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEXTGEN_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./corpora here
+    corpus = load_corpus(DataConfig(corpus="tiny_shakespeare"))
+    assert corpus.source.startswith("the copy bundled with textgen")
+    assert {split: count_chars(corpus, split) for split in corpus.splits} == {
+        "train": 1_003_854, "validation": 55_770, "test": 55_770}
+    assert stream(corpus, "train").startswith("First Citizen:\nBefore we proceed any further, hear me speak.")
+
+
+def test_a_local_folder_wins_over_the_bundled_corpus(write_file, tmp_path):
+    write_file("data/tiny_shakespeare/train.txt", "my own shakespeare\n" * 20)
+    corpus = load_corpus(DataConfig(corpus="tiny_shakespeare", data_dir=str(tmp_path / "data")))
+    assert stream(corpus, "train").startswith("my own shakespeare\n")
+
+
+def test_an_unreachable_hub_fails_at_once_in_one_line_without_retries(monkeypatch, tmp_path, capsys):
+    import huggingface_hub.constants
+
+    from textgen import cli
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    # a port nothing listens on: the connection is refused, as with no network
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert cli.main(["train", "--corpus", "nobody/no-such-corpus", "--max-steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("textgen: error: could not load 'nobody/no-such-corpus' from the Hugging Face Hub "
+                          "(the Hub is out of reach and no cached copy exists)")
+    assert err.count("\n") == 1 and "Retry" not in err

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import logging
 import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import torch
 
-from textgen.corpus import Corpus, split_texts, stream_rows
 from textgen.errors import CorpusError, TrainingError
 from textgen.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # corpus pulls in `datasets`, which `textgen sample` and `classify TEXT` never need
+    import datasets
+
+    from textgen.corpus import Corpus
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +47,14 @@ def token_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str
                 num_proc: int = 1) -> np.ndarray:
     """The whole token stream of `split` as one read-only memory-mapped array, tokenized once and cached on disk."""
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
     dtype = smallest_uint_dtype(tokenizer.vocab_size)
     key = hashlib.sha256(pickle.dumps((corpus.splits[split]._fingerprint, split, corpus.text_column,
                                        corpus.line_rows, tokenizer.to_data()))).hexdigest()[:32]
     path = cache / f"{key}.{dtype.name}"
     if not path.exists():
         if tokenizer.kind == "char":
+            from textgen.corpus import split_texts
+
             # characters encode faster than datasets can map, and need no second copy on disk
             pieces = (tokenizer.encode_counting_unknown(text)[0] for text in split_texts(corpus, split, _CHUNK_ROWS))
         else:
@@ -64,6 +72,8 @@ def token_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str
 
 def _encode_stream_rows(rows: dict, tokenizer: Tokenizer, text_column: str, line_rows: bool) -> dict:
     """A `datasets.map` function: the ids of each row as the language-modelling stream has it."""
+    from textgen.corpus import stream_rows
+
     return {"ids": tokenizer.encode_batch(stream_rows(rows[text_column], line_rows))}
 
 
@@ -75,6 +85,8 @@ def _encode_texts(rows: dict, tokenizer: Tokenizer, text_column: str) -> dict:
 def _mapped_ids(split: datasets.Dataset, tokenizer: Tokenizer, text_column: str, line_rows: bool, num_proc: int,
                 dtype: np.dtype) -> Iterator[np.ndarray]:
     """The ids of `split`'s rows in order, encoded by `datasets.map` and read back in chunks."""
+    import datasets
+
     mapped = split.map(_encode_stream_rows, batched=True, num_proc=num_proc, remove_columns=split.column_names,
                        fn_kwargs={"tokenizer": tokenizer, "text_column": text_column, "line_rows": line_rows},
                        features=datasets.Features({"ids": datasets.Sequence(datasets.Value(dtype.name))}),
@@ -84,11 +96,20 @@ def _mapped_ids(split: datasets.Dataset, tokenizer: Tokenizer, text_column: str,
 
 
 def _write_atomically(path: Path, pieces: Iterator[np.ndarray], dtype: np.dtype, unk_id: int) -> tuple[int, int]:
-    """Write `pieces` one after another to `path` via a temporary file; the token count and the unknown count."""
+    """Write `pieces` one after another to `path` via a temporary file; the token count and the unknown count.
+    A full disk (or any failed write) leaves no file at `path` and raises a one-line CorpusError."""
     temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     total = unknown = 0
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f"{path.name}.*.tmp"):
+            # a writer holds a lock on its temporary file while it writes; the lock of one that was
+            # killed went with it, so its half-written file can go
+            with contextlib.suppress(OSError), open(stale, "rb") as old:
+                fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                stale.unlink()
         with open(temp, "wb") as out:
+            fcntl.flock(out, fcntl.LOCK_EX)
             for ids in pieces:
                 out.write(ids.astype(dtype).tobytes())
                 total += len(ids)
@@ -96,6 +117,10 @@ def _write_atomically(path: Path, pieces: Iterator[np.ndarray], dtype: np.dtype,
         if total:
             # readers see either no file or the whole array, never a partial one
             os.replace(temp, path)
+    except OSError as error:
+        reason = "the disk is full" if error.errno == errno.ENOSPC else error.strerror or str(error)
+        raise CorpusError(f"could not write the token cache {path}: {reason}; free space or point "
+                          f"TEXTGEN_CACHE at another disk") from error
     finally:
         temp.unlink(missing_ok=True)
     return total, unknown
@@ -161,10 +186,11 @@ class LabelledBatches:
         return -(-len(self.ids) // self.batch_size)
 
     def batch_rows(self, epoch: int) -> list[np.ndarray]:
-        """The row indices of each batch of `epoch`: shuffled and length-bucketed, or in order when not shuffling."""
+        """The row indices of each batch of `epoch`: shuffled and length-bucketed, or sorted by length
+        (the same every time, and little padding) when not shuffling."""
         count = len(self.ids)
         if not self.shuffle:
-            return np.split(np.arange(count), range(self.batch_size, count, self.batch_size))
+            return np.split(np.argsort(self.lengths, kind="stable"), range(self.batch_size, count, self.batch_size))
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(count)
         bucket = self.batch_size * _BUCKET_BATCHES
@@ -196,7 +222,7 @@ def encode_labelled(corpus: Corpus, split: str, tokenizer: Tokenizer,
     table = mapped.with_format("arrow")[:]
     ids = table.column("ids").combine_chunks()
     offsets = ids.offsets.to_numpy()
-    values = ids.flatten().to_numpy().astype(np.int64)
+    values = ids.flatten().to_numpy(zero_copy_only=False).astype(np.int64)  # all texts empty: a null array
     unknown = int(np.count_nonzero(values == tokenizer.unk_id))
     if unknown:
         logger.warning("%d tokens in split %r of %s are <unk>: characters the vocabulary lacks",

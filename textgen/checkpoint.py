@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib.resources
 import os
 import pickle
 import zipfile
@@ -36,16 +37,35 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
-    except OSError as error:
+    except (OSError, RuntimeError) as raised:
         temporary.unlink(missing_ok=True)
+        error = _failed_write(raised)
+        if error is None:
+            raise
         reason = "the disk is full" if error.errno == errno.ENOSPC else error.strerror or str(error)
         kept = f"; the previous {path.name} is intact" if path.exists() else ""
         raise CheckpointError(f"could not write checkpoint {path}: {reason}{kept}; free space or "
                               f"choose another --out") from error
 
 
+def bundled_models() -> dict[str, Path]:
+    """The models that ship with textgen, by name (e.g. 'shakespeare'), and their weight files."""
+    folder = importlib.resources.files("textgen.pretrained")
+    return {Path(item.name).stem: Path(str(item)) for item in sorted(folder.iterdir(), key=lambda i: i.name)
+            if item.name.endswith(".pt")}
+
+
+def _failed_write(error: BaseException | None) -> OSError | None:
+    """The OSError behind `error`, if any: torch's zip writer reports a failed write (a full disk)
+    as a RuntimeError of its own, raised while the OSError is being handled."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def resolve_checkpoint_path(model: str | Path) -> Path:
-    """The .pt file meant by `--model`: a file as given, or a run folder's best.pt (else last.pt)."""
+    """The .pt file meant by `--model`: a file as given, a run folder's best.pt (else last.pt), or
+    a bundled model's name; a path that exists wins over a bundled name."""
     path = Path(model)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
@@ -54,16 +74,59 @@ def resolve_checkpoint_path(model: str | Path) -> Path:
         raise CheckpointError(f"run folder {path} holds no best.pt or last.pt; train into it first "
                               f"or pass a .pt file to --model")
     if not path.is_file():
-        raise CheckpointError(f"--model {path} does not exist; pass a run folder or a .pt checkpoint")
+        bundled = bundled_models()
+        if str(model) in bundled:
+            return bundled[str(model)]
+        names = ", ".join(bundled) or "none installed"
+        raise CheckpointError(f"--model {path} does not exist; pass a run folder, a .pt checkpoint or a "
+                              f"bundled model name ({names})")
     return path
+
+
+def describe_checkpoint(model: str | Path) -> dict[str, Any]:
+    """What `textgen models` shows of a checkpoint: kind, tokenizer, parameters, corpus, validation."""
+    payload = load_checkpoint(model)
+    seen, parameters = set(), 0
+    for tensor in payload["model"].values():
+        if tensor.data_ptr() not in seen:  # tied weights count once
+            seen.add(tensor.data_ptr())
+            parameters += tensor.numel()
+    metrics = payload.get("best_metrics") or payload.get("metrics") or {}
+    if "accuracy" in metrics:
+        validation = f"accuracy {metrics['accuracy']:.3f}"
+    elif "bits_per_char" in metrics:
+        validation = f"{metrics['val_loss']:.3f} nats/token, {metrics['bits_per_char']:.3f} bits/char"
+    else:
+        validation = "not measured"
+    return {"kind": payload["kind"].replace("_", " "), "parameters": parameters,
+            "tokenizer": f"{payload['tokenizer']['kind']} ({payload['model_config']['vocab_size']} tokens)",
+            "corpus": payload.get("configs", {}).get("data", {}).get("corpus", "?"), "validation": validation}
+
+
+def export_weights(model: str | Path, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the checkpoint `model` as a small file for sharing: weights cast to `dtype`, no optimizer
+    or resume state; it loads like any checkpoint (weights are cast back to float32 on load)."""
+    payload = load_checkpoint(model)
+    keep = ("kind", "configs", "model_config", "classifier_config", "tokenizer", "step", "metrics",
+            "best_metrics")
+    small = {key: payload[key] for key in keep if key in payload}
+    cast: dict[int, torch.Tensor] = {}  # tied weights (embedding = output) stay one tensor
+    small["model"] = {name: cast.setdefault(tensor.data_ptr(), tensor.to(dtype)) if tensor.is_floating_point()
+                      else tensor for name, tensor in payload["model"].items()}
+    save_checkpoint(out, small)
+    return Path(out)
 
 
 def load_checkpoint(model: str | Path, kind: str | None = None) -> dict[str, Any]:
     """The checkpoint's plain-data payload; `kind` ('language_model'/'classifier') is enforced."""
     path = resolve_checkpoint_path(model)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; torch.load would unpickle anything else
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated, or not one at all: it "
+                              f"is not the zip archive torch.save writes); use another file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, IndexError,
+            KeyError) as error:  # a corrupt pickle inside the archive trips the unpickler in many ways
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated, or one that "
                               f"would run code: {first_line[:160]}); use another file") from error

@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
+import re
 import sys
 import time
 from enum import IntEnum
@@ -18,7 +20,7 @@ from rich.logging import RichHandler
 
 from textgen import __version__
 from textgen.config import (PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, SampleConfig,
-                            TrainConfig, flag_of, to_dict)
+                            TrainConfig, flag_of)
 from textgen.errors import ConfigError, TextgenError
 
 log = logging.getLogger("textgen")
@@ -31,6 +33,21 @@ class ExitStatus(IntEnum):
     ERROR = 1
     USAGE = 2
     INTERRUPTED = 130
+
+
+_LINE_BREAKS = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")  # what str.splitlines splits at
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks escaped (\\n), so that an error quoting what the user typed stays one line."""
+    return _LINE_BREAKS.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser (and its subcommands'), its usage error kept to one line."""
+
+    def error(self, message: str):
+        super().error(one_line(message))
 
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -122,27 +139,11 @@ class RichReporter:
         self.console.print(table)
 
 
-def validation_streams(tokens, train: TrainConfig, dist) -> Any:
-    """Evaluation streams over a validation split, narrowed to fit a small one."""
-    from textgen.batches import StreamBatches
-
-    seq_len = max(1, min(train.seq_len, (len(tokens) - 1) // dist.world_size))
-    batch_size = max(1, min(train.batch_size, (len(tokens) - 1) // (seq_len * dist.world_size)))
-    return StreamBatches(tokens, batch_size, seq_len, dist.rank, dist.world_size)
-
-
 def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen train`: a language model (or classifier) from a corpus, into a run folder."""
-    import torch
-
-    from textgen.batches import StreamBatches, token_array
-    from textgen.checkpoint import load_checkpoint
-    from textgen.config import from_dict
-    from textgen.corpus import count_chars, load_corpus, split_texts
-    from textgen.model import LanguageModel, count_parameters
-    from textgen.tokenizer import build_tokenizer, tokenizer_from_data
-    from textgen.trainer import (Distributed, LanguageModelTask, check_resumable, fit, resolve_device,
-                                 resolve_precision)
+    from textgen.recipes import Setup, train_classifier, train_language_model
+    from textgen.model import resolve_device
+    from textgen.trainer import Distributed, resolve_precision
 
     data, model_config, train = train_configs(args)
     classifier_config = ClassifierConfig(**typed_values(args, ClassifierConfig))
@@ -153,176 +154,43 @@ def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     kind = model_config.cell if train.task == "lm" else "classifier"
     run_dir = Path(train.out or f"runs/{Path(data.corpus).name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = Path(dist.gather(str(run_dir))[0])  # every rank writes into rank 0's folder name
-    if train.task == "classify":
-        return train_classifier(args, console, Setup(data, model_config, train, classifier_config, finetune,
-                                                     device, precision, dist, run_dir))
-    tokenizer_data = None
-    if train.resume:
-        # The run's own configs, overlaid with what was typed now (a longer --max-steps, say);
-        # a typed model flag that contradicts the checkpoint is refused by the trainer.
-        saved = load_checkpoint(run_dir / "last.pt", kind="language_model")
-        data = from_dict(DataConfig, {**saved["configs"]["data"], **typed_values(args, DataConfig)})
-        model_config = from_dict(ModelConfig, {**saved["configs"]["model"], **typed_values(args, ModelConfig)})
-        train = from_dict(TrainConfig, {**saved["configs"]["train"], **typed_values(args, TrainConfig)})
-        tokenizer_data = saved["tokenizer"]
-        check_resumable(saved, {"model": to_dict(model_config)}, dist.world_size)
-    if train.max_steps is None and train.time_budget is None:
-        train.time_budget = "10m"
-        log.info("no --max-steps or --time-budget given: training for 10m")
-    corpus = load_corpus(data, task="lm")
-    if dist.is_main and tokenizer_data is None:
-        tokenizer_data = build_tokenizer(data, split_texts(corpus, "train")).to_data()
-    tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
-    # Rank 0 fills the token cache first so that other ranks only read it.
-    if not dist.is_main:
-        dist.gather(None)
-    train_tokens = token_array(corpus, "train", tokenizer, num_proc=data.num_proc)
-    val_tokens = token_array(corpus, "validation", tokenizer, num_proc=data.num_proc)
+    typed = {name: typed_values(args, config_class) for name, config_class in
+             (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig), ("classifier", ClassifierConfig))}
+    setup = Setup(data, model_config, train, classifier_config, finetune, typed, device, precision, dist, run_dir)
+
+    def make_reporter(chars_per_token: float) -> RichReporter | None:
+        return RichReporter(console, chars_per_token) if dist.is_main else None
+
+    recipe = train_language_model if train.task == "lm" else train_classifier
+    result = recipe(setup, make_reporter)
+    if result.stop_reason == "interrupted":
+        task_flag = "" if train.task == "lm" else " --task classify"
+        log.warning("interrupted at step %d; saved %s; continue with: textgen train%s --resume --out %s",
+                    result.step, run_dir / "last.pt", task_flag, run_dir)
+        return ExitStatus.INTERRUPTED
     if dist.is_main:
-        dist.gather(None)
-
-    model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
-    torch.manual_seed(train.seed)
-    model = LanguageModel(model_config)
-    log.info("%s: %s training tokens, vocabulary %d, %s %dx%d with %s parameters, %s on %s",
-             corpus.name, f"{len(train_tokens):,}", tokenizer.vocab_size, model_config.cell,
-             model_config.num_layers, model_config.hidden_size, f"{count_parameters(model):,}",
-             precision, device)
-    chars_per_token = count_chars(corpus, "validation") / len(val_tokens)
-    task = LanguageModelTask(
-        StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
-        validation_streams(val_tokens, train, dist), chars_per_token, train.eval_tokens)
-    configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train)}
-    reporter = RichReporter(console, chars_per_token) if dist.is_main else None
-    result = fit(model, task, train, run_dir, configs,
-                 {"model_config": to_dict(model_config), "tokenizer": tokenizer.to_data()},
-                 device, precision, reporter, dist)
-    if result.stop_reason == "interrupted":
-        log.warning("interrupted at step %d; saved %s; continue with: textgen train --resume --out %s",
-                    result.step, run_dir / "last.pt", run_dir)
-        return ExitStatus.INTERRUPTED
+        show_next_steps(console, train.task, run_dir, setup.data.corpus)
     return ExitStatus.SUCCESS
 
 
-@dataclasses.dataclass
-class Setup:
-    """A training run's validated configs and where it runs."""
+def show_next_steps(console: Console, task: str, run_dir: Path, corpus: str) -> None:
+    """After training: a short sample of a language model, and the commands to try next."""
+    from textgen.checkpoint import load_language_model
+    from textgen.sampling import generate
 
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig
-    classifier: ClassifierConfig
-    finetune: FinetuneConfig
-    device: Any
-    precision: str
-    dist: Any
-    run_dir: Path
-
-
-def train_classifier(args: argparse.Namespace, console: Console, setup: Setup) -> ExitStatus:
-    """`textgen train --task classify`: a classifier from scratch, or ULMFiT-style from a language
-    model (optional LM fine-tuning on the target texts, then gradual unfreezing)."""
-    import torch
-
-    from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
-    from textgen.checkpoint import load_checkpoint, load_language_model
-    from textgen.config import from_dict
-    from textgen.corpus import count_chars, load_corpus, split_texts
-    from textgen.model import Classifier, count_parameters
-    from textgen.tokenizer import build_tokenizer, tokenizer_from_data
-    from textgen.trainer import ClassificationTask, LanguageModelTask, check_resumable, fit
-
-    data, model_config, train, classifier_config, finetune = (
-        setup.data, setup.model, setup.train, setup.classifier, setup.finetune)
-    dist, device, run_dir = setup.dist, setup.device, setup.run_dir
-    tokenizer = language_model = None
-    if train.resume:
-        saved = load_checkpoint(run_dir / "last.pt", kind="classifier")
-        configs = saved["configs"]
-        data = from_dict(DataConfig, {**configs["data"], **typed_values(args, DataConfig)})
-        model_config = from_dict(ModelConfig, {**configs["model"], **typed_values(args, ModelConfig)})
-        classifier_config = from_dict(ClassifierConfig, {**configs["classifier"], **typed_values(args, ClassifierConfig)})
-        finetune = from_dict(FinetuneConfig, configs["finetune"])
-        train = from_dict(TrainConfig, {**configs["train"], **typed_values(args, TrainConfig)})
-        tokenizer = tokenizer_from_data(saved["tokenizer"])
-        check_resumable(saved, {"model": to_dict(model_config)}, dist.world_size)
-    elif finetune.init_from:
-        if classifier_config.bidirectional:
-            raise ConfigError("--bidirectional needs a classifier trained from scratch: a language model "
-                              "from --init-from reads forwards only")
-        language_model, tokenizer, _ = load_language_model(finetune.init_from)
-        # The encoder's shape comes from the language model; its dropouts can be set for fine-tuning.
-        typed_model = typed_values(args, ModelConfig)
-        shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed_model.items()
-                 if "dropout" not in name and getattr(language_model.config, name) != value]
-        if shape:
-            raise ConfigError(f"{', '.join(shape)} would change the pretrained encoder from --init-from; "
-                              f"drop them (only the dropouts can be set when fine-tuning)")
-        model_config = dataclasses.replace(language_model.config, **typed_model)
-    if train.max_steps is None and train.time_budget is None:
-        train.time_budget = "10m"
-        log.info("no --max-steps or --time-budget given: training for 10m")
-
-    corpus = load_corpus(data, task="classify")
-    if tokenizer is None:
-        tokenizer_data = build_tokenizer(data, split_texts(corpus, "train")).to_data() if dist.is_main else None
-        tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
-        model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
-    classifier_config = dataclasses.replace(classifier_config, label_names=tuple(corpus.label_names))
-
-    if language_model is not None and finetune.lm_finetune_steps:
-        # ULMFiT stage 2: the language model learns the target texts' style before classifying.
-        log.info("fine-tuning the language model on %s for %d steps", corpus.name, finetune.lm_finetune_steps)
-        lm_train = dataclasses.replace(
-            train, task="lm", out=str(run_dir / "lm"), resume=False, max_steps=finetune.lm_finetune_steps,
-            time_budget=None, eval_interval=finetune.lm_finetune_steps,
-            checkpoint_interval=finetune.lm_finetune_steps, warmup_steps=min(train.warmup_steps, finetune.lm_finetune_steps))
-        train_tokens, val_tokens = (token_array(corpus, split, tokenizer) for split in ("train", "validation"))
-        chars_per_token = count_chars(corpus, "validation") / len(val_tokens)
-        lm_task = LanguageModelTask(
-            StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
-            validation_streams(val_tokens, train, dist), chars_per_token)
-        lm_configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(lm_train)}
-        reporter = RichReporter(console, chars_per_token) if dist.is_main else None
-        fit(language_model.train(), lm_task, lm_train, run_dir / "lm", lm_configs,
-            {"model_config": to_dict(model_config), "tokenizer": tokenizer.to_data()},
-            device, setup.precision, reporter, dist)
-
-    encoded = {split: encode_labelled(corpus, split, tokenizer, data.num_proc) for split in ("train", "validation")}
-    train_batches = LabelledBatches(*encoded["train"], train.batch_size, tokenizer.pad_id,
-                                    max_len=classifier_config.max_len, seed=train.seed)
-    val_batches = LabelledBatches(*encoded["validation"], train.batch_size, tokenizer.pad_id,
-                                  max_len=classifier_config.max_len, shuffle=False)
-    epoch_steps = max(1, len(train_batches) // dist.world_size)
-    typed = typed_values(args, TrainConfig)
-    # Unless typed: evaluate (and checkpoint) once an epoch, and warm up over half an epoch.
-    train = dataclasses.replace(train, eval_interval=typed.get("eval_interval", epoch_steps),
-                                checkpoint_interval=typed.get("checkpoint_interval", epoch_steps),
-                                warmup_steps=typed.get("warmup_steps", max(1, epoch_steps // 2)))
-
-    torch.manual_seed(train.seed)
-    classifier = Classifier(model_config, classifier_config)
-    if language_model is not None:
-        encoder = {k: v for k, v in language_model.state_dict().items() if k.startswith(("embedding.", "rnn."))}
-        classifier.load_state_dict(encoder, strict=False)
-    log.info("%s: %s training texts, %d classes (%s), %s %dx%d%s with %s parameters, %s",
-             corpus.name, f"{len(train_batches.ids):,}", len(corpus.label_names), ", ".join(corpus.label_names),
-             model_config.cell, model_config.num_layers, model_config.hidden_size,
-             " bidirectional" if classifier_config.bidirectional else "",
-             f"{count_parameters(classifier):,}", f"from {finetune.init_from}" if finetune.init_from else "from scratch")
-    task = ClassificationTask(train_batches, val_batches, finetune, len(classifier.layer_groups()),
-                              pretrained=finetune.init_from is not None, dist=dist)
-    configs = {"data": to_dict(data), "model": to_dict(model_config), "classifier": to_dict(classifier_config),
-               "finetune": to_dict(finetune), "train": to_dict(train)}
-    extra = {"model_config": to_dict(model_config), "classifier_config": to_dict(classifier_config),
-             "tokenizer": tokenizer.to_data()}
-    reporter = RichReporter(console, 1.0) if dist.is_main else None
-    result = fit(classifier, task, train, run_dir, configs, extra, device, setup.precision, reporter, dist)
-    if result.stop_reason == "interrupted":
-        log.warning("interrupted at step %d; saved %s; continue with: textgen train --task classify --resume "
-                    "--out %s", result.step, run_dir / "last.pt", run_dir)
-        return ExitStatus.INTERRUPTED
-    return ExitStatus.SUCCESS
+    run = str(run_dir)
+    if task == "lm":
+        model, tokenizer, _ = load_language_model(run_dir)
+        sample = generate(model, tokenizer, "", SampleConfig(length=200, temperature=0.8, seed=0))[0].text
+        console.print(f"\na sample from {run}:\n", markup=False, highlight=False)
+        console.print(sample, markup=False, highlight=False)
+        commands = [f"textgen sample --model {run} --length 500 --temperature 0.8",
+                    f"textgen eval --model {run} --corpus {corpus} --split test"]
+    else:
+        commands = [f'textgen classify --model {run} "a text to label"',
+                    f"textgen classify --model {run} --eval --corpus {corpus} --split validation"]
+    console.print("\nnext, try:\n" + "\n".join(f"  {command}" for command in commands), markup=False,
+                  highlight=False)
 
 
 def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
@@ -331,9 +199,8 @@ def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     from rich.table import Table
 
     from textgen.checkpoint import load_classifier
-    from textgen.classify import classification_metrics, predict
-    from textgen.corpus import load_corpus, read_texts
-    from textgen.trainer import resolve_device
+    from textgen.classify import classification_metrics, match_labels, predict
+    from textgen.model import resolve_device
 
     device = resolve_device(args.device)
     model, tokenizer, _ = load_classifier(args.model, device)
@@ -345,19 +212,22 @@ def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     if args.eval:
         if not args.corpus:
             raise ConfigError("--eval needs --corpus NAME (and --split) with labels to score against")
+        from textgen.corpus import load_corpus
+
         data = DataConfig(corpus=args.corpus, data_dir=args.data_dir, text_column=args.text_column,
                           label_column=args.label_column, encoding=args.encoding)
-        corpus = load_corpus(data, task="classify")
+        corpus = load_corpus(data, task="classify", evaluate=args.split)
         if args.split not in corpus.splits:
             raise ConfigError(f"--split {args.split} is not in {corpus.name}, or has no labels; it has: "
                               f"{', '.join(corpus.splits)}")
-        if list(corpus.label_names) != names:
-            raise ConfigError(f"{corpus.name} labels ({', '.join(corpus.label_names)}) are not the "
-                              f"classifier's ({', '.join(names)}); evaluate on a corpus with the same labels")
+        to_classifier, note = match_labels(list(corpus.label_names), names)
+        if note:
+            log.info("%s", note)
         rows = corpus.splits[args.split]
         probabilities = predict(model, tokenizer, list(rows[corpus.text_column]), device, args.batch_size)
         metrics = {"corpus": corpus.name, "split": args.split,
-                   **classification_metrics(np.asarray(rows[corpus.label_column]), probabilities.argmax(1), names)}
+                   **classification_metrics(to_classifier[np.asarray(rows[corpus.label_column])],
+                                            probabilities.argmax(1), names)}
         if args.json:
             print(json.dumps(metrics))
             return ExitStatus.SUCCESS
@@ -374,8 +244,34 @@ def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
     if args.texts and args.file:
         raise ConfigError("give texts as arguments or --file, not both")
-    texts = args.texts or (read_texts(args.file, args.text_column, args.encoding) if args.file else
-                           [line.rstrip("\n") for line in sys.stdin if line.strip()])
+    if args.file:  # read and classified group by group: answers stream out, memory stays bounded
+        from rich.text import Text
+
+        from textgen.classify import predict_stream
+        from textgen.corpus import read_texts
+
+        count = 0
+        groups = predict_stream(model, tokenizer, read_texts(args.file, args.text_column, args.encoding), device,
+                                args.batch_size)
+        for texts, probabilities in groups:
+            labels = [names[int(row.argmax())] for row in probabilities]
+            if args.json:
+                for text, label, row in zip(texts, labels, probabilities):
+                    print(json.dumps({"text": text, "label": label, "probability": float(row.max()),
+                                      "probabilities": dict(zip(names, map(float, row)))}), flush=True)
+            else:  # a borderless table per group, columns as wide in each; the first has the header
+                table = Table(show_header=count == 0, box=None)
+                table.add_column("label", min_width=max(map(len, [*names, "label"])))
+                table.add_column("probability", justify="right", min_width=len("probability"))
+                table.add_column("text", overflow="fold")
+                for text, label, row in zip(texts, labels, probabilities):
+                    table.add_row(Text(label), f"{row.max():.3f}", Text(text))
+                output.print(table)
+            count += len(texts)
+        if not count:
+            raise ConfigError(f"--file {args.file} holds no texts to classify; give one text per line or row")
+        return ExitStatus.SUCCESS
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise ConfigError("no texts to classify; pass them as arguments, with --file, or on standard input")
     probabilities = predict(model, tokenizer, texts, device, args.batch_size)
@@ -401,7 +297,8 @@ def eval_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     from textgen.batches import StreamBatches, token_array
     from textgen.checkpoint import load_language_model
     from textgen.corpus import count_chars, load_corpus
-    from textgen.trainer import Distributed, LanguageModelTask, resolve_device
+    from textgen.model import resolve_device
+    from textgen.trainer import Distributed, LanguageModelTask
 
     if args.text is not None:
         return score_text_command(args)
@@ -437,7 +334,7 @@ def score_text_command(args: argparse.Namespace) -> ExitStatus:
     """`textgen eval --text`: log-probability and bits per character of one text."""
     from textgen.checkpoint import load_language_model
     from textgen.sampling import score
-    from textgen.trainer import resolve_device
+    from textgen.model import resolve_device
 
     if args.corpus:
         raise ConfigError("--text and --corpus both give what to score; choose one")
@@ -456,7 +353,7 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen sample`: text from a language model, streamed to stdout as it is generated."""
     from textgen.checkpoint import load_language_model
     from textgen.sampling import stream
-    from textgen.trainer import resolve_device
+    from textgen.model import resolve_device
 
     config = SampleConfig(**typed_values(args, SampleConfig))
     if args.prompt is not None and args.prompt_file is not None:
@@ -481,7 +378,8 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         sys.stdout.flush()
 
     def show(text: str, echo_prompt: bool) -> None:
-        chunks = stream(model, tokenizer, text, config, device)
+        # one streamed sample need not be kept whole: memory stays flat at any --length
+        chunks = stream(model, tokenizer, text, config, device, keep_text=args.json or config.num_samples > 1)
         shown_prompt = text if echo_prompt else ""
         if args.json:
             for chunk in chunks:
@@ -508,11 +406,178 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         show(line.rstrip("\n"), echo_prompt=False)
 
 
+def models_command(args: argparse.Namespace, console: Console) -> ExitStatus:
+    """`textgen models`: the bundled models with their kind, size, data and validation figure."""
+    from rich.table import Table
+
+    from textgen.checkpoint import bundled_models, describe_checkpoint
+
+    table = Table(title="bundled models (use as --model NAME)")
+    for column in ("name", "kind", "tokenizer", "parameters", "size", "trained on", "validation", "card"):
+        table.add_column(column, justify="right" if column in ("parameters", "size") else "left", overflow="fold")
+    for name, path in bundled_models().items():
+        info = describe_checkpoint(path)
+        table.add_row(name, info["kind"], info["tokenizer"], f"{info['parameters']:,}",
+                      f"{path.stat().st_size / 1e6:.1f} MB", info["corpus"], info["validation"],
+                      str(path.with_suffix(".md")))
+    Console(soft_wrap=True).print(table)
+    return ExitStatus.SUCCESS
+
+def memory_command(args: argparse.Namespace, console: Console) -> ExitStatus:
+    """`textgen memory`: how long a lag each cell bridges on synthetic tasks, scored against chance."""
+    from rich.table import Table
+
+    from textgen.memory import (BRIDGED, QUICK, MemoryConfig, bridged_lags, check_plot_path, plot, run_benchmark,
+                                summarize, to_json)
+
+    typed = {name: getattr(args, name) for name in ("tasks", "cells", "lags", "steps", "hidden_size", "seeds")
+             if getattr(args, name) is not None}
+    config = MemoryConfig(**{**(QUICK if args.quick else {}), **typed})
+    if args.plot:
+        check_plot_path(args.plot)
+    log.info("%d models of %d steps each: tasks %s, cells %s, lags %s, seeds %s", len(config.tasks) *
+             len(config.cells) * len(config.lags) * len(config.seeds), config.steps, " ".join(config.tasks),
+             " ".join(config.cells), " ".join(map(str, config.lags)), " ".join(map(str, config.seeds)))
+
+    def report(result) -> None:
+        log.info("%s %s lag %d seed %d: %s %.4f (chance %.4f), skill %.2f in %.1f s", result.task, result.cell,
+                 result.lag, result.seed, result.metric, result.score, result.chance, result.skill, result.seconds)
+
+    results = run_benchmark(config, report)
+    summaries = summarize(results)
+    if args.plot:
+        plot(summaries, args.plot)
+        log.info("wrote %s", args.plot)
+    if args.json:
+        print(json.dumps(to_json(config, results)))
+        return ExitStatus.SUCCESS
+
+    def shown(value: float, metric: str) -> str:
+        return f"{value:.1%}" if metric == "accuracy" else f"{value:.4f}"
+
+    bridged = bridged_lags(summaries)
+    table = Table(title="held-out accuracy (or mean squared error) after training at each lag T"
+                        + ("; in brackets the range over seeds" if len(config.seeds) > 1 else ""))
+    for column in ("task", "cell", "chance", *(f"T={lag}" for lag in config.lags), "bridges"):
+        table.add_column(column, justify="left" if column in ("task", "cell") else "right")
+    for task in config.tasks:
+        for cell in config.cells:
+            rows = [s for s in summaries if s.task == task and s.cell == cell]
+            scores = [shown(s.score, s.metric) + (f" ({shown(s.score_min, s.metric)}-{shown(s.score_max, s.metric)})"
+                                                  if len(config.seeds) > 1 else "") for s in rows]
+            longest = bridged[task][cell]
+            reach = "none" if longest is None else f"to {longest}" + (" (all)" if longest == max(config.lags) else "")
+            table.add_row(task, cell, shown(rows[0].chance, rows[0].metric), *scores, reach)
+    output = Console(soft_wrap=True)
+    output.print(table)
+    output.print(f"bridges: the longest lag up to which skill (0 at chance, 1 perfect) stays at least "
+                 f"{BRIDGED}", markup=False, highlight=False)
+    return ExitStatus.SUCCESS
+
+
+def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
+    """`textgen inspect`: chosen units' values along a text, and with --find the units that best
+    track a feature of a corpus split; in the terminal, as JSON, or as one HTML page."""
+    from rich.table import Table
+
+    from textgen.corpus import load_corpus
+    from textgen.inspection import (EXCERPT_CHARS, check_unit, corpus_rows, find_units, html_page, load_model,
+                                    render_prediction, render_unit, score_json, trace_json, trace_text)
+
+    if args.text is not None and args.file is not None:
+        raise ConfigError("--text and --file both give the text to inspect; choose one")
+    if args.corpus and not args.find:
+        raise ConfigError("--corpus is where --find measures a feature; add --find FEATURE, or drop --corpus")
+    if args.find and not args.corpus:
+        raise ConfigError(f"--find {args.find} measures units over a corpus split; add --corpus NAME (and --split)")
+    if args.max_chars <= 0 or args.top <= 0:
+        raise ConfigError("--max-chars and --top must be positive")
+    model, tokenizer, payload = load_model(args.model)
+    units = [check_unit(model, args.layer, args.gate, unit) for unit in args.unit or [None]]
+    ranking, rows = [], []
+    if args.find:
+        data = DataConfig(corpus=args.corpus, data_dir=args.data_dir, text_column=args.text_column,
+                          label_column=args.label_column, encoding=args.encoding)
+        corpus = load_corpus(data, task="classify" if args.find == "label" else "lm")
+        rows, labels = corpus_rows(corpus, args.split, args.find, args.max_chars)
+        log.info("ranking units by how they track %s over %s characters of %s %s", args.find,
+                 f"{sum(map(len, rows)):,}", corpus.name, args.split)
+        started = time.perf_counter()
+        ranking = find_units(model, tokenizer, rows, args.find, labels, args.layer, args.gate)[:args.top]
+        log.info("measured in %.1f s", time.perf_counter() - started)
+        if not args.unit:
+            units = [ranking[0].unit]
+    if args.file is not None:
+        try:
+            text = Path(args.file).read_text(encoding=args.encoding)
+        except (OSError, UnicodeDecodeError) as error:
+            raise TextgenError(f"--file {args.file} cannot be read ({error}); give a text file") from error
+    elif args.text is not None:
+        text = args.text
+    elif rows:  # the first labelled text, or the start of the split
+        text = rows[0] if args.find == "label" else "".join(rows)[:EXCERPT_CHARS]
+    else:
+        raise ConfigError("give the text to inspect with --text or --file (or --find FEATURE --corpus NAME)")
+    trace = trace_text(model, tokenizer, text)
+
+    if args.html:
+        source = args.file or ("your text" if args.text is not None else f"{args.corpus} {args.split}")
+        title = f"{payload['path']}: {source}"
+        page = html_page(trace, title, units[0], ranking, args.find, args.layer, args.gate)
+        try:
+            Path(args.html).write_text(page, encoding="utf-8")
+        except OSError as error:
+            raise TextgenError(f"could not write --html {args.html} ({error.strerror or error}); "
+                               f"choose another path") from error
+        log.info("wrote %s (%.1f MB): open it in a browser", args.html, len(page) / 1e6)
+    if args.json:
+        result = {"model": payload["path"], **trace_json(trace, units)}
+        if args.find:
+            result.update(feature=args.find, corpus=args.corpus, split=args.split,
+                          ranking=[score_json(score) for score in ranking])
+        print(json.dumps(result))
+        return ExitStatus.SUCCESS
+    output = Console(soft_wrap=True)
+    if ranking:
+        table = Table(title=f"units that best track {args.find} ({args.corpus} {args.split}, "
+                            f"{ranking[0].positions:,} positions)")
+        for column in ("layer", "gate", "unit", "correlation"):
+            table.add_column(column, justify="left" if column == "gate" else "right")
+        for score in ranking:
+            table.add_row(str(score.unit.layer), score.unit.gate, str(score.unit.unit), f"{score.correlation:+.3f}")
+        output.print(table)
+    if args.html:
+        return ExitStatus.SUCCESS
+    for unit in units:
+        output.print(f"{unit} (red high, blue low):", markup=False, highlight=False)
+        output.print(render_unit(trace, unit))
+    if trace.probabilities is not None:
+        final = int(trace.probabilities[-1].argmax())
+        output.print(f"the classifier's probability of {trace.label_names[final]} had the text ended at each "
+                     f"token ({trace.probabilities[0, final]:.2f} at the start, {trace.probabilities[-1, final]:.2f} "
+                     f"at the end):", markup=False, highlight=False)
+        output.print(render_prediction(trace))
+    return ExitStatus.SUCCESS
+
+
+def plot_command(args: argparse.Namespace, console: Console) -> ExitStatus:
+    """`textgen plot`: training and validation loss of runs against step and wall time, as a PNG."""
+    from textgen.plots import plot_runs
+
+    out = plot_runs(args.runs, args.out)
+    log.info("wrote %s", out)
+    return ExitStatus.SUCCESS
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitStatus]] = {
     "train": train_command,
     "sample": sample_command,
     "classify": classify_command,
     "eval": eval_command,
+    "models": models_command,
+    "memory": memory_command,
+    "inspect": inspect_command,
+    "plot": plot_command,
 }
 
 
@@ -520,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="textgen", description="Train recurrent language models on your text, sample from them, "
                                     "and classify sentiment with their encoders.")
     parser.add_argument("--version", action="version", version=f"textgen {__version__}")
@@ -540,7 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", parents=[common], help="generate text from a language model",
                                  description="Generate text from a language model, streamed as it is "
                                              "written; --json gives one object per sample.")
-    sample.add_argument("--model", required=True, help="run folder (its best.pt) or .pt checkpoint")
+    sample.add_argument("--model", default="shakespeare",
+                        help="run folder (its best.pt), .pt checkpoint or bundled model name (default: "
+                             "shakespeare; see textgen models)")
     sample.add_argument("--prompt", help="text to continue (default: none, start afresh)")
     sample.add_argument("--prompt-file", help="UTF-8 file whose text to continue")
     sample.add_argument("--interactive", action="store_true",
@@ -554,10 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
         "classify", parents=[common], help="label texts with a sentiment classifier",
         description="Label texts with a classifier from `textgen train --task classify`, or score it on a "
                     "labelled corpus split with --eval. Texts longer than the classifier's --max-len tokens "
-                    "(IMDb reviews, say) are cut to their first max-len tokens (--long-text truncate) or "
-                    "split into max-len chunks whose probabilities are averaged (--long-text chunk).")
+                    "(IMDb reviews, say) are read whole in max-len chunks carrying the state (--long-text "
+                    "whole), cut to their first max-len tokens (truncate), or split into max-len chunks whose "
+                    "probabilities are averaged (chunk).")
     classify.add_argument("texts", nargs="*", help="texts to label (else --file, else standard input)")
-    classify.add_argument("--model", required=True, help="classifier run folder (its best.pt) or .pt file")
+    classify.add_argument("--model", default="sentiment",
+                          help="classifier run folder (its best.pt), .pt file or bundled model name (default: "
+                               "sentiment; see textgen models)")
     classify.add_argument("--file", help="one text per line, or a csv/jsonl/parquet file with --text-column")
     classify.add_argument("--text-column", help="column holding the text (default: text)")
     classify.add_argument("--label-column", help="column holding the label, with --eval (default: label)")
@@ -568,8 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--split", default="validation", help="split to score with --eval (default: validation)")
     classify.add_argument("--data-dir", help="local data folder for named corpora")
     classify.add_argument("--max-len", type=int, help="tokens per text or chunk (default: the classifier's)")
-    classify.add_argument("--long-text", choices=("truncate", "chunk"),
-                          help="texts over --max-len: truncate, or average over chunks (default: the classifier's)")
+    classify.add_argument("--long-text", choices=("whole", "truncate", "chunk"),
+                          help="texts over --max-len: read whole in chunks, truncate, or average over chunks "
+                               "(default: the classifier's)")
     classify.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     classify.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     classify.add_argument("--json", action="store_true", help="one JSON object per text (or the metrics)")
@@ -577,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", parents=[common], help="score a checkpoint on a corpus split",
                                    description="Bits per character and perplexity of a language "
                                                "model on a corpus split.")
-    evaluate.add_argument("--model", required=True, help="run folder (its best.pt) or .pt checkpoint")
+    evaluate.add_argument("--model", default="shakespeare",
+                          help="run folder (its best.pt), .pt checkpoint or bundled model name (default: shakespeare)")
     evaluate.add_argument("--corpus", help="named corpus, Hub id, or local file/folder")
     evaluate.add_argument("--text", help="score this text instead of a corpus split")
     evaluate.add_argument("--split", default="test", help="split to score (default: test)")
@@ -588,11 +660,80 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seq-len", type=int, default=256, help="tokens per forward call")
     evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    commands.add_parser("models", parents=[common], help="list the bundled models",
+                        description="The models that ship with textgen, usable by name as --model NAME; "
+                                    "each has a model card beside its weights.")
+    memory = commands.add_parser(
+        "memory", parents=[common], help="measure how long a lag each recurrent cell bridges",
+        description="Train small rnn, gru and lstm models on synthetic tasks whose answer lies T steps back "
+                    "(the adding problem, delayed recall, the embedded Reber grammar) and score each on "
+                    "held-out sequences against chance. The default runs 45 models; --quick runs the short lags.")
+    memory.add_argument("--tasks", nargs="+", choices=("adding", "recall", "reber"),
+                        help="tasks to run (default: all three)")
+    memory.add_argument("--cells", nargs="+", choices=("rnn", "gru", "lstm"), help="cells to compare (default: all)")
+    memory.add_argument("--lags", nargs="+", type=int, metavar="T",
+                        help="lags to measure (default: 10 30 100 300 1000; --quick: 10 30 100)")
+    memory.add_argument("--steps", type=int, help="training steps per model, the budget (default: 300)")
+    memory.add_argument("--hidden", dest="hidden_size", type=int, help="units per model (default: 16)")
+    memory.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                        help="one run per seed; several give a spread (default: 0)")
+    memory.add_argument("--quick", action="store_true", help="the short lags only (10 30 100), a tenth of the time")
+    memory.add_argument("--json", action="store_true", help="print one JSON object: every run and the summary")
+    memory.add_argument("--plot", metavar="FILE.png", help="also draw skill against lag, one line per cell "
+                                                         "(needs matplotlib: pip install 'textgen[plot]')")
+
+    inspect = commands.add_parser(
+        "inspect", parents=[common], help="see what each unit of a model does along a text",
+        description="Show chosen units (--layer, --gate, --unit) along a text: the text coloured by each "
+                    "unit's value after each token, the numbers with --json, or a page with --html where you "
+                    "pick layer, gate and unit. --find FEATURE ranks every unit by its correlation with a "
+                    "feature of a corpus split and shows the best one. Layers and units count from 0.")
+    inspect.add_argument("--model", default="shakespeare",
+                         help="language model or classifier: run folder (its best.pt), .pt checkpoint or bundled "
+                              "model name (default: shakespeare)")
+    inspect.add_argument("--text", help="the text to inspect")
+    inspect.add_argument("--file", help="a text file to inspect (whole, as one text)")
+    inspect.add_argument("--layer", type=int, help="layer, 0 next to the embedding (default: the top layer; "
+                                                   "with --find, limits the search)")
+    inspect.add_argument("--gate", help="lstm: input, forget, candidate, cell, output, hidden; gru: reset, update, "
+                                        "candidate, hidden; rnn: hidden (default: cell, else hidden; with --find, "
+                                        "limits the search)")
+    inspect.add_argument("--unit", type=int, action="append",
+                         help="unit to show, repeatable (default: the best found by --find, else 0)")
+    inspect.add_argument("--find", choices=("quote", "paren", "line-position", "line-start", "label"),
+                         help="rank units by how they track a feature over --corpus: inside double quotes, inside "
+                              "parentheses, characters since the line break, first character of a line, or the "
+                              "label of a labelled corpus (each text's label against the unit after its last token)")
+    inspect.add_argument("--corpus", help="corpus for --find: a name, Hub id or local path")
+    inspect.add_argument("--split", default="validation", help="split for --find (default: validation)")
+    inspect.add_argument("--max-chars", type=int, default=200_000,
+                         help="characters of the split that --find reads (default: 200000)")
+    inspect.add_argument("--top", type=int, default=10, help="units --find lists (default: 10)")
+    inspect.add_argument("--data-dir", help="local data folder for named corpora")
+    inspect.add_argument("--text-column", help="column holding the text (default: the corpus's own)")
+    inspect.add_argument("--label-column", help="column holding the label for --find label (default: label)")
+    inspect.add_argument("--encoding", default="utf-8", help="text encoding of --file and local corpora")
+    inspect.add_argument("--json", action="store_true",
+                         help="print one JSON object: tokens, each unit's values, predictions, the ranking")
+    inspect.add_argument("--html", metavar="OUT.html",
+                         help="write one self-contained page where you pick layer, gate and unit")
+
+    plot = commands.add_parser(
+        "plot", parents=[common], help="draw training curves of runs",
+        description="Training and validation loss (bits per character, or per token) of one or more runs "
+                    "against step and against wall time, on one chart. Needs matplotlib: "
+                    "pip install 'textgen[plot]'.")
+    plot.add_argument("runs", nargs="+", metavar="RUN", help="run folders (each with its metrics.jsonl)")
+    plot.add_argument("--out", default="training.png", metavar="FILE.png", help="where to write the chart "
+                                                                               "(default: training.png)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the textgen command line; returns the exit status instead of exiting."""
+    # The Hub libraries log through their own handlers too; textgen reports their failures itself.
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
     console = Console(stderr=True, soft_wrap=True)
     handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
@@ -603,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     except TextgenError as error:
         if args.traceback:
             raise
-        console.print(f"textgen: error: {error}", markup=False, highlight=False)
+        console.print(f"textgen: error: {one_line(str(error))}", markup=False, highlight=False)
         return ExitStatus.ERROR
     except KeyboardInterrupt:
         if args.traceback:

@@ -84,6 +84,8 @@ class DataConfig:
     sentencepiece_model: str = option("unigram", "SentencePiece algorithm", choices=("unigram", "bpe"))
     num_proc: int = option(1, "worker processes for SentencePiece encoding")
     split_seed: int = option(0, "seed for carving a validation split where a corpus has none")
+    lm_splits: str = option("train", "splits whose text trains a language model, comma-separated (labels "
+                                     "ignored), e.g. train,unsupervised for imdb")
 
     def __post_init__(self) -> None:
         _check_choice(self, "tokenizer")
@@ -97,7 +99,8 @@ class DataConfig:
 class ModelConfig:
     """The recurrent language model; saved in every checkpoint and enough to rebuild it."""
 
-    cell: str = option("lstm", "recurrent cell", choices=("lstm", "gru"))
+    cell: str = option("lstm", "recurrent cell (rnn: a plain tanh network, the baseline without gates)",
+                       choices=("lstm", "gru", "rnn"))
     num_layers: int = option(2, "stacked recurrent layers", flag="--layers")
     hidden_size: int = option(512, "units per recurrent layer", flag="--hidden")
     embed_size: int = option(512, "token embedding width", flag="--embed")
@@ -241,10 +244,12 @@ class ClassifierConfig:
     head_hidden: int = option(64, "units in the head's hidden layer")
     head_dropout: float = option(0.3, "dropout before each layer of the head")
     token_dropout: float = option(0.0, "while training, drop this fraction of whole tokens from each text")
-    max_len: int = option(256, "tokens per text or chunk; longer texts follow --long-text")
-    long_text: str = option("truncate", "texts over --max-len: keep the first max-len tokens, or "
-                                         "average the probabilities of max-len chunks",
-                            choices=("truncate", "chunk"))
+    max_len: int = option(256, "tokens the encoder reads at once; longer texts follow --long-text")
+    long_text: str = option("whole", "texts over --max-len: read the whole text in max-len chunks carrying "
+                                      "the state (memory bounded by max-len; training backpropagates through "
+                                      "the last chunk), keep the first max-len tokens, or average the "
+                                      "probabilities of independent max-len chunks",
+                            choices=("whole", "truncate", "chunk"))
     label_names: tuple[str, ...] = option((), "class names, index = label id; read from the data, never typed")
 
     def __post_init__(self) -> None:

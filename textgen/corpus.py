@@ -7,10 +7,16 @@ none); `split_texts` turns a split back into the text stream a language model re
 from __future__ import annotations
 
 import codecs
+import csv
+import importlib.resources
+import json
 import logging
 import os
 import re
+import socket
+import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +41,8 @@ class CorpusInfo:
     label_column: str | None
     label_names: tuple[str, ...] | None
     splits: tuple[str, ...]
+    # markup in the published text that stands for a line break (IMDb keeps its HTML <br />)
+    line_break_markup: tuple[str, ...] = ()
 
 
 NAMED_CORPORA: dict[str, CorpusInfo] = {
@@ -46,14 +54,15 @@ NAMED_CORPORA: dict[str, CorpusInfo] = {
                    ("neg", "pos"), ("train", "validation", "test")),
         CorpusInfo("sst2", "stanfordnlp/sst2", None, "sentence", "label", ("negative", "positive"),
                    ("train", "validation", "test")),
-        CorpusInfo("imdb", "stanfordnlp/imdb", None, "text", "label", ("neg", "pos"), ("train", "test")),
+        CorpusInfo("imdb", "stanfordnlp/imdb", None, "text", "label", ("neg", "pos"),
+                   ("train", "unsupervised", "test"), line_break_markup=("<br />", "<br/>", "<br>")),
     )
 }
 
 # File extension -> datasets builder; anything else given as a single file is read as plain text.
 BUILDERS = {".txt": "text", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation",
-                 "test": "test"}
+                 "test": "test", "unsupervised": "unsupervised"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _DECODE_CHUNK = 1 << 20
 
@@ -76,8 +85,43 @@ def resolve_data_dir(data_dir: str | None) -> Path:
     return Path(data_dir or os.environ.get("TEXTGEN_DATA") or "corpora").expanduser()
 
 
-def load_corpus(config: DataConfig, task: str = "lm") -> Corpus:
-    """The corpus `config.corpus` names, with `train` and `validation` splits ready for `task` ("lm" or "classify")."""
+def bundled_corpus(name: str) -> Path | None:
+    """The folder of a corpus that ships inside the package (tiny_shakespeare), or None."""
+    folder = importlib.resources.files("textgen.corpora") / name
+    return Path(str(folder)) if folder.is_dir() else None
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connection within `timeout` seconds."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urllib.parse.urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """Offline mode for `datasets` and `huggingface_hub` inside the block: cached copies still load,
+    and nothing waits on the network or retries."""
+    from unittest import mock
+
+    from huggingface_hub import constants
+
+    with mock.patch.object(constants, "HF_HUB_OFFLINE", True), \
+            mock.patch.object(datasets.config, "HF_HUB_OFFLINE", True):
+        yield
+
+
+def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = None) -> Corpus:
+    """The corpus `config.corpus` names, with `train` and `validation` splits ready for `task` ("lm" or
+    "classify"); to `evaluate` one split, a corpus with only that split (e.g. test files) is enough."""
     spec = config.corpus
     info = NAMED_CORPORA.get(spec)
     path = Path(spec).expanduser()
@@ -86,9 +130,13 @@ def load_corpus(config: DataConfig, task: str = "lm") -> Corpus:
         source = f"local {'folder' if path.is_dir() else 'file'} {path.resolve()}"
     elif info is not None:
         folder = resolve_data_dir(config.data_dir) / spec
+        bundled = bundled_corpus(spec)
         if folder.is_dir():
             splits, line_rows = _load_local(folder, config.encoding)
             source = f"local folder {folder.resolve()}"
+        elif bundled is not None:
+            splits, line_rows = _load_local(bundled, config.encoding)
+            source = f"the copy bundled with textgen ({bundled})"
         else:
             splits, line_rows = _load_hub(info.hub_id, info.revision, tried=folder), False
             source = f"hub {info.hub_id}@{info.revision or 'main'}"
@@ -103,21 +151,74 @@ def load_corpus(config: DataConfig, task: str = "lm") -> Corpus:
         raise CorpusError(f"unknown corpus {spec!r}; use one of {known}, a Hugging Face Hub id like owner/name, "
                           "or a path to a local file or folder")
 
-    text_column = _pick_column(splits, _text_candidates(config, info), "text", "--text-column", spec)
+    if "train" in splits:
+        reference = "train"
+    elif evaluate in splits:
+        reference = evaluate
+    else:
+        raise CorpusError(f"{source} has no training split (has {', '.join(sorted(splits)) or 'no splits'}); "
+                          f"add train.<ext>" + (", or evaluate one of those with --split" if evaluate else ""))
+    text_column = _pick_column(splits, _text_candidates(config, info), "text", "--text-column", spec, reference)
+    splits = _text_as_strings(splits, text_column, spec)
+    if info is not None and info.line_break_markup:
+        splits = _markup_to_newlines(splits, text_column, info.line_break_markup)
     label_column, label_names = None, None
     if task == "classify":
         label_column = _pick_column(splits, (config.label_column or (info and info.label_column) or "label",),
-                                    "label", "--label-column", spec)
-        splits = _drop_unlabelled_splits(splits, label_column, spec)
-        splits, label_names = _encode_labels(splits, label_column, info, spec)
+                                    "label", "--label-column", spec, reference)
+        splits = _drop_unlabelled_splits(splits, label_column, spec, reference)
+        splits, label_names = _encode_labels(splits, label_column, info, spec, reference)
+        if len(label_names) < 2:
+            raise CorpusError(f"corpus {spec!r} has {len(label_names)} label(s) ({', '.join(label_names)}) in column "
+                              f"{label_column!r}; a classifier needs texts of two or more labels")
     corpus = Corpus(spec, splits, text_column, label_column, label_names, source, line_rows)
     for split in corpus.splits:
         if not any(piece.strip() for piece in split_texts(corpus, split)):
             raise CorpusError(f"split {split!r} of corpus {spec!r} ({source}) has no text, only whitespace; "
                               "give a corpus with text in it")
-    if "validation" not in corpus.splits:
-        corpus.splits = _carve_validation(corpus, task, config.split_seed)
+    if "validation" not in corpus.splits and "train" in corpus.splits:
+        corpus.splits = _carve_validation(corpus, task, config.split_seed, _stratifying_column(config, info, splits))
     return corpus
+
+
+def language_model_split(corpus: Corpus, names: str) -> str:
+    """The split whose text trains a language model: `names` (comma-separated, e.g.
+    "train,unsupervised") joined into one split of `corpus` when there are several. Labels are ignored."""
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    missing = [name for name in wanted if name not in corpus.splits]
+    if not wanted or missing:
+        raise ConfigError(f"--lm-splits {names!r} names splits that {corpus.name} lacks "
+                          f"({', '.join(missing) or 'none given'}); it has: {', '.join(corpus.splits)}")
+    if "validation" in wanted:
+        raise ConfigError("--lm-splits cannot include validation: that split measures the model; drop it")
+    if len(wanted) == 1:
+        return wanted[0]
+    joined = "+".join(wanted)
+    columns = [corpus.text_column]
+    corpus.splits[joined] = datasets.concatenate_datasets(
+        [corpus.splits[name].select_columns(columns) for name in wanted])
+    return joined
+
+
+def _markup_to_newlines(splits: datasets.DatasetDict, column: str, markup: tuple[str, ...]) -> datasets.DatasetDict:
+    """`splits` with each piece of line-break markup in `column` replaced by a newline."""
+    pattern = re.compile("|".join(map(re.escape, markup)))
+
+    def replace(rows: dict) -> dict:
+        return {column: [pattern.sub("\n", text) if text else text for text in rows[column]]}
+
+    return splits.map(replace, batched=True, desc="line-break markup to newlines")
+
+
+def _stratifying_column(config: DataConfig, info: CorpusInfo | None, splits: datasets.DatasetDict) -> str | None:
+    """The integer label column of a labelled corpus's train split, which a carved validation split
+    stratifies by, so a language model and a classifier hold out the same rows."""
+    column = config.label_column or (info.label_column if info else None) or "label"
+    train = splits["train"]
+    if column not in train.column_names:
+        return None
+    value_type = train.data.column(column).type
+    return column if pa.types.is_integer(value_type) else None
 
 
 def split_texts(corpus: Corpus, split: str, batch_size: int = 1000) -> Iterator[str]:
@@ -140,6 +241,22 @@ def count_chars(corpus: Corpus, split: str) -> int:
     return sum(len(piece) for piece in split_texts(corpus, split))
 
 
+def _text_as_strings(splits: datasets.DatasetDict, column: str, spec: str) -> datasets.DatasetDict:
+    """`splits` whose text column holds strings: numbers and booleans (a csv column of digits) become
+    their text; lists, objects or mixed JSON values are a CorpusError."""
+    for name, split in splits.items():
+        feature = split.features[column]
+        dtype = feature.dtype if isinstance(feature, datasets.Value) else None
+        if dtype in ("string", "large_string", "null"):
+            continue
+        if dtype is None or not (dtype == "bool" or dtype.startswith(("int", "uint", "float"))):
+            held = dtype or type(feature).__name__.lower()
+            raise CorpusError(f"column {column!r} of split {name!r} of corpus {spec!r} holds {held} values, not "
+                              f"text; pick the text column with --text-column")
+        splits[name] = split.cast_column(column, datasets.Value("string"))
+    return splits
+
+
 def _text_candidates(config: DataConfig, info: CorpusInfo | None) -> tuple[str, ...]:
     if config.text_column:
         return (config.text_column,)
@@ -149,10 +266,7 @@ def _text_candidates(config: DataConfig, info: CorpusInfo | None) -> tuple[str, 
 
 def _load_local(path: Path, encoding: str) -> tuple[datasets.DatasetDict, bool]:
     """Splits read from a local file or folder, and whether their rows are lines of plain text."""
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise ConfigError(f"--encoding {encoding!r} is not a known text encoding; use e.g. utf-8, latin-1 or cp1252")
+    _check_encoding(encoding)
     data_files = _split_files(path) if path.is_dir() else {"train": [path]}
     builders = {BUILDERS.get(file.suffix.lower(), "text") for files in data_files.values() for file in files}
     if len(builders) > 1:
@@ -193,9 +307,14 @@ def _split_files(folder: Path) -> dict[str, list[Path]]:
             logger.info("ignoring %s in %s: a train file is already there", ", ".join(f.name for f in unnamed), folder)
     elif unnamed:
         grouped["train"] = unnamed
-    else:
-        raise CorpusError(f"{folder} has no training file (has {', '.join(sorted(grouped))}); add train.<ext>")
     return grouped
+
+
+def _check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError(f"--encoding {encoding!r} is not a known text encoding; use e.g. utf-8, latin-1 or cp1252")
 
 
 def _check_text_file(file: Path, encoding: str) -> None:
@@ -212,6 +331,9 @@ def _check_text_file(file: Path, encoding: str) -> None:
                 bad = offset - pending + error.start
                 raise CorpusError(f"{file.resolve()}: byte {bad} (0x{error.object[error.start]:02x}) is not valid "
                                   f"{encoding}; pass --encoding with the file's real encoding (e.g. --encoding cp1252)")
+            except UnicodeError as error:  # a codec's own complaint, e.g. utf-16 without a byte-order mark
+                raise CorpusError(f"{file.resolve()} is not valid {encoding} ({error}); pass --encoding with the "
+                                  f"file's real encoding")
             has_text = has_text or bool(text.strip())
             offset += len(chunk)
             if not chunk:
@@ -222,14 +344,17 @@ def _check_text_file(file: Path, encoding: str) -> None:
 
 def _load_hub(hub_id: str, revision: str | None, tried: Path | None) -> datasets.DatasetDict:
     """The Hub dataset's splits, renamed to train/validation/test; a CorpusError saying what was tried if it fails."""
+    online = hub_reachable()
     try:
-        loaded = datasets.load_dataset(hub_id, revision=revision)
+        with nullcontext() if online else hub_offline():
+            loaded = datasets.load_dataset(hub_id, revision=revision)
     except (OSError, ValueError) as error:
         looked = f"no folder {tried} and " if tried else ""
         fix = (f"put its files at {tried}/<split>.<ext> (or point --data-dir or TEXTGEN_DATA at a folder holding "
                f"{tried.name}/)" if tried else "check the id (owner/name) or give a local file or folder")
-        raise CorpusError(f"{looked}could not load {hub_id!r} from the Hugging Face Hub ({_first_line(error)}); {fix}, "
-                          "or run once online so datasets caches it (HF_HUB_OFFLINE=1 skips the network)") from error
+        reason = _first_line(error) if online else "the Hub is out of reach and no cached copy exists"
+        raise CorpusError(f"{looked}could not load {hub_id!r} from the Hugging Face Hub ({reason}); {fix}, "
+                          "or run once online so datasets caches it") from error
     splits = datasets.DatasetDict({SPLIT_ALIASES[name]: split for name, split in loaded.items()
                                    if name in SPLIT_ALIASES})
     if "train" not in splits:
@@ -241,8 +366,9 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def _pick_column(splits: datasets.DatasetDict, candidates: tuple[str, ...], role: str, flag: str, spec: str) -> str:
-    columns = splits["train"].column_names
+def _pick_column(splits: datasets.DatasetDict, candidates: tuple[str, ...], role: str, flag: str, spec: str,
+                 reference: str = "train") -> str:
+    columns = splits[reference].column_names
     for name in candidates:
         if name in columns:
             return name
@@ -259,11 +385,13 @@ def _missing_labels(split: datasets.Dataset, column: str) -> int:
     return missing
 
 
-def _drop_unlabelled_splits(splits: datasets.DatasetDict, column: str, spec: str) -> datasets.DatasetDict:
+def _drop_unlabelled_splits(splits: datasets.DatasetDict, column: str, spec: str,
+                            reference: str = "train") -> datasets.DatasetDict:
+    """The splits that carry labels; wholly unlabelled ones (imdb's unsupervised) are left out, and said."""
     kept = datasets.DatasetDict()
     for name, split in splits.items():
         missing = _missing_labels(split, column)
-        if missing == len(split) and name != "train":
+        if missing == len(split) and name != reference:
             logger.info("dropping split %r of %s: it has no labels", name, spec)
         elif missing:
             raise CorpusError(f"split {name!r} of corpus {spec!r} has {missing} of {len(split)} rows without a label "
@@ -274,15 +402,15 @@ def _drop_unlabelled_splits(splits: datasets.DatasetDict, column: str, spec: str
 
 
 def _encode_labels(splits: datasets.DatasetDict, column: str, info: CorpusInfo | None,
-                   spec: str) -> tuple[datasets.DatasetDict, list[str]]:
+                   spec: str, reference: str = "train") -> tuple[datasets.DatasetDict, list[str]]:
     """Splits whose label column is a ClassLabel with ids 0..n-1, and the label names by id."""
-    feature = splits["train"].features[column]
+    feature = splits[reference].features[column]
     if isinstance(feature, datasets.ClassLabel):
         return splits, list(feature.names)
-    value_type = splits["train"].data.column(column).type
+    value_type = splits[reference].data.column(column).type
     if pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
         splits = splits.class_encode_column(column)
-        return splits, list(splits["train"].features[column].names)
+        return splits, list(splits[reference].features[column].names)
     if not pa.types.is_integer(value_type):
         raise CorpusError(f"labels in column {column!r} of corpus {spec!r} are {value_type}, not integers or strings; "
                           "pick a label column with --label-column")
@@ -296,13 +424,24 @@ def _encode_labels(splits: datasets.DatasetDict, column: str, info: CorpusInfo |
     return splits.cast_column(column, datasets.ClassLabel(names=names)), names
 
 
-def _carve_validation(corpus: Corpus, task: str, seed: int) -> datasets.DatasetDict:
-    """The corpus's splits plus a validation split taken from train."""
+def _carve_validation(corpus: Corpus, task: str, seed: int, label_column: str | None) -> datasets.DatasetDict:
+    """The corpus's splits plus a validation split taken from train: a seeded, stratified 10% of a
+    labelled corpus's rows (the same rows for a language model as for a classifier, so pre-training
+    never reads the classifier's validation texts), else the tail of the text."""
     train = corpus.splits["train"]
     splits = datasets.DatasetDict(corpus.splits)
-    if task == "classify":
-        # stratified so a small or skewed corpus keeps every class in both splits
-        parts = train.train_test_split(test_size=0.1, seed=seed, stratify_by_column=corpus.label_column)
+    if task == "classify" or label_column is not None:
+        # stratified so a small or skewed corpus keeps every class in both splits, and shuffled,
+        # since a file sorted by label (imdb) would otherwise hold out one class only
+        column = corpus.label_column or label_column
+        labelled = train if isinstance(train.features[column], datasets.ClassLabel) else \
+            train.class_encode_column(column)
+        try:
+            parts = labelled.train_test_split(test_size=0.1, seed=seed, stratify_by_column=column)
+        except ValueError as error:  # too few rows, or a label on one row only
+            raise CorpusError(f"cannot carve a stratified validation split from the {len(train)} labelled rows of "
+                              f"{corpus.name} ({_first_line(error)}); add rows (two or more of each label) or give "
+                              f"a validation file beside the train file") from error
         splits["train"], splits["validation"] = parts["train"], parts["test"]
         logger.info("%s has no validation split; carved a stratified 10%% (%d rows, seed %d) from train",
                     corpus.name, len(parts["test"]), seed)
@@ -323,14 +462,82 @@ def _carve_validation(corpus: Corpus, task: str, seed: int) -> datasets.DatasetD
     return splits
 
 
-def read_texts(path: str | Path, text_column: str | None = None, encoding: str = "utf-8") -> list[str]:
-    """The texts in a local file: one per line of plain text, or one per row of a csv/json/parquet
-    file's text column (--text-column, default 'text')."""
+def read_texts(path: str | Path, text_column: str | None = None, encoding: str = "utf-8") -> Iterator[str]:
+    """The texts in a local file, read lazily so that memory stays bounded however large the file: one
+    per non-blank line of plain text, or one per row of a csv, json/jsonl or parquet file's text column
+    (--text-column, default 'text'). The file is checked before the first text; a row without text
+    there raises a CorpusError naming the row when it is reached."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"--file {path} does not exist; give a text, csv, jsonl or parquet file")
-    splits, line_rows = _load_local(path, encoding)
-    if line_rows:
-        return [line.rstrip("\r\n") for line in splits["train"]["text"] if line.strip()]
-    column = _pick_column(splits, (text_column or "text",), "text", "--text-column", str(path))
-    return list(splits["train"][column])
+    builder = BUILDERS.get(path.suffix.lower(), "text")
+    if builder != "parquet":
+        _check_encoding(encoding)
+        _check_text_file(path, encoding)
+        # a byte-order mark is not text: utf-8-sig drops one at the start and reads the rest as utf-8
+        encoding = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    if builder == "text":
+        return _text_lines(path, encoding)
+    return _column_texts(path, _file_rows(path, builder, encoding), text_column or "text")
+
+
+def _text_lines(path: Path, encoding: str) -> Iterator[str]:
+    with open(path, encoding=encoding) as file:
+        for line in file:
+            if line.strip():
+                yield line.rstrip("\r\n")
+
+
+def _file_rows(path: Path, builder: str, encoding: str) -> Iterator[dict]:
+    """The rows of a csv, json/jsonl or parquet file as dicts, one at a time."""
+    if builder == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=1000):
+                yield from batch.to_pylist()
+        except (pa.ArrowException, OSError) as error:
+            raise CorpusError(f"could not read {path} as parquet ({_first_line(error)}); check the file's format")
+        return
+    with open(path, encoding=encoding, newline="" if builder == "csv" else None) as file:
+        if builder == "csv":
+            csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # a long review is still one field
+            reader = csv.DictReader(file)
+            try:
+                yield from reader
+            except csv.Error as error:
+                raise CorpusError(f"{path} line {reader.line_num} is not valid csv ({error}); check the file's format")
+            return
+        if file.read(64).lstrip()[:1] == "[":  # one JSON array: it can only be read whole
+            file.seek(0)
+            yield from _parse_json(file.read(), path, "")
+            return
+        file.seek(0)
+        for number, line in enumerate(file, 1):
+            if line.strip():
+                yield _parse_json(line, path, f" line {number}")
+
+
+def _parse_json(text: str, path: Path, where: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CorpusError(f"{path}{where} is not valid JSON ({error.msg} at column {error.colno}); give one JSON "
+                          "object per line") from None
+
+
+def _column_texts(path: Path, rows: Iterator[object], column: str) -> Iterator[str]:
+    """Each row's text in `column`, checked to be a string."""
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise CorpusError(f"row {number} of {path} is a {type(row).__name__}, not an object with a "
+                              f"{column!r} field; give one object per row")
+        if number == 1 and column not in row:
+            names = ", ".join(str(name) for name in row if name is not None)
+            raise CorpusError(f"{path} has no text column {column!r} (columns: {names}); pick one with --text-column")
+        text = row.get(column)
+        if not isinstance(text, str):
+            held = "nothing" if text is None else f"{type(text).__name__} {text!r:.40}"
+            raise CorpusError(f"row {number} of {path} holds {held} in column {column!r}, not text; give every "
+                              "row a text, or pick another column with --text-column")
+        yield text

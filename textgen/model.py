@@ -1,10 +1,12 @@
-"""Stacked LSTM/GRU language model: `forward(ids, state) -> (logits, state)`.
+"""Stacked LSTM/GRU/RNN language model: `forward(ids, state) -> (logits, state)`.
 
 Recurrent state is passed in and returned, never kept on the module, so texts never leak into
-each other. Built on `nn.LSTM` / `nn.GRU` so the cuDNN and oneDNN kernels run.
+each other. Built on `nn.LSTM` / `nn.GRU` / `nn.RNN` so the cuDNN and oneDNN kernels run.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import nn
@@ -13,8 +15,26 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textgen.config import ClassifierConfig, ModelConfig
+from textgen.errors import ConfigError
 
 State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor
+
+
+def resolve_device(requested: str) -> torch.device:
+    """The torch device for --device (auto: CUDA, else Apple MPS, else CPU)."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps was asked for but this machine has no Apple GPU; use --device cpu")
+    if requested == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(requested)
 
 
 def detach_state(state: State | None) -> State | None:
@@ -33,15 +53,17 @@ def select_state(state: State, index: torch.Tensor) -> State:
     return state.index_select(1, index)
 
 
-def recurrent_layers(config: ModelConfig, bidirectional: bool = False) -> nn.LSTM | nn.GRU:
-    """The stacked LSTM/GRU for `config`, forget-gate biases at 1.
+def recurrent_layers(config: ModelConfig, bidirectional: bool = False) -> nn.LSTM | nn.GRU | nn.RNN:
+    """The stacked LSTM/GRU/tanh RNN for `config`, LSTM forget-gate biases at 1.
 
     An LSTM that ties weights projects its output down to the embedding width, which makes tying
-    possible for any hidden size above it; a GRU can only tie when the widths already match.
+    possible for any hidden size above it; a GRU or RNN can only tie when the widths already match.
     """
     project = config.tie_weights and config.cell == "lstm" and config.hidden_size > config.embed_size
-    rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
+    rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[config.cell]
     extra = {"proj_size": config.embed_size} if project else {}
+    if config.cell == "rnn":
+        extra["nonlinearity"] = "tanh"
     rnn = rnn_class(config.embed_size, config.hidden_size, config.num_layers, batch_first=True,
                     dropout=config.dropout if config.num_layers > 1 else 0.0,
                     bidirectional=bidirectional, **extra)
@@ -58,7 +80,7 @@ def recurrent_layers(config: ModelConfig, bidirectional: bool = False) -> nn.LST
 
 
 class LanguageModel(nn.Module):
-    """Embedding -> stacked LSTM/GRU -> linear output over the vocabulary."""
+    """Embedding -> stacked LSTM/GRU/RNN -> linear output over the vocabulary."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -119,10 +141,9 @@ class Classifier(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits (batch, classes) for padded `ids` (batch, time) of the given `lengths`."""
-        embedded = self.embed_dropout(self.embedding(ids))
-        if self.training and self.config.token_dropout:
-            # dropout1d zeroes whole "channels": with (batch, time, width) those are the tokens
-            embedded = F.dropout1d(embedded, self.config.token_dropout)
+        if not self.config.bidirectional and ids.shape[1] > self.config.max_len:
+            return self.head(self._pool_in_chunks(ids, lengths.to(ids.device)))
+        embedded = self._embed(ids)
         valid = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None])
         valid = valid.unsqueeze(-1)
         if self.config.bidirectional:
@@ -141,6 +162,40 @@ class Classifier(nn.Module):
         largest = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
         mean = (outputs * valid).sum(dim=1) / lengths.to(outputs.device, outputs.dtype)[:, None]
         return self.head(torch.cat([last, largest, mean], dim=1))
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        embedded = self.embed_dropout(self.embedding(ids))
+        if self.training and self.config.token_dropout:
+            # dropout1d zeroes whole "channels": with (batch, time, width) those are the tokens
+            embedded = F.dropout1d(embedded, self.config.token_dropout)
+        return embedded
+
+    def _pool_in_chunks(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Concat pooling (last, max, mean) over whole texts read `max_len` positions at a time with
+        the state carried between chunks: the same result as one pass, with activations bounded by
+        the chunk. Gradients flow through the last chunk only (and the state is cut before it)."""
+        chunk_len = self.config.max_len
+        time_steps = ids.shape[1]
+        last_start = (time_steps - 1) // chunk_len * chunk_len
+        state = last = largest = total = None
+        for start in range(0, time_steps, chunk_len):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and start == last_start):
+                outputs, state = self.rnn(self._embed(ids[:, start:start + chunk_len]), state)  # (batch, chunk, width)
+            state = detach_state(state)
+            positions = torch.arange(start, start + outputs.shape[1], device=outputs.device)
+            valid = (positions[None, :] < lengths[:, None]).unsqueeze(-1)
+            chunk_max = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
+            chunk_sum = (outputs * valid).sum(dim=1)
+            end = (lengths - 1 - start).clamp(0, outputs.shape[1] - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
+            ends_here = ((lengths - 1 >= start) & (lengths - 1 < start + outputs.shape[1]))[:, None]
+            chunk_last = outputs.gather(1, end).squeeze(1)
+            if last is None:
+                last, largest, total = chunk_last, chunk_max, chunk_sum
+            else:
+                last = torch.where(ends_here, chunk_last, last)
+                largest, total = torch.maximum(largest, chunk_max), total + chunk_sum
+        mean = total / lengths.to(total.dtype)[:, None]
+        return torch.cat([last, largest, mean], dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -213,17 +213,17 @@ class Stepper:
     """One token per row through the model's weights: `(tokens (batch,), state) -> (logits, state)`.
 
     Same result as `model(tokens[:, None], state)` (to float rounding), several times faster for
-    one step: the first layer's input projection is a table lookup per token, an LSTM layer is one
-    fused matmul, and no oneDNN RNN primitive is set up per call. With `int8` the weight matrices
-    are 8-bit (CPU only): a quarter of the bytes to read and about twice the multiply rate, at the
-    cost of slightly different logits.
+    one step: the first layer's input projection is a table lookup per token, an upper LSTM or RNN
+    layer is one fused matmul, and no oneDNN RNN primitive is set up per call. With `int8` the
+    weight matrices are 8-bit (CPU only): a quarter of the bytes to read and about twice the
+    multiply rate, at the cost of slightly different logits.
     """
 
     def __init__(self, model: LanguageModel, int8: bool = False):
         rnn, config = model.rnn, model.config
         if int8 and model.embedding.weight.device.type != "cpu":
             raise TextgenError("int8 weights run on the CPU only; drop --quantize or use --device cpu")
-        self.lstm = config.cell == "lstm"
+        self.cell = config.cell
         self.output, self.output_bias = _Matmul(model.output.weight, int8), model.output.bias
         self.layers = []
         for layer in range(config.num_layers):
@@ -231,7 +231,7 @@ class Stepper:
             bias_ih, bias_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
             # the first layer's input projection of every token, computed once: (vocab, gates)
             table = torch.addmm(bias_ih, model.embedding.weight, weight_ih.t()) if layer == 0 else None
-            if self.lstm:
+            if self.cell != "gru":  # LSTM and tanh RNN: [input, hidden] @ [weight_ih, weight_hh]^T
                 projection = getattr(rnn, f"weight_hr_l{layer}", None)
                 projection = None if projection is None else _Matmul(projection, int8)
                 if layer == 0:
@@ -245,7 +245,16 @@ class Stepper:
                                     _Matmul(weight_hh, int8)))
 
     def __call__(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if self.lstm:
+        if self.cell == "rnn":
+            hiddens, x = [], None
+            for layer, (bias, matmul, _) in enumerate(self.layers):
+                if layer == 0:
+                    x = matmul(state[0], bias[tokens]).tanh()
+                else:
+                    x = matmul(torch.cat([x, state[layer]], 1), bias).tanh()
+                hiddens.append(x)
+            return self.output(x, self.output_bias), torch.stack(hiddens)
+        if self.cell == "lstm":
             hidden, cell = state
             hiddens, cells, x = [], [], None
             for layer, (bias, matmul, projection) in enumerate(self.layers):
@@ -280,7 +289,8 @@ class Stepper:
 class Sample:
     """One generated continuation (the prompt not included)."""
 
-    text: str
+    text: str | None
+    """the whole text; None from `stream(..., keep_text=False)`, whose chunks alone carry it"""
     mean_log_prob: float
     """mean log-probability (nats) of the generated tokens under the model, before any processor"""
     stop_reason: str
@@ -337,12 +347,13 @@ class _Detokenizer:
 
 
 class _Continuation:
-    """One sample's text: cut at --length and at stop strings, shown as soon as it cannot be cut."""
+    """One sample's text: cut at --length and at stop strings, shown as soon as it cannot be cut.
+    Without `keep_text` the shown text is not kept, so memory stays flat however long it grows."""
 
-    def __init__(self, length: int, stops: tuple[str, ...]):
+    def __init__(self, length: int, stops: tuple[str, ...], keep_text: bool = True):
         self.length, self.stops = length, stops
         self.hold = max(map(len, stops), default=1) - 1  # a tail this long may still begin a stop string
-        self.shown: list[str] = []
+        self.shown: list[str] | None = [] if keep_text else None
         self.pending = ""
         self.chars = 0
 
@@ -351,7 +362,8 @@ class _Continuation:
         (`last`: no more tokens will come)."""
         if not self.stops and not last and self.chars + len(piece) < self.length:  # the common case, fast
             self.chars += len(piece)
-            self.shown.append(piece)
+            if self.shown is not None:
+                self.shown.append(piece)
             return piece, None
         piece = piece[: self.length - self.chars]
         self.chars += len(piece)
@@ -364,12 +376,13 @@ class _Continuation:
         else:
             split = max(0, len(text) - self.hold)
             text, self.pending, reason = text[:split], text[split:], None
-        self.shown.append(text)
+        if self.shown is not None:
+            self.shown.append(text)
         return text, reason
 
     @property
-    def text(self) -> str:
-        return "".join(self.shown)
+    def text(self) -> str | None:
+        return None if self.shown is None else "".join(self.shown)
 
 
 class _Uniforms:
@@ -403,6 +416,28 @@ def _prime(model: LanguageModel, tokenizer: Tokenizer, prompt: str, device: torc
     return prompt_ids, logits[:, -1], state
 
 
+class _History:
+    """The token history the processors read, `ids[:, :filled]` (batch, tokens), written in place:
+    O(1) per step. Only the last `keep` tokens are kept (all when `keep` is None), in a buffer of
+    twice that, so memory stays flat however long the text grows."""
+
+    def __init__(self, prompt_ids: list[int], rows: int, keep: int | None, max_tokens: int,
+                 device: torch.device):
+        kept = prompt_ids if keep is None else prompt_ids[-keep:]
+        self.keep = keep
+        capacity = len(prompt_ids) + max_tokens if keep is None else 2 * keep
+        self.ids = torch.empty(rows, capacity, dtype=torch.long, device=device)
+        self.ids[:, :len(kept)] = torch.tensor(kept, dtype=torch.long, device=device)
+        self.filled = len(kept)
+
+    def append(self, tokens: torch.Tensor) -> None:
+        if self.filled == self.ids.size(1):  # bounded and full: slide the last `keep` tokens to the front
+            self.ids[:, :self.keep] = self.ids[:, self.filled - self.keep:self.filled].clone()
+            self.filled = self.keep
+        self.ids[:, self.filled] = tokens
+        self.filled += 1
+
+
 def _max_tokens(tokenizer: Tokenizer, length: int) -> int:
     """Tokens enough for `length` characters: a character token is one character; a subword token is
     at least one once its UTF-8 bytes are whole, and a character has at most four bytes."""
@@ -414,11 +449,13 @@ def _processors(tokenizer: Tokenizer, config: SampleConfig) -> list[Processor]:
 
 
 def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: SampleConfig,
-           device: str | torch.device = "cpu") -> Iterator[Chunk]:
+           device: str | torch.device = "cpu", keep_text: bool = True) -> Iterator[Chunk]:
     """Chunks of new text as they are generated, for `config.num_samples` continuations of `prompt`.
 
     All samples advance together, one forward call per step; a sample's last chunk carries the
     finished `Sample`. With `config.beams > 1` the single best beam comes as one chunk at the end.
+    Without `keep_text` (and without --no-repeat-ngram, which reads the whole history) memory stays
+    flat however long the text: the finished `Sample` then has no text, only the chunks carry it.
     """
     device = torch.device(device)
     if config.beams > 1:
@@ -432,24 +469,22 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
         prompt_ids, logits, state = _prime(model, tokenizer, prompt, device)
         first = torch.zeros(len(rows), dtype=torch.long, device=device)
         logits, state = logits[first], select_state(state, first)
-        # token history for the processors, written in place: O(1) per step
-        history = torch.empty(len(rows), len(prompt_ids) + max_tokens, dtype=torch.long, device=device)
-        history[:, :len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long, device=device)
+        keep = None if config.no_repeat_ngram else config.repetition_window
+        history = _History(prompt_ids, len(rows), keep, max_tokens, device)
         log_prob_sums = torch.zeros(len(rows), device=device)
         stepper = Stepper(model, int8=config.quantize == "int8")
-    filled = len(prompt_ids)
     processors = _processors(tokenizer, config)
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(6), "little")
     uniforms = None if config.greedy else _Uniforms(seed, len(rows), device)
     detokenizer = _Detokenizer(tokenizer)
     decoded = [detokenizer.new_row() for _ in rows]
-    texts = [_Continuation(config.length, config.stop) for _ in rows]
+    texts = [_Continuation(config.length, config.stop, keep_text) for _ in rows]
     for step in range(max_tokens):
         with torch.inference_mode():
             if step:
                 logits, state = stepper(tokens, state)
             raw = logits.float()
-            scores = apply_processors(processors, history[:, :filled], raw)
+            scores = apply_processors(processors, history.ids[:, :history.filled], raw)
             if config.no_repeat_ngram and torch.isinf(scores).all(-1).any():
                 raise TextgenError(f"--no-repeat-ngram {config.no_repeat_ngram} banned every token after "
                                    f"{step} generated tokens; raise it or lower --length")
@@ -460,8 +495,7 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
                 threshold = uniforms.next()[:, None] * cumulative[:, -1:]
                 tokens = torch.searchsorted(cumulative, threshold, right=True).squeeze(1).clamp_(max=raw.size(-1) - 1)
             log_prob_sums += raw.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(1)
-            history[:, filled] = tokens
-            filled += 1
+            history.append(tokens)
         chunks, keep = [], []
         for position, token in enumerate(tokens.tolist()):
             index = rows[position]
@@ -480,8 +514,8 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
             rows = [rows[position] for position in keep]
             with torch.inference_mode():
                 kept = torch.tensor(keep, device=device)
-                state, tokens, history, log_prob_sums = (select_state(state, kept), tokens[kept], history[kept],
-                                                         log_prob_sums[kept])
+                state, tokens, log_prob_sums = select_state(state, kept), tokens[kept], log_prob_sums[kept]
+                history.ids = history.ids[kept]
             if uniforms is not None:
                 uniforms.select(keep)
 

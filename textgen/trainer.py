@@ -6,6 +6,7 @@ loss and evaluation for language modelling or classification) and a `TrainConfig
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import math
@@ -29,23 +30,6 @@ from textgen.errors import CheckpointError, ConfigError, TrainingError
 from textgen.model import State, detach_state
 
 LN2 = math.log(2.0)
-
-
-def resolve_device(requested: str) -> torch.device:
-    """The torch device for --device (auto: CUDA, else Apple MPS, else CPU)."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
-    if requested == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps was asked for but this machine has no Apple GPU; use --device cpu")
-    if requested == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(requested)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -382,14 +366,49 @@ def check_resumable(payload: dict[str, Any], configs: dict[str, dict], world_siz
                               f"processes and this job has {world_size}; use --nproc-per-node {saved_world}")
 
 
+@contextmanager
+def run_folder_lock(run_dir: Path, dist: Distributed) -> Iterator[None]:
+    """One writer per run folder: rank 0 holds an exclusive flock on the folder itself while the block
+    runs. The kernel drops it when the process ends, however it ends, so a killed run never blocks
+    the next; every rank learns the outcome, so none waits on a refused run."""
+    descriptor = None
+    if dist.is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(run_dir, os.O_RDONLY)
+        except OSError as error:
+            raise ConfigError(f"cannot use --out {run_dir} as a run folder ({error.strerror or error}); "
+                              f"choose another --out") from error
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            descriptor = None
+    if not dist.gather(descriptor is not None)[0]:
+        raise TrainingError(f"run folder {run_dir} is in use by another textgen train that is still "
+                            f"running; wait for it to finish (or stop it), or choose another --out")
+    try:
+        yield
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)
+
+
 def fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs: dict[str, dict],
         checkpoint_extra: dict[str, Any], device: torch.device, precision: str,
         reporter: Reporter | None = None, dist: Distributed | None = None) -> RunResult:
     """Train `model` on `task` until --max-steps, --time-budget, early stopping or Ctrl-C; evaluate
-    and save last.pt (and best.pt on improvement) in `run_dir`. `configs` go into config.json."""
-    reporter = reporter or SilentReporter()
+    and save last.pt (and best.pt on improvement) in `run_dir`. `configs` go into config.json.
+    Refuses a run folder that another live run holds."""
     dist = dist or Distributed()
-    run_dir = Path(run_dir)
+    with run_folder_lock(Path(run_dir), dist):
+        return _fit(model, task, config, Path(run_dir), configs, checkpoint_extra, device, precision,
+                    reporter or SilentReporter(), dist)
+
+
+def _fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs: dict[str, dict],
+         checkpoint_extra: dict[str, Any], device: torch.device, precision: str, reporter: Reporter,
+         dist: Distributed) -> RunResult:
     model.to(device)
     trained = nn.parallel.DistributedDataParallel(model) if dist.world_size > 1 else model
     optimizer = torch.optim.AdamW(task.parameter_groups(model, config), lr=config.lr,
@@ -410,7 +429,6 @@ def fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs
         step, elapsed_before = payload["step"], payload["elapsed"]
         best, best_metrics, saved_step = payload["best"], payload["best_metrics"], step
     elif dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(configs, indent=2) + "\n")
         (run_dir / "metrics.jsonl").write_text("")
 

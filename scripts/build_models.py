@@ -1,0 +1,173 @@
+"""Rebuild the bundled models: train each with `textgen train`, export half-precision weights into
+textgen/pretrained/, measure what the export costs, and write each model card.
+
+    python scripts/build_models.py                      # train and pack all (hours on a laptop CPU)
+    python scripts/build_models.py --only shakespeare   # one model
+    python scripts/build_models.py --pack-only          # pack runs that are already trained
+
+The corpora other than the bundled tiny_shakespeare come from the data folder ($TEXTGEN_DATA).
+Prints one JSON object per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "runs" / "bundled"
+PRETRAINED = ROOT / "textgen" / "pretrained"
+
+# name -> how it is trained, what it is scored on, and what its card says about it.
+MODELS = {
+    "shakespeare": {
+        "train": ["--corpus", "tiny_shakespeare", "--time-budget", "12m"],
+        "scores": [["tiny_shakespeare", "validation"], ["tiny_shakespeare", "test"]],
+        "about": "A character-level LSTM language model of Shakespeare's plays: `textgen sample` "
+                 "uses it when no --model is given.",
+        "data": "tiny_shakespeare, bundled with textgen (train split, 1,003,854 characters)",
+    },
+    "reviews": {
+        "train": ["--corpus", "imdb", "--lm-splits", "train,unsupervised", "--tokenizer", "sentencepiece",
+                  "--vocab-size", "4000", "--layers", "2", "--hidden", "384", "--embed", "384",
+                  "--dropout", "0.1", "--embed-dropout", "0.05", "--output-dropout", "0.1",
+                  "--batch-size", "64", "--seq-len", "96", "--lr", "3e-3", "--eval-interval", "500",
+                  "--eval-tokens", "200000", "--checkpoint-interval", "250", "--time-budget", "55m"],
+        "scores": [["imdb", "validation"]],
+        "about": "A SentencePiece LSTM language model of movie reviews (IMDb's training and unlabelled "
+                 "reviews), to fine-tune classifiers from: `textgen train --task classify --init-from reviews`.",
+        "data": "imdb train (less the 10% stratified validation rows, seed 0) + unsupervised: 72,500 reviews, "
+                "about 96 million characters, HTML line breaks turned into newlines",
+    },
+    "sentiment": {
+        "train": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed", "--init-from",
+                  "runs/bundled/reviews", "--max-len", "400", "--embed-dropout", "0.3", "--head-dropout", "0.5",
+                  "--weight-decay", "0.1", "--batch-size", "32", "--lr", "2e-3", "--eval-interval", "400",
+                  "--patience", "4", "--time-budget", "35m"],
+        "scores": [["rotten_tomatoes", "validation"], ["imdb", "validation"]],
+        "about": "An English sentiment classifier (neg/pos) for review snippets and whole reviews alike, "
+                 "fine-tuned from the `reviews` language model: `textgen classify` uses it when no --model is given.",
+        "data": "rotten_tomatoes train (8,530 sentences) + imdb train less its validation rows (22,500 whole "
+                "reviews), written by this script to runs/bundled/data/reviews_mixed; validation: both "
+                "corpora's validation rows (1,066 + 2,500). No SST-2.",
+        "prepare": "reviews_mixed",
+    },
+}
+
+
+def write_reviews_mixed(folder: Path) -> None:
+    """rotten_tomatoes and imdb labelled rows together (labels neg/pos), each corpus's own validation
+    rows (imdb's carved as textgen carves it) kept for validation."""
+    from textgen.config import DataConfig
+    from textgen.corpus import load_corpus
+
+    folder.mkdir(parents=True, exist_ok=True)
+    corpora = [load_corpus(DataConfig(corpus=name), task="classify") for name in ("rotten_tomatoes", "imdb")]
+    for split in ("train", "validation"):
+        with open(folder / f"{split}.jsonl", "w") as file:
+            for corpus in corpora:
+                rows = corpus.splits[split]
+                for text, label in zip(rows[corpus.text_column], rows[corpus.label_column]):
+                    file.write(json.dumps({"text": text, "label": corpus.label_names[label]}) + "\n")
+
+
+def textgen(*args: str) -> str:
+    """Run the textgen CLI; its stdout."""
+    command = [sys.executable, "-m", "textgen", *args]
+    return subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT).stdout
+
+
+def score(model: Path, corpus: str, split: str, kind: str) -> dict:
+    """The model's validation figure on a corpus split (bits per char, or accuracy)."""
+    if kind == "classifier":
+        result = json.loads(textgen("classify", "--model", str(model), "--eval", "--corpus", corpus,
+                                    "--split", split, "--json"))
+        return {"corpus": corpus, "split": split, "accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
+    result = json.loads(textgen("eval", "--model", str(model), "--corpus", corpus, "--split", split, "--json"))
+    return {"corpus": corpus, "split": split, "nats_per_char": result["bits_per_char"] * 0.6931471805599453,
+            "bits_per_char": result["bits_per_char"], "nats_per_token": result["loss"]}
+
+
+def cpu_name() -> str:
+    """The processor's model name, e.g. 'Intel(R) Xeon(R) Processor' (figures depend on it)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    return platform.processor() or platform.machine()
+
+
+def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half: list[dict], sha256: str,
+         size: int) -> str:
+    """The model card in Markdown."""
+    metric = "accuracy" if info["kind"] == "classifier" else "nats_per_char"
+    rows = "\n".join(f"| {f['corpus']} {f['split']} | {f[metric]:.4f} | {h[metric]:.4f} | {h[metric] - f[metric]:+.4f} |"
+                     for f, h in zip(full, half))
+    return f"""# {name}
+
+{spec['about']}
+
+| | |
+| --- | --- |
+| kind | {info['kind']} |
+| tokenizer | {info['tokenizer']} |
+| parameters | {info['parameters']:,} |
+| weights | float16, {size / 1e6:.1f} MB, sha256 `{sha256}` |
+| training data | {spec['data']} |
+| trained | {info['steps']:,} steps in {info['minutes']:.0f} minutes, {datetime.date.today().isoformat()}, on {cpu_name()} |
+
+## How it was trained
+
+    {command}
+
+then packed with `python scripts/build_models.py --pack-only --only {name}` (weights cast to float16; no
+optimizer state). `python scripts/build_models.py --only {name}` repeats both steps.
+
+## Figures ({metric.replace('_', ' ')})
+
+| split | float32 run | float16 (shipped) | change |
+| --- | ---: | ---: | ---: |
+{rows}
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=list(MODELS), action="append", help="build only these models")
+    parser.add_argument("--pack-only", action="store_true", help="skip training; pack the existing runs")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from textgen.checkpoint import describe_checkpoint, export_weights, load_checkpoint
+
+    for name in args.only or list(MODELS):
+        spec = MODELS[name]
+        run = RUNS / name
+        train_args = [*spec["train"], "--out", str(run.relative_to(ROOT))]
+        command = "textgen train " + shlex.join(train_args)
+        if not args.pack_only:
+            if spec.get("prepare") == "reviews_mixed":
+                write_reviews_mixed(RUNS / "data" / "reviews_mixed")
+            textgen("train", *train_args)
+        packed = export_weights(run, PRETRAINED / f"{name}.pt")
+        info = describe_checkpoint(packed)
+        last = load_checkpoint(run / "last.pt")
+        info.update(steps=last["step"], minutes=last["elapsed"] / 60)
+        kind = "classifier" if info["kind"] == "classifier" else "language_model"
+        full = [score(run, corpus, split, kind) for corpus, split in spec["scores"]]
+        half = [score(packed, corpus, split, kind) for corpus, split in spec["scores"]]
+        sha256 = hashlib.sha256(packed.read_bytes()).hexdigest()
+        (PRETRAINED / f"{name}.md").write_text(card(name, spec, command, info, full, half, sha256,
+                                                    packed.stat().st_size))
+        print(json.dumps({"model": name, "command": command, "float32": full, "float16": half,
+                          "bytes": packed.stat().st_size, "sha256": sha256}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

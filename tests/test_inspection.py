@@ -1,0 +1,314 @@
+"""`textgen inspect`: unit traces along a text, finding units that track a feature, and the views."""
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from textgen.checkpoint import save_checkpoint
+from textgen.cli import main
+from textgen.config import ClassifierConfig, ModelConfig, to_dict
+from textgen.inspection import (Trace, Unit, colour, feature_values, find_units, html_page, load_model,
+                                render_unit, token_texts, trace_text)
+from textgen.model import Classifier, LanguageModel
+from textgen.tokenizer import CharTokenizer, SentencePieceTokenizer
+
+CHARS = "abc()+-\n \"'<>/="
+
+
+def planted_counter(cell: str = "lstm") -> tuple[LanguageModel, CharTokenizer]:
+    """A tiny model whose layer 0 unit 0 follows '(' and '+' (up) and ')' and '-' (down): an LSTM's
+    cell state is their running count, a GRU's hidden state the sign of the last one; the rest of
+    the weights are random."""
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer(CHARS)
+    model = LanguageModel(ModelConfig(cell=cell, num_layers=2, hidden_size=8, embed_size=8,
+                                      vocab_size=tokenizer.vocab_size, tie_weights=False)).eval()
+    ids = tokenizer.encode("()+-")
+    with torch.no_grad():
+        model.embedding.weight[:, 0] = 0.0
+        model.embedding.weight[ids, 0] = torch.tensor([1.0, -1.0, 1.0, -1.0])
+        rnn, size = model.rnn, 8
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(rnn, name)[0::size].zero_()  # unit 0's row of every gate
+        if cell == "lstm":  # input and forget gates open, candidate = the sign of the count's step
+            rnn.bias_ih_l0[0], rnn.bias_ih_l0[size] = 30.0, 30.0
+            rnn.weight_ih_l0[2 * size, 0] = 30.0
+        else:  # the update gate keeps the state except at a count's step, where it becomes its sign
+            model.embedding.weight[:, 1] = 0.0
+            model.embedding.weight[ids, 1] = 1.0
+            rnn.bias_ih_l0[size], rnn.weight_ih_l0[size, 1] = 30.0, -60.0
+            rnn.weight_ih_l0[2 * size, 0] = 30.0
+    return model, tokenizer
+
+
+def save_language_model(path: Path, model: LanguageModel, tokenizer) -> Path:
+    save_checkpoint(path, {"kind": "language_model", "model_config": to_dict(model.config),
+                           "model": model.state_dict(), "tokenizer": tokenizer.to_data()})
+    return path
+
+
+def test_trace_follows_the_text_and_its_top_layer_is_the_models_output():
+    model, tokenizer = planted_counter()
+    text = "ab(c)\nabc"
+    trace = trace_text(model, tokenizer, text)
+    assert "".join(trace.tokens) == text and len(trace.tokens) == len(text)
+    assert [set(layer) for layer in trace.layers] == [{"input", "forget", "candidate", "cell", "output", "hidden"}] * 2
+    outputs, _ = model.encode(torch.as_tensor(tokenizer.encode(text))[None])
+    np.testing.assert_allclose(trace.layers[1]["hidden"], outputs[0].detach().numpy(), atol=1e-5)
+    assert trace.values(Unit(0, "cell", 0)).round(3).tolist() == [0, 0, 1, 1, 0, 0, 0, 0, 0]
+    assert trace.probabilities is None
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_classifier_prediction_along_the_text_is_its_prediction_on_each_prefix(bidirectional):
+    torch.manual_seed(1)
+    tokenizer = CharTokenizer(CHARS)
+    classifier = Classifier(ModelConfig(num_layers=1, hidden_size=8, embed_size=8, vocab_size=tokenizer.vocab_size),
+                            ClassifierConfig(label_names=["neg", "pos"], head_hidden=8,
+                                             bidirectional=bidirectional)).eval()
+    text = "abc(ab)ca"
+    trace = trace_text(classifier, tokenizer, text)
+    ids = torch.as_tensor(tokenizer.encode(text))[None]
+    with torch.no_grad():
+        expected = [torch.softmax(classifier(ids[:, :t], torch.tensor([t])), dim=-1)[0].numpy()
+                    for t in range(1, len(text) + 1)]
+    np.testing.assert_allclose(trace.probabilities, np.stack(expected), atol=1e-5)
+    assert trace.label_names == ["neg", "pos"]
+    assert trace.layers[0]["hidden"].shape == (len(text), 16 if bidirectional else 8)
+
+
+def test_features_are_read_right_after_each_character():
+    text = 'a"b"c(d))e\nfg\n"'
+    assert feature_values("quote", text).tolist() == [0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    # the second ')' closes nothing and is ignored
+    assert feature_values("paren", text).tolist() == [0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert feature_values("line-position", text).tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 1, 2, 0, 1]
+    assert feature_values("line-start", text).tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1]
+    assert feature_values("paren", "x)(y").tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("cell, gate", [("lstm", "cell"), ("gru", "hidden")])
+def test_find_ranks_first_the_unit_planted_to_track_parentheses(cell, gate):
+    model, tokenizer = planted_counter(cell)
+    rng = np.random.default_rng(0)
+    rows = ["".join(f"({''.join(rng.choice(list('abc '), 5))})" if rng.random() < 0.5 else
+                    "".join(rng.choice(list("abc \n"), 6)) for _ in range(8)) for _ in range(6)]
+    ranking = find_units(model, tokenizer, rows, "paren", batch_size=4)
+    assert ranking[0].unit == Unit(0, gate, 0) and ranking[0].correlation > (0.99 if cell == "lstm" else 0.8)
+    assert ranking[0].positions == sum(map(len, rows))
+    assert [abs(s.correlation) for s in ranking] == sorted((abs(s.correlation) for s in ranking), reverse=True)
+    assert len(ranking) == 2 * sum(values.shape[1] for values in trace_text(model, tokenizer, "ab").layers[0].values())
+    # the figure is Pearson's correlation of the unit with the feature over all positions
+    trace = trace_text(model, tokenizer, rows[1])
+    some_unit = ranking[5].unit
+    only_row = find_units(model, tokenizer, [rows[1]], "paren", layer=some_unit.layer, gate=some_unit.gate)
+    expected = np.corrcoef(trace.values(some_unit), feature_values("paren", rows[1]))[0, 1]
+    assert next(s for s in only_row if s.unit == some_unit).correlation == pytest.approx(expected, abs=1e-6)
+    assert {s.unit.gate for s in only_row} == {some_unit.gate} and {s.unit.layer for s in only_row} == {some_unit.layer}
+
+
+def test_find_label_on_a_labelled_jsonl_finds_the_sentiment_unit(tmp_path, capsys):
+    model, tokenizer = planted_counter()
+    rng = np.random.default_rng(1)
+    rows = []
+    for index in range(40):
+        label = index % 2
+        words = rng.choice(list("abc  "), 12).tolist() + ["+" if label else "-"] * 3
+        rng.shuffle(words)
+        rows.append({"text": "".join(words), "label": label})
+    corpus = tmp_path / "reviews.jsonl"
+    corpus.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    status = main(["inspect", "--model", str(checkpoint), "--find", "label", "--corpus", str(corpus),
+                   "--split", "train", "--json", "--top", "3"])
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0
+    best = result["ranking"][0]
+    assert (best["layer"], best["gate"], best["unit"]) == (0, "cell", 0) and best["correlation"] > 0.9
+    assert best["positions"] == 36  # one per text: the carved validation split holds 4 of the 40
+    assert len(result["ranking"]) == 3
+    # the text shown is the first text of the split, with the best unit's values
+    assert result["units"][0]["layer"] == 0 and result["units"][0]["unit"] == 0
+
+
+def test_find_refuses_a_feature_the_corpus_never_shows(tmp_path, capsys):
+    model, tokenizer = planted_counter()
+    checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    corpus = tmp_path / "plain.txt"
+    corpus.write_text("abc ab\nca b\n" * 50)
+    status = main(["inspect", "--model", str(checkpoint), "--find", "quote", "--corpus", str(corpus)])
+    assert status == 1
+    assert ("--find quote: inside double quotes has one value only in this text, so no unit can track it; "
+            "choose another --find feature, --corpus or --split") in capsys.readouterr().err
+
+
+def test_inspect_json_gives_each_chosen_units_value_after_each_character(tmp_path, capsys):
+    model, tokenizer = planted_counter()
+    checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    text = "a(b(c))"
+    assert main(["inspect", "--model", str(checkpoint), "--text", text, "--layer", "0", "--unit", "0",
+                 "--unit", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    trace = trace_text(model, tokenizer, text)
+    assert result["tokens"] == list(text)
+    assert [(u["layer"], u["gate"], u["unit"]) for u in result["units"]] == [(0, "cell", 0), (0, "cell", 3)]
+    assert np.round(result["units"][0]["values"], 3).tolist() == [0, 1, 1, 2, 2, 1, 0]
+    np.testing.assert_allclose(result["units"][1]["values"], trace.values(Unit(0, "cell", 3)), atol=1e-6)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--gate", "reset"], "--gate reset is not a gate of an LSTM; use one of: input, forget, candidate, cell, "
+                          "output, hidden"),
+    (["--layer", "2"], "--layer 2 is out of range: this model has layers 0 to 1"),
+    (["--unit", "8"], "--unit 8 is out of range: the cell of layer 1 has units 0 to 7"),
+    (["--find", "paren"], "--find paren measures units over a corpus split; add --corpus NAME (and --split)"),
+])
+def test_inspect_names_the_flag_that_is_wrong(tmp_path, capsys, flags, message):
+    model, tokenizer = planted_counter()
+    checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    assert main(["inspect", "--model", str(checkpoint), "--text", "abc", *flags]) == 1
+    assert f"textgen: error: {message}" in capsys.readouterr().err
+
+
+def test_terminal_view_colours_each_character_by_the_unit():
+    model, tokenizer = planted_counter()
+    trace = trace_text(model, tokenizer, "a((b))\nc")
+    rendered = render_unit(trace, Unit(0, "cell", 0))
+    assert rendered.plain == "a((b))↵\nc"
+    styles = {rendered.plain[span.start:span.end]: str(span.style) for span in rendered.spans}
+    # the count reaches 2 inside "((": the strongest red, on the unit's own scale; 0 is white
+    assert styles["b"] == "black on rgb(255,51,51)" and styles["a"] == "black on rgb(255,255,255)"
+    assert colour(-1.0, 1.0) == (51, 51, 255) and colour(0.5, 1.0) == (255, 153, 153)
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attributes, self.scripts, self._in_script = [], [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes.extend(name for name, _ in attrs)
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+HOSTILE = '</script><script>alert(1)</script><img src=x onerror=alert(1)>"&amp;\u2028{data}{title}'
+
+
+def hostile_page() -> tuple[str, Trace]:
+    torch.manual_seed(2)
+    tokenizer = CharTokenizer.from_texts([HOSTILE])
+    model = LanguageModel(ModelConfig(num_layers=2, hidden_size=8, embed_size=8, vocab_size=tokenizer.vocab_size))
+    trace = trace_text(model, tokenizer, HOSTILE)
+    return html_page(trace, HOSTILE, Unit(1, "cell", 2)), trace
+
+
+def test_page_is_self_contained_and_hostile_text_stays_text():
+    page, trace = hostile_page()
+    parser = Tags()
+    parser.feed(page)
+    assert parser.tags.count("script") == 2 and "img" not in parser.tags
+    assert not {"src", "href", "onerror", "onload"} & set(parser.attributes)
+    assert "<img" not in page and "alert(1)</script>" not in page
+    data = json.loads(parser.scripts[0])
+    assert data["tokens"] == trace.tokens and "".join(data["tokens"]) == HOSTILE
+    assert data["title"] == HOSTILE and data["initial"] == {"layer": 1, "gate": "cell", "unit": 2}
+    assert set(data["layers"][0]) == {"input", "forget", "candidate", "cell", "output", "hidden"}
+
+
+# a stand-in for the few DOM calls the page makes, enough to run its script in node
+HARNESS = """
+const dataText = DATA, code = CODE, elements = {};
+class Element {
+  constructor(tag) { Object.assign(this, {tag, children: [], style: {}, dataset: {}, listeners: {}, textContent: "",
+                                          value: "", attributes: {}, classList: {toggle() {}}}); }
+  appendChild(child) { this.children.push(child); return child; }
+  replaceChildren(...children) { this.children = children; }
+  addEventListener(type, listener) { this.listeners[type] = listener; }
+  setAttribute(name, value) { this.attributes[name] = value; }
+  querySelectorAll() { return []; }
+}
+const document = {
+  getElementById: (id) => id === "data" ? {textContent: dataText} : (elements[id] ??= new Element(id)),
+  createElement: (tag) => new Element(tag), createElementNS: (space, tag) => new Element(tag),
+};
+new Function("document", code)(document);
+const spans = elements.text.children, about = elements.about.textContent;
+const titles = spans.map((s) => s.title), backgrounds = spans.map((s) => s.style.background);
+elements.gate.listeners.change({target: {value: "forget"}});
+const gates = elements.gate.children.map((o) => o.value), after = elements.about.textContent;
+console.log(JSON.stringify({text: spans.map((s) => s.textContent), titles, backgrounds, about, gates, after}));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
+def test_page_script_runs_colours_the_text_and_switches_gate(tmp_path):
+    page, trace = hostile_page()
+    parts = Tags()
+    parts.feed(page)
+    (tmp_path / "run.js").write_text(HARNESS.replace("DATA", json.dumps(parts.scripts[0]))
+                                     .replace("CODE", json.dumps(parts.scripts[1])))
+    result = subprocess.run(["node", str(tmp_path / "run.js")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert "".join(shown["text"]).replace("\u21b5", "") == HOSTILE
+    values = trace.values(Unit(1, "cell", 2))  # stored in 8 bits over the unit's range
+    np.testing.assert_allclose([float(t) for t in shown["titles"]], values, atol=np.ptp(values) / 255 + 1e-4)
+    assert len(set(shown["backgrounds"])) > 1 and shown["about"] == "layer 1 cell unit 2 (of 8)"
+    assert shown["gates"] == ["input", "forget", "candidate", "cell", "output", "hidden"]
+    assert shown["after"] == "layer 1 forget unit 2 (of 8)"
+
+
+def test_sentencepiece_tokens_rejoin_into_the_text_even_through_byte_pieces():
+    tokenizer = SentencePieceTokenizer.train(["the cat sat on the mat. " * 200 + "abcdefghij"], 275)
+    text = "the caté sat ✓ on\nthe mat"
+    tokens = token_texts(tokenizer, tokenizer.encode(text).tolist())
+    assert "".join(tokens) == text and len(tokens) == len(tokenizer.encode(text))
+    assert "é" in tokens and "✓" in tokens  # the multi-byte characters land on their last byte piece
+
+
+def test_load_model_reads_either_kind(tmp_path):
+    model, tokenizer = planted_counter()
+    path = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    assert isinstance(load_model(str(path))[0], LanguageModel)
+    classifier = Classifier(model.config, ClassifierConfig(label_names=["a", "b"], head_hidden=4))
+    save_checkpoint(tmp_path / "clf.pt", {"kind": "classifier", "model_config": to_dict(model.config),
+                                          "classifier_config": to_dict(classifier.config),
+                                          "model": classifier.state_dict(), "tokenizer": tokenizer.to_data()})
+    assert isinstance(load_model(str(tmp_path / "clf.pt"))[0], Classifier)
+
+
+def test_inspecting_a_classifier_shows_its_prediction_along_the_text(tmp_path, capsys):
+    torch.manual_seed(3)
+    tokenizer = CharTokenizer(CHARS)
+    config = ModelConfig(cell="gru", num_layers=1, hidden_size=8, embed_size=8, vocab_size=tokenizer.vocab_size)
+    classifier = Classifier(config, ClassifierConfig(label_names=["neg", "pos"], head_hidden=4))
+    save_checkpoint(tmp_path / "clf.pt", {"kind": "classifier", "model_config": to_dict(config),
+                                          "classifier_config": to_dict(classifier.config),
+                                          "model": classifier.state_dict(), "tokenizer": tokenizer.to_data()})
+    assert main(["inspect", "--model", str(tmp_path / "clf.pt"), "--text", "abc (a) cab", "--gate", "update",
+                 "--html", str(tmp_path / "page.html")]) == 0
+    assert main(["inspect", "--model", str(tmp_path / "clf.pt"), "--text", "abc (a) cab", "--gate", "update"]) == 0
+    out = capsys.readouterr().out
+    assert "layer 0 update unit 0 (red high, blue low):\nabc (a) cab\n" in out
+    assert "the classifier's probability of " in out and out.rstrip().endswith("abc (a) cab")
+    page = Tags()
+    page.feed((tmp_path / "page.html").read_text())
+    data = json.loads(page.scripts[0])
+    assert data["prediction"]["labels"] == ["neg", "pos"] and len(data["prediction"]["probabilities"]) == 11
+    assert data["initial"] == {"layer": 0, "gate": "update", "unit": 0}

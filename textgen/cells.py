@@ -1,0 +1,154 @@
+"""The LSTM and GRU cells written out as their equations, stepping a trained `nn.LSTM` / `nn.GRU`'s
+(or plain `nn.RNN`'s) own weights and keeping every gate at every step, so a user can see what
+each unit does.
+
+These are torch's (and cuDNN's) equations; the tests hold them to `nn.LSTM`, `nn.GRU` and `nn.RNN`
+within 1e-5. torch stacks each gate's rows of the weights W_i. (input), W_h. (hidden) and biases in the
+order input, forget, candidate, output, so one product gives all four gates' pre-activations:
+
+    W_i. x_t + b_i. + b_h.  (every t at once)   input_part = torch.addmm(bias_ih + bias_hh, inputs, weight_ih.T)
+    ... + W_h. h_{t-1}                          gates = torch.addmm(step_input, hidden, weight_hh.T)
+
+Then the LSTM step, each equation next to its line of code:
+
+    i_t  = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)     squashed = torch.sigmoid(gates)
+    f_t  = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)     input_gate, forget, _, output = squashed.chunk(4, dim=1)
+    o_t  = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)
+    c~_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)  candidate = torch.tanh(gates[:, 2 * size:3 * size])
+    c_t  = f_t ⊙ c_{t-1} + i_t ⊙ c~_t                   cell = torch.addcmul(forget * cell, input_gate, candidate)
+    h_t  = o_t ⊙ tanh(c_t)                              hidden = output * torch.tanh(cell)
+    h_t  = W_hr h_t   (only with proj_size)             hidden = hidden @ weight_hr.T
+
+and the GRU step (stacked as reset, update, candidate; the hidden part of n_t keeps its own bias):
+
+    r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)             reset = torch.sigmoid(x_r + h_r)
+    z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)             update = torch.sigmoid(x_z + h_z)
+    n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))  candidate = torch.tanh(torch.addcmul(x_n, reset, h_n))
+    h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}                       hidden = torch.lerp(candidate, hidden, update)
+
+and the plain RNN step, with no gate at all (tanh, or relu where the RNN was built with it):
+
+    h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)  hidden = activation(torch.addmm(step_input, hidden, weight_hh.T))
+
+Two variants that tutorials often print instead are not what torch or cuDNN compute: an LSTM
+whose output gate reads [h_{t-1}, c_t], a peephole connection from the new cell state (Gers and
+Schmidhuber 2000); and a "GRU" drawn with an output gate and a separate cell state but no reset
+gate. Here the output gate sees only x_t and h_{t-1}, and the GRU's only state is h_t.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LSTM_GATES = ("input", "forget", "candidate", "cell", "output", "hidden")
+GRU_GATES = ("reset", "update", "candidate", "hidden")
+RNN_GATES = ("hidden",)
+
+
+def gate_names(rnn: nn.LSTM | nn.GRU | nn.RNN) -> tuple[str, ...]:
+    """The names of the values `trace_layers` returns for each layer of `rnn`."""
+    return LSTM_GATES if isinstance(rnn, nn.LSTM) else GRU_GATES if isinstance(rnn, nn.GRU) else RNN_GATES
+
+
+def lstm_layer(inputs: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor,
+               bias_hh: torch.Tensor, weight_hr: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Every gate of one LSTM layer at every step from a zero state: name -> (batch, time, width)."""
+    size = weight_ih.shape[0] // 4
+    batch, steps, _ = inputs.shape
+    # the input's part of every gate at every step in one matrix product; only h_{t-1} is sequential
+    input_part = torch.addmm(bias_ih + bias_hh, inputs.reshape(batch * steps, -1), weight_ih.T)
+    input_part = input_part.view(batch, steps, 4 * size)
+    hidden = inputs.new_zeros(batch, weight_hh.shape[1])
+    cell = inputs.new_zeros(batch, size)
+    kept: dict[str, list[torch.Tensor]] = {"squashed": [], "candidate": [], "cell": [], "hidden": []}
+    for step_input in input_part.unbind(1):
+        gates = torch.addmm(step_input, hidden, weight_hh.T)
+        squashed = torch.sigmoid(gates)
+        input_gate, forget, _, output = squashed.chunk(4, dim=1)
+        candidate = torch.tanh(gates[:, 2 * size:3 * size])
+        cell = torch.addcmul(forget * cell, input_gate, candidate)
+        hidden = output * torch.tanh(cell)
+        if weight_hr is not None:
+            hidden = hidden @ weight_hr.T
+        for name, value in (("squashed", squashed), ("candidate", candidate), ("cell", cell), ("hidden", hidden)):
+            kept[name].append(value)
+    stacked = {name: torch.stack(values, dim=1) for name, values in kept.items()}
+    squashed = stacked.pop("squashed")
+    return {"input": squashed[..., :size], "forget": squashed[..., size:2 * size],
+            "candidate": stacked["candidate"], "cell": stacked["cell"],
+            "output": squashed[..., 3 * size:], "hidden": stacked["hidden"]}
+
+
+def gru_layer(inputs: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor,
+              bias_hh: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every gate of one GRU layer at every step from a zero state: name -> (batch, time, width)."""
+    size = weight_hh.shape[1]
+    batch, steps, _ = inputs.shape
+    input_part = torch.addmm(bias_ih, inputs.reshape(batch * steps, -1), weight_ih.T).view(batch, steps, 3 * size)
+    hidden = inputs.new_zeros(batch, size)
+    kept: dict[str, list[torch.Tensor]] = {name: [] for name in GRU_GATES}
+    for step_input in input_part.unbind(1):
+        x_r, x_z, x_n = step_input.split(size, dim=1)
+        h_r, h_z, h_n = torch.addmm(bias_hh, hidden, weight_hh.T).split(size, dim=1)
+        reset = torch.sigmoid(x_r + h_r)
+        update = torch.sigmoid(x_z + h_z)
+        candidate = torch.tanh(torch.addcmul(x_n, reset, h_n))
+        hidden = torch.lerp(candidate, hidden, update)
+        for name, value in zip(GRU_GATES, (reset, update, candidate, hidden)):
+            kept[name].append(value)
+    return {name: torch.stack(values, dim=1) for name, values in kept.items()}
+
+
+def rnn_layer(inputs: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor,
+              bias_hh: torch.Tensor, nonlinearity: str = "tanh") -> dict[str, torch.Tensor]:
+    """The hidden state of one plain RNN layer at every step from a zero state: (batch, time, width)."""
+    batch, steps, _ = inputs.shape
+    activation = torch.tanh if nonlinearity == "tanh" else torch.relu
+    input_part = torch.addmm(bias_ih + bias_hh, inputs.reshape(batch * steps, -1), weight_ih.T).view(batch, steps, -1)
+    hidden, kept = inputs.new_zeros(batch, weight_hh.shape[1]), []
+    for step_input in input_part.unbind(1):
+        hidden = activation(torch.addmm(step_input, hidden, weight_hh.T))
+        kept.append(hidden)
+    return {"hidden": torch.stack(kept, dim=1)}
+
+
+def reverse_padded(values: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """`values` (batch, time, ...) with each row's first `lengths` steps in reverse order, padding
+    left in place; applied twice it gives `values` back."""
+    steps = values.shape[1]
+    if lengths is None:
+        return values.flip(1)
+    positions = torch.arange(steps, device=values.device)
+    index = lengths.to(values.device)[:, None] - 1 - positions[None, :]
+    index = torch.where(index >= 0, index, positions[None, :])  # (batch, time)
+    return values.gather(1, index.view(*index.shape, *[1] * (values.dim() - 2)).expand_as(values))
+
+
+@torch.no_grad()
+def trace_layers(rnn: nn.LSTM | nn.GRU | nn.RNN, inputs: torch.Tensor, lengths: torch.Tensor | None = None
+                 ) -> list[dict[str, torch.Tensor]]:
+    """For each layer of `rnn`, bottom up, every gate at every step of `inputs` (batch, time,
+    features) from a zero state: name -> (batch, time, width). A bidirectional layer's two
+    directions are concatenated along width as nn.LSTM concatenates its outputs (forward first);
+    the backward direction starts at each row's own end when `lengths` are given."""
+    layers = []
+    for layer in range(rnn.num_layers):
+        directions = []
+        for suffix in ("", "_reverse")[:2 if rnn.bidirectional else 1]:
+            weights = [getattr(rnn, f"{kind}_l{layer}{suffix}")
+                       for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            source = reverse_padded(inputs, lengths) if suffix else inputs
+            if isinstance(rnn, nn.LSTM):
+                projection = getattr(rnn, f"weight_hr_l{layer}{suffix}") if rnn.proj_size else None
+                gates = lstm_layer(source, *weights, projection)
+            elif isinstance(rnn, nn.GRU):
+                gates = gru_layer(source, *weights)
+            else:
+                gates = rnn_layer(source, *weights, rnn.nonlinearity)
+            if suffix:
+                gates = {name: reverse_padded(value, lengths) for name, value in gates.items()}
+            directions.append(gates)
+        layers.append({name: torch.cat([d[name] for d in directions], dim=2) for name in directions[0]})
+        inputs = layers[-1]["hidden"]
+    return layers

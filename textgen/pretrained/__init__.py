@@ -1,0 +1,1 @@
+"""Bundled models: weights (.pt, plain data) and their model cards (.md)."""
