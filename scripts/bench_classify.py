@@ -35,7 +35,7 @@ ENCODER = ["--cell", "lstm", "--layers", "2", "--hidden", "384", "--embed", "384
            "--tokenizer", "sentencepiece", "--vocab-size", "4000"]
 STAGES = {
     "rt": ["--corpus", "rotten_tomatoes", "--lm-finetune-steps", "300", "--batch-size", "32", "--lr", "2e-3",
-           "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "15m"],
+           "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "12m"],
     "rt_scratch": ["--corpus", "rotten_tomatoes", *ENCODER, "--batch-size", "32", "--lr", "2e-3",
                    "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "6m"],
     "imdb": ["--corpus", "imdb", "--batch-size", "32", "--lr", "2e-3", "--max-len", "400", "--eval-interval", "350",

@@ -93,13 +93,13 @@ def describe_checkpoint(model: str | Path) -> dict[str, Any]:
             parameters += tensor.numel()
     metrics = payload.get("best_metrics") or payload.get("metrics") or {}
     if "accuracy" in metrics:
-        validation = f"accuracy {metrics['accuracy']:.3f}"
+        validation = f"{metrics['accuracy']:.1%} accuracy"
     elif "bits_per_char" in metrics:
-        validation = f"{metrics['val_loss']:.3f} nats/token, {metrics['bits_per_char']:.3f} bits/char"
+        validation = f"{metrics['bits_per_char']:.3f} bits/char"
     else:
         validation = "not measured"
     return {"kind": payload["kind"].replace("_", " "), "parameters": parameters,
-            "tokenizer": f"{payload['tokenizer']['kind']} ({payload['model_config']['vocab_size']} tokens)",
+            "tokenizer": f"{payload['tokenizer']['kind']} {payload['model_config']['vocab_size']}",
             "corpus": payload.get("configs", {}).get("data", {}).get("corpus", "?"), "validation": validation}
 
 

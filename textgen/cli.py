@@ -412,15 +412,17 @@ def models_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
     from textgen.checkpoint import bundled_models, describe_checkpoint
 
-    table = Table(title="bundled models (use as --model NAME)")
-    for column in ("name", "kind", "tokenizer", "parameters", "size", "trained on", "validation", "card"):
-        table.add_column(column, justify="right" if column in ("parameters", "size") else "left", overflow="fold")
+    table = Table(title="bundled models (use as --model NAME; cards in textgen/pretrained/NAME.md)")
+    for column in ("name", "kind", "tokenizer", "parameters", "size", "trained on", "validation"):
+        table.add_column(column, justify="right" if column in ("parameters", "size") else "left")
     for name, path in bundled_models().items():
         info = describe_checkpoint(path)
-        table.add_row(name, info["kind"], info["tokenizer"], f"{info['parameters']:,}",
-                      f"{path.stat().st_size / 1e6:.1f} MB", info["corpus"], info["validation"],
-                      str(path.with_suffix(".md")))
-    Console(soft_wrap=True).print(table)
+        table.add_row(name, info["kind"], info["tokenizer"], f"{info['parameters'] / 1e6:.1f}M",
+                      f"{path.stat().st_size / 1e6:.1f} MB", Path(info["corpus"]).name, info["validation"])
+    output = Console(soft_wrap=True)
+    if not output.is_terminal:  # piped: no terminal width to fit, so keep every row on one line
+        output = Console(soft_wrap=True, width=160)
+    output.print(table)
     return ExitStatus.SUCCESS
 
 def memory_command(args: argparse.Namespace, console: Console) -> ExitStatus:
