@@ -251,3 +251,22 @@ def test_labels_match_by_name_or_by_position_and_otherwise_say_why():
         match_labels(["bad", "good"], ["neg", "pos"])
     with pytest.raises(TextgenError, match="integer labels 0..1"):
         match_labels(["0", "1", "2"], ["neg", "pos"])
+
+
+def test_a_classifier_goes_on_fine_tuning_from_a_classifier_and_keeps_its_head_when_the_labels_match(
+        reviews, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert cli.main(classify_args(reviews, first, "--max-steps", "60", "--eval-interval", "30")) == 0
+    before = load_checkpoint(first / "best.pt")
+    again = tmp_path / "again"
+    assert cli.main(classify_args(reviews, again, "--init-from", str(first), "--max-steps", "1", "--lr", "1e-9",
+                                  "--unfreeze-every", "0")) == 0
+    after = load_checkpoint(again / "last.pt")
+    assert after["tokenizer"] == before["tokenizer"]
+    for name, weight in before["model"].items():  # one step at lr 1e-9 leaves every weight, head too, in place
+        torch.testing.assert_close(after["model"][name], weight, atol=1e-6, rtol=0)
+    assert after["best_metrics"]["accuracy"] == pytest.approx(before["best_metrics"]["accuracy"])
+    capsys.readouterr()
+    assert cli.main(classify_args(reviews, tmp_path / "bad", "--init-from", str(first), "--max-steps", "1",
+                                  "--lm-finetune-steps", "5")) == 1
+    assert "--lm-finetune-steps fine-tunes a language model, and" in capsys.readouterr().err

@@ -264,7 +264,8 @@ class ClassifierConfig:
 class FinetuneConfig:
     """How a classifier is trained from a language model (ULMFiT) or from scratch."""
 
-    init_from: str | None = option(None, "language-model run folder or .pt to start from (else from scratch)")
+    init_from: str | None = option(None, "language model (or classifier, to go on fine-tuning it) to start from: "
+                                         "run folder, .pt or bundled name such as reviews (else from scratch)")
     lm_finetune_steps: int = option(0, "first fine-tune the language model on the target texts this many steps")
     unfreeze_every: int = option(1, "evaluations between unfreezing the next layer group, top down (0: all at once)")
     layer_lr_decay: float = option(2.6, "discriminative learning rates: each lower layer group gets lr / this")

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
-from textgen.checkpoint import load_checkpoint, load_language_model
+from textgen.checkpoint import load_checkpoint, load_classifier, load_language_model
 from textgen.config import (ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, TrainConfig, flag_of,
                             from_dict, to_dict)
 from textgen.corpus import count_chars, language_model_split, load_corpus, split_texts
@@ -115,7 +115,7 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
     data, model_config, train = setup.data, setup.model, setup.train
     classifier_config, finetune = setup.classifier, setup.finetune
     dist, device, run_dir = setup.dist, setup.device, setup.run_dir
-    tokenizer = language_model = None
+    tokenizer = language_model = start_from = None
     if train.resume:
         saved = load_checkpoint(run_dir / "last.pt", kind="classifier")
         data = _resumed(setup, saved, "data", DataConfig)
@@ -129,15 +129,24 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
         if classifier_config.bidirectional:
             raise ConfigError("--bidirectional needs a classifier trained from scratch: a language model "
                               "from --init-from reads forwards only")
-        language_model, tokenizer, _ = load_language_model(finetune.init_from)
-        # The encoder's shape comes from the language model; its dropouts can be set for fine-tuning.
+        if load_checkpoint(finetune.init_from)["kind"] == "classifier":
+            # go on fine-tuning a classifier (the bundled sentiment, say) on new texts
+            if finetune.lm_finetune_steps:
+                raise ConfigError(f"--lm-finetune-steps fine-tunes a language model, and {finetune.init_from} is a "
+                                  f"classifier; drop --lm-finetune-steps")
+            start_from, tokenizer, _ = load_classifier(finetune.init_from)
+            pretrained_config = start_from.model_config
+        else:
+            language_model, tokenizer, _ = load_language_model(finetune.init_from)
+            pretrained_config = language_model.config
+        # The encoder's shape comes from the pretrained model; its dropouts can be set for fine-tuning.
         typed_model = setup.typed.get("model", {})
         shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed_model.items()
-                 if "dropout" not in name and getattr(language_model.config, name) != value]
+                 if "dropout" not in name and getattr(pretrained_config, name) != value]
         if shape:
             raise ConfigError(f"{', '.join(shape)} would change the pretrained encoder from --init-from; "
                               f"drop them (only the dropouts can be set when fine-tuning)")
-        model_config = dataclasses.replace(language_model.config, **typed_model)
+        model_config = dataclasses.replace(pretrained_config, **typed_model)
     _default_budget(train)
 
     corpus = load_corpus(data, task="classify")
@@ -184,6 +193,14 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
     if language_model is not None:
         encoder = {k: v for k, v in language_model.state_dict().items() if k.startswith(("embedding.", "rnn."))}
         classifier.load_state_dict(encoder, strict=False)
+    elif start_from is not None:
+        same_labels = tuple(start_from.config.label_names) == tuple(corpus.label_names)
+        # the head carries over when the labels are the same; otherwise only the encoder does
+        kept = {k: v for k, v in start_from.state_dict().items() if same_labels or not k.startswith("head.")}
+        classifier.load_state_dict(kept, strict=False)
+        if not same_labels:
+            log.info("%s has labels %s, not %s: its encoder carries over, its head starts afresh", finetune.init_from,
+                     ", ".join(start_from.config.label_names), ", ".join(corpus.label_names))
     log.info("%s: %s training texts, %d classes (%s), %s %dx%d%s with %s parameters, %s",
              corpus.name, f"{len(train_batches.ids):,}", len(corpus.label_names), ", ".join(corpus.label_names),
              model_config.cell, model_config.num_layers, model_config.hidden_size,
