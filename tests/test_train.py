@@ -80,6 +80,32 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(corpus, tmp_pat
     assert losses(tmp_path / "whole") == losses(tmp_path / "split")
 
 
+def test_a_second_ctrl_c_during_the_last_evaluation_keeps_the_step_it_stopped_at(corpus, tmp_path, monkeypatch,
+                                                                                 capsys):
+    from textgen.trainer import LanguageModelTask
+
+    original_step, original_evaluate = cli.RichReporter.step, LanguageModelTask.evaluate
+    pressed = []
+
+    def press_ctrl_c_at_step_5(self, step, fraction, metrics):
+        original_step(self, step, fraction, metrics)
+        if step == 5:
+            pressed.append(step)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def press_again_while_evaluating(self, *args):
+        if pressed:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original_evaluate(self, *args)
+
+    monkeypatch.setattr(cli.RichReporter, "step", press_ctrl_c_at_step_5)
+    monkeypatch.setattr(LanguageModelTask, "evaluate", press_again_while_evaluating)
+    run = tmp_path / "run"
+    assert cli.main(train_args(corpus, run, "--max-steps", "10", "--checkpoint-interval", "100")) == 130
+    assert "stopping after this step: saving a checkpoint" in capsys.readouterr().err
+    assert load_checkpoint(run / "last.pt")["step"] == 5  # not lost back to the evaluation at step 4
+
+
 def test_resume_with_another_model_shape_is_refused_and_nothing_is_overwritten(corpus, tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main(train_args(corpus, run, "--max-steps", "4")) == 0

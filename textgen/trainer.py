@@ -12,6 +12,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -309,6 +310,10 @@ def stop_requests() -> Iterator[dict[str, bool]]:
     def request_stop(signum, frame):
         if flag["stop"] and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not flag["stop"]:
+            # said at once: saving and the last evaluation can take a while on a big validation split
+            print("\nstopping after this step: saving a checkpoint, then a last evaluation "
+                  "(Ctrl-C again skips the evaluation; the checkpoint is kept)", file=sys.stderr, flush=True)
         flag["stop"] = True
 
     previous = {}
@@ -523,6 +528,9 @@ def _fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, config
             if step % config.checkpoint_interval == 0:
                 save(last_path, last_eval)
 
+        if stop_reason == "interrupted" and saved_step != step:
+            # Saved before the last evaluation, which can take a minute: a second Ctrl-C then loses nothing.
+            save(last_path, last_eval)
         if evaluated_at != step:
             evaluate()
         save(last_path, last_eval)
