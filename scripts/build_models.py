@@ -41,6 +41,8 @@ MODELS = {
                   "--dropout", "0.1", "--embed-dropout", "0.05", "--output-dropout", "0.1",
                   "--batch-size", "64", "--seq-len", "96", "--lr", "3e-3", "--eval-interval", "500",
                   "--eval-tokens", "200000", "--checkpoint-interval", "250", "--time-budget", "55m"],
+        # then resumed for longer: a warm restart of the schedule at a lower peak
+        "resume": [["--time-budget", "140m", "--lr", "2e-3"]],
         "scores": [["imdb", "validation"]],
         "about": "A SentencePiece LSTM language model of movie reviews (IMDb's training and unlabelled "
                  "reviews), to fine-tune classifiers from: `textgen train --task classify --init-from reviews`.",
@@ -158,6 +160,7 @@ def main() -> None:
         run = RUNS / spec.get("run", name)
         stages = [[*stage, "--out", str((RUNS / out).relative_to(ROOT))] for out, stage in spec.get("before", {}).items()]
         stages.append([*spec["train"], "--out", str(run.relative_to(ROOT))])
+        stages += [[*extra, "--resume", "--out", str(run.relative_to(ROOT))] for extra in spec.get("resume", [])]
         command = "\n    ".join("textgen train " + shlex.join(stage) for stage in stages)
         if not args.pack_only:
             if spec.get("prepare") == "reviews_mixed":
