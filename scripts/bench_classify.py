@@ -34,8 +34,8 @@ REGULARIZED = ["--embed-dropout", "0.3", "--head-dropout", "0.5", "--weight-deca
 ENCODER = ["--cell", "lstm", "--layers", "2", "--hidden", "384", "--embed", "384",
            "--tokenizer", "sentencepiece", "--vocab-size", "4000"]
 STAGES = {
-    "rt": ["--corpus", "rotten_tomatoes", "--lm-finetune-steps", "300", "--batch-size", "32", "--lr", "4e-3",
-           "--warmup-steps", "20", "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "12m"],
+    "rt": ["--corpus", "rotten_tomatoes", "--lm-finetune-steps", "300", "--batch-size", "32", "--lr", "2e-3",
+           "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "12m"],
     "rt_scratch": ["--corpus", "rotten_tomatoes", *ENCODER, "--batch-size", "32", "--lr", "2e-3",
                    "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "6m"],
     "imdb": ["--corpus", "imdb", "--batch-size", "32", "--lr", "3e-3", "--warmup-steps", "100", "--max-len", "400",
