@@ -77,6 +77,24 @@ def test_a_text_alone_and_in_a_padded_batch_get_the_same_probabilities(bidirecti
     torch.testing.assert_close(together[0:1], alone)
 
 
+def test_the_batch_norm_head_trains_on_a_lone_text_and_labels_it_alone_or_in_a_batch():
+    model = tiny_classifier(head_norm=True).train()
+    norms = [module for module in model.head if isinstance(module, torch.nn.BatchNorm1d)]
+    width = 3 * (model.rnn.proj_size or 12)  # pooled features: last, max and mean of the top layer
+    assert [norm.num_features for norm in norms] == [width, 64]
+    ids = torch.randint(1, 20, (4, 9), generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([9, 7, 5, 3])
+    model(ids, lengths)  # a batch updates the running statistics
+    seen = norms[0].running_mean.clone()
+    model(ids[:1], lengths[:1]).sum().backward()  # a lone text (an epoch's remainder) trains too
+    torch.testing.assert_close(norms[0].running_mean, seen)  # without statistics of its own
+    assert all(norm.training for norm in norms)
+    model.eval()
+    alone = torch.softmax(model(ids[2:3, :5], lengths[2:3]), dim=1)
+    together = torch.softmax(model(ids, lengths), dim=1)
+    torch.testing.assert_close(together[2:3], alone)
+
+
 def test_layer_groups_hold_every_parameter_once_bottom_up():
     model = tiny_classifier()
     groups = model.layer_groups()

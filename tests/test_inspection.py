@@ -65,13 +65,17 @@ def test_trace_follows_the_text_and_its_top_layer_is_the_models_output():
     assert trace.probabilities is None
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_classifier_prediction_along_the_text_is_its_prediction_on_each_prefix(bidirectional):
+@pytest.mark.parametrize("bidirectional,head_norm", [(False, False), (True, False), (False, True)])
+def test_classifier_prediction_along_the_text_is_its_prediction_on_each_prefix(bidirectional, head_norm):
     torch.manual_seed(1)
     tokenizer = CharTokenizer(CHARS)
     classifier = Classifier(ModelConfig(num_layers=1, hidden_size=8, embed_size=8, vocab_size=tokenizer.vocab_size),
-                            ClassifierConfig(label_names=["neg", "pos"], head_hidden=8,
+                            ClassifierConfig(label_names=["neg", "pos"], head_hidden=8, head_norm=head_norm,
                                              bidirectional=bidirectional)).eval()
+    for module in classifier.head:
+        if isinstance(module, torch.nn.BatchNorm1d):  # running statistics away from the identity
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.2, 2.0)
     text = "abc(ab)ca"
     trace = trace_text(classifier, tokenizer, text)
     ids = torch.as_tensor(tokenizer.encode(text))[None]

@@ -243,6 +243,7 @@ class ClassifierConfig:
     bidirectional: bool = option(False, "read texts both ways (from scratch only: a language model reads forwards)")
     head_hidden: int = option(64, "units in the head's hidden layer")
     head_dropout: float = option(0.3, "dropout before each layer of the head")
+    head_norm: bool = option(False, "batch-normalize the pooled features and the head's hidden layer (ULMFiT)")
     token_dropout: float = option(0.0, "while training, drop this fraction of whole tokens from each text")
     max_len: int = option(256, "tokens the encoder reads at once; longer texts follow --long-text")
     long_text: str = option("whole", "texts over --max-len: read the whole text in max-len chunks carrying "

@@ -150,7 +150,7 @@ def prefix_probabilities(classifier: Classifier, ids: torch.Tensor, top: torch.T
         # reading forwards, the pooled features of every prefix come from running sums and maxima
         counts = torch.arange(1, steps + 1, dtype=top.dtype)[None, :, None]
         features = torch.cat([top, top.cummax(dim=1).values, top.cumsum(dim=1) / counts], dim=2)
-        return torch.softmax(classifier.head(features)[0], dim=-1).numpy()
+        return torch.softmax(classifier.classify_pooled(features[0]), dim=-1).numpy()
     ends = np.unique(np.linspace(1, steps, min(steps, PREFIX_POINTS)).round().astype(np.int64))
     sampled = []
     for chunk in np.array_split(ends, max(1, len(ends) // 32)):

@@ -124,9 +124,14 @@ class Classifier(nn.Module):
         self.rnn = recurrent_layers(model_config, config.bidirectional)
         directions = 2 if config.bidirectional else 1
         width = directions * (self.rnn.proj_size or model_config.hidden_size)
+        # ULMFiT's batch norm centres features that every text shares (a character model's are
+        # mostly that), which otherwise push every ReLU of the head off at once.
+        def norm(width: int) -> list[nn.Module]:
+            return [nn.BatchNorm1d(width)] if config.head_norm else []
         self.head = nn.Sequential(
-            nn.Dropout(config.head_dropout), nn.Linear(3 * width, config.head_hidden), nn.ReLU(),
-            nn.Dropout(config.head_dropout), nn.Linear(config.head_hidden, len(config.label_names)),
+            *norm(3 * width), nn.Dropout(config.head_dropout), nn.Linear(3 * width, config.head_hidden), nn.ReLU(),
+            *norm(config.head_hidden), nn.Dropout(config.head_dropout),
+            nn.Linear(config.head_hidden, len(config.label_names)),
         )
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
@@ -142,7 +147,7 @@ class Classifier(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits (batch, classes) for padded `ids` (batch, time) of the given `lengths`."""
         if not self.config.bidirectional and ids.shape[1] > self.config.max_len:
-            return self.head(self._pool_in_chunks(ids, lengths.to(ids.device)))
+            return self.classify_pooled(self._pool_in_chunks(ids, lengths.to(ids.device)))
         embedded = self._embed(ids)
         valid = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None])
         valid = valid.unsqueeze(-1)
@@ -161,7 +166,21 @@ class Classifier(nn.Module):
             last = outputs.gather(1, ends).squeeze(1)
         largest = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
         mean = (outputs * valid).sum(dim=1) / lengths.to(outputs.device, outputs.dtype)[:, None]
-        return self.head(torch.cat([last, largest, mean], dim=1))
+        return self.classify_pooled(torch.cat([last, largest, mean], dim=1))
+
+    def classify_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Class logits (texts, classes) from pooled features (texts, 3 * width)."""
+        if self.training and self.config.head_norm and pooled.shape[0] == 1:
+            # batch statistics need two texts: a lone one (an epoch's remainder) uses the running ones
+            norms = [module for module in self.head if isinstance(module, nn.BatchNorm1d)]
+            for module in norms:
+                module.eval()
+            try:
+                return self.head(pooled)
+            finally:
+                for module in norms:
+                    module.train()
+        return self.head(pooled)
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         embedded = self.embed_dropout(self.embedding(ids))
