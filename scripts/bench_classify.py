@@ -41,7 +41,7 @@ STAGES = {
     "imdb": ["--corpus", "imdb", "--batch-size", "32", "--lr", "3e-3", "--warmup-steps", "100", "--max-len", "400",
              "--eval-interval", "350", "--patience", "4", *REGULARIZED, "--time-budget", "55m"],
     "rt_char": ["--corpus", "rotten_tomatoes", "--lm-finetune-steps", "300", "--batch-size", "32", "--lr", "2e-3",
-                "--max-len", "512", "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "12m"],
+                "--head-norm", "--max-len", "512", "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "12m"],
     "rt_char_scratch": ["--corpus", "rotten_tomatoes", "--cell", "lstm", "--layers", "2", "--hidden", "384",
                         "--embed", "384", "--tokenizer", "char", "--batch-size", "32", "--lr", "2e-3",
                         "--max-len", "512", "--eval-interval", "90", "--patience", "5", *REGULARIZED,
