@@ -40,6 +40,9 @@ STAGES = {
                    "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "6m"],
     "imdb": ["--corpus", "imdb", "--batch-size", "32", "--lr", "3e-3", "--warmup-steps", "100", "--max-len", "400",
              "--eval-interval", "350", "--patience", "4", *REGULARIZED, "--time-budget", "55m"],
+    # rotten_tomatoes from the IMDb classifier of the "imdb" stage (run it first, with the same --out)
+    "rt_via_imdb": ["--corpus", "rotten_tomatoes", "--unfreeze-every", "0", "--batch-size", "32", "--lr", "2e-3",
+                    "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "6m"],
     "rt_char": ["--corpus", "rotten_tomatoes", "--lm-finetune-steps", "300", "--batch-size", "32", "--lr", "2e-3",
                 "--head-norm", "--max-len", "512", "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "12m"],
     "rt_char_scratch": ["--corpus", "rotten_tomatoes", "--cell", "lstm", "--layers", "2", "--hidden", "384",
@@ -101,6 +104,8 @@ def main() -> None:
                 continue
             lm = options.char_lm if "char" in stage else options.lm
             pretrained = [] if stage.endswith("scratch") else ["--init-from", lm]
+            if stage == "rt_via_imdb":
+                pretrained = ["--init-from", str(root / "imdb")]
             arguments = ["train", "--task", "classify", *STAGES[stage], *pretrained, "--out", str(root / stage)]
             seconds = run(arguments)
             result[stage] = {"accuracy": best_accuracy(root / stage), "seconds": round(seconds),
