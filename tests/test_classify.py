@@ -288,3 +288,23 @@ def test_a_classifier_goes_on_fine_tuning_from_a_classifier_and_keeps_its_head_w
     assert cli.main(classify_args(reviews, tmp_path / "bad", "--init-from", str(first), "--max-steps", "1",
                                   "--lm-finetune-steps", "5")) == 1
     assert "--lm-finetune-steps fine-tunes a language model, and" in capsys.readouterr().err
+
+
+def test_a_classifier_from_a_classifier_takes_its_head_shape_unless_another_is_typed(reviews, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert cli.main(classify_args(reviews, first, "--max-steps", "2", "--head-hidden", "16", "--head-norm")) == 0
+    before = load_checkpoint(first / "last.pt")["model"]
+    kept = tmp_path / "kept"
+    assert cli.main(classify_args(reviews, kept, "--init-from", str(first), "--max-steps", "1")) == 0
+    assert load_checkpoint(kept / "last.pt")["classifier_config"]["head_hidden"] == 16
+    capsys.readouterr()
+    narrower = tmp_path / "narrower"
+    assert cli.main(classify_args(reviews, narrower, "--init-from", str(first), "--max-steps", "1",
+                                  "--head-hidden", "8")) == 0
+    assert "--head-hidden changes the head of" in capsys.readouterr().err
+    assert load_checkpoint(narrower / "last.pt")["model"]["head.2.weight"].shape[0] == 8
+    plain = tmp_path / "plain"
+    assert cli.main(classify_args(reviews, plain, "--init-from", str(first), "--max-steps", "1", "--no-head-norm")) == 0
+    assert "--head-norm changes the head of" in capsys.readouterr().err
+    after = load_checkpoint(plain / "last.pt")["model"]
+    assert "head.0.weight" not in after and after["head.1.weight"].shape == before["head.2.weight"].shape

@@ -48,6 +48,10 @@ class Setup:
     run_dir: Path
 
 
+# the classifier settings that decide the head's weights' shapes
+HEAD_SHAPE = ("head_hidden", "head_norm")
+
+
 def _resumed(setup: Setup, saved: dict[str, Any], name: str, config_class: type) -> Any:
     """The run's saved config `name`, overlaid with what was typed now (a longer --max-steps, say)."""
     return from_dict(config_class, {**saved["configs"][name], **setup.typed.get(name, {})})
@@ -136,6 +140,10 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
                                   f"classifier; drop --lm-finetune-steps")
             start_from, tokenizer, _ = load_classifier(finetune.init_from)
             pretrained_config = start_from.model_config
+            # its head's shape carries over unless typed otherwise
+            typed_head = setup.typed.get("classifier", {})
+            classifier_config = dataclasses.replace(classifier_config, **{
+                name: getattr(start_from.config, name) for name in HEAD_SHAPE if name not in typed_head})
         else:
             language_model, tokenizer, _ = load_language_model(finetune.init_from)
             pretrained_config = language_model.config
@@ -195,12 +203,18 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
         classifier.load_state_dict(encoder, strict=False)
     elif start_from is not None:
         same_labels = tuple(start_from.config.label_names) == tuple(corpus.label_names)
-        # the head carries over when the labels are the same; otherwise only the encoder does
-        kept = {k: v for k, v in start_from.state_dict().items() if same_labels or not k.startswith("head.")}
+        other_shape = [flag_of(ClassifierConfig, name) for name in HEAD_SHAPE
+                       if getattr(start_from.config, name) != getattr(classifier_config, name)]
+        # the head carries over when the labels and its shape are the same; otherwise only the encoder does
+        kept = {k: v for k, v in start_from.state_dict().items()
+                if (same_labels and not other_shape) or not k.startswith("head.")}
         classifier.load_state_dict(kept, strict=False)
         if not same_labels:
             log.info("%s has labels %s, not %s: its encoder carries over, its head starts afresh", finetune.init_from,
                      ", ".join(start_from.config.label_names), ", ".join(corpus.label_names))
+        elif other_shape:
+            log.info("%s changes the head of %s: its encoder carries over, its head starts afresh",
+                     " and ".join(other_shape), finetune.init_from)
     log.info("%s: %s training texts, %d classes (%s), %s %dx%d%s with %s parameters, %s",
              corpus.name, f"{len(train_batches.ids):,}", len(corpus.label_names), ", ".join(corpus.label_names),
              model_config.cell, model_config.num_layers, model_config.hidden_size,
