@@ -35,7 +35,7 @@ class CorpusInfo:
     """Where a named corpus lives on the Hub and which columns hold its text and labels."""
 
     name: str
-    hub_id: str
+    hub_id: str | None  # None: a local corpus only (the shared data folder), not on the Hub
     revision: str | None
     text_column: str
     label_column: str | None
@@ -56,6 +56,8 @@ NAMED_CORPORA: dict[str, CorpusInfo] = {
                    ("train", "validation", "test")),
         CorpusInfo("imdb", "stanfordnlp/imdb", None, "text", "label", ("neg", "pos"),
                    ("train", "unsupervised", "test"), line_break_markup=("<br />", "<br/>", "<br>")),
+        # 24 public-domain books split by whole books, for pre-training the general English model
+        CorpusInfo("gutenberg", None, None, "text", None, None, ("train", "validation", "test")),
     )
 }
 
@@ -137,6 +139,9 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
         elif bundled is not None:
             splits, line_rows = _load_local(bundled, config.encoding)
             source = f"the copy bundled with textgen ({bundled})"
+        elif info.hub_id is None:
+            raise CorpusError(f"corpus {spec!r} is not on the Hugging Face Hub and is not in {folder}; point "
+                              f"--data-dir (or TEXTGEN_DATA) at the folder that holds {spec}/")
         else:
             splits, line_rows = _load_hub(info.hub_id, info.revision, tried=folder), False
             source = f"hub {info.hub_id}@{info.revision or 'main'}"
