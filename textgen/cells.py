@@ -4,7 +4,8 @@ each unit does.
 
 These are torch's (and cuDNN's) equations; the tests hold them to `nn.LSTM`, `nn.GRU` and `nn.RNN`
 within 1e-5. torch stacks each gate's rows of the weights W_i. (input), W_h. (hidden) and biases in the
-order input, forget, candidate, output, so one product gives all four gates' pre-activations:
+order input, forget, candidate, output (`model.LSTMGates`), so one product gives all four gates'
+pre-activations:
 
     W_i. x_t + b_i. + b_h.  (every t at once)   input_part = torch.addmm(bias_ih + bias_hh, inputs, weight_ih.T)
     ... + W_h. h_{t-1}                          gates = torch.addmm(step_input, hidden, weight_hh.T)
@@ -12,18 +13,19 @@ order input, forget, candidate, output, so one product gives all four gates' pre
 Then the LSTM step, each equation next to its line of code:
 
     i_t  = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)     squashed = torch.sigmoid(gates)
-    f_t  = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)     input_gate, forget, _, output = squashed.chunk(4, dim=1)
+    f_t  = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)     gate = split_gates("lstm", squashed)
     o_t  = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)
-    c~_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)  candidate = torch.tanh(gates[:, 2 * size:3 * size])
-    c_t  = f_t ⊙ c_{t-1} + i_t ⊙ c~_t                   cell = torch.addcmul(forget * cell, input_gate, candidate)
-    h_t  = o_t ⊙ tanh(c_t)                              hidden = output * torch.tanh(cell)
+    c~_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)  candidate = torch.tanh(gates[:, candidate_rows])
+    c_t  = f_t ⊙ c_{t-1} + i_t ⊙ c~_t                   cell = torch.addcmul(gate.forget * cell, gate.input, candidate)
+    h_t  = o_t ⊙ tanh(c_t)                              hidden = gate.output * torch.tanh(cell)
     h_t  = W_hr h_t   (only with proj_size)             hidden = hidden @ weight_hr.T
 
-and the GRU step (stacked as reset, update, candidate; the hidden part of n_t keeps its own bias):
+and the GRU step (stacked as reset, update, candidate, `model.GRUGates`; the hidden part of n_t
+keeps its own bias):
 
-    r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)             reset = torch.sigmoid(x_r + h_r)
-    z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)             update = torch.sigmoid(x_z + h_z)
-    n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))  candidate = torch.tanh(torch.addcmul(x_n, reset, h_n))
+    r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)             reset = torch.sigmoid(x.reset + h.reset)
+    z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)             update = torch.sigmoid(x.update + h.update)
+    n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))  candidate = torch.tanh(torch.addcmul(x.candidate, reset, h.candidate))
     h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}                       hidden = torch.lerp(candidate, hidden, update)
 
 and the plain RNN step, with no gate at all (tanh, or relu where the RNN was built with it):
@@ -40,6 +42,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from textgen.model import gate_rows, split_gates
 
 LSTM_GATES = ("input", "forget", "candidate", "cell", "output", "hidden")
 GRU_GATES = ("reset", "update", "candidate", "hidden")
@@ -61,23 +65,23 @@ def lstm_layer(inputs: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.T
     input_part = input_part.view(batch, steps, 4 * size)
     hidden = inputs.new_zeros(batch, weight_hh.shape[1])
     cell = inputs.new_zeros(batch, size)
+    candidate_rows = gate_rows("lstm", "candidate", size)
     kept: dict[str, list[torch.Tensor]] = {"squashed": [], "candidate": [], "cell": [], "hidden": []}
     for step_input in input_part.unbind(1):
         gates = torch.addmm(step_input, hidden, weight_hh.T)
         squashed = torch.sigmoid(gates)
-        input_gate, forget, _, output = squashed.chunk(4, dim=1)
-        candidate = torch.tanh(gates[:, 2 * size:3 * size])
-        cell = torch.addcmul(forget * cell, input_gate, candidate)
-        hidden = output * torch.tanh(cell)
+        gate = split_gates("lstm", squashed)
+        candidate = torch.tanh(gates[:, candidate_rows])
+        cell = torch.addcmul(gate.forget * cell, gate.input, candidate)
+        hidden = gate.output * torch.tanh(cell)
         if weight_hr is not None:
             hidden = hidden @ weight_hr.T
         for name, value in (("squashed", squashed), ("candidate", candidate), ("cell", cell), ("hidden", hidden)):
             kept[name].append(value)
     stacked = {name: torch.stack(values, dim=1) for name, values in kept.items()}
-    squashed = stacked.pop("squashed")
-    return {"input": squashed[..., :size], "forget": squashed[..., size:2 * size],
-            "candidate": stacked["candidate"], "cell": stacked["cell"],
-            "output": squashed[..., 3 * size:], "hidden": stacked["hidden"]}
+    squashed = split_gates("lstm", stacked.pop("squashed"))
+    return {"input": squashed.input, "forget": squashed.forget, "candidate": stacked["candidate"],
+            "cell": stacked["cell"], "output": squashed.output, "hidden": stacked["hidden"]}
 
 
 def gru_layer(inputs: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor,
@@ -89,11 +93,11 @@ def gru_layer(inputs: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Te
     hidden = inputs.new_zeros(batch, size)
     kept: dict[str, list[torch.Tensor]] = {name: [] for name in GRU_GATES}
     for step_input in input_part.unbind(1):
-        x_r, x_z, x_n = step_input.split(size, dim=1)
-        h_r, h_z, h_n = torch.addmm(bias_hh, hidden, weight_hh.T).split(size, dim=1)
-        reset = torch.sigmoid(x_r + h_r)
-        update = torch.sigmoid(x_z + h_z)
-        candidate = torch.tanh(torch.addcmul(x_n, reset, h_n))
+        x = split_gates("gru", step_input)
+        h = split_gates("gru", torch.addmm(bias_hh, hidden, weight_hh.T))
+        reset = torch.sigmoid(x.reset + h.reset)
+        update = torch.sigmoid(x.update + h.update)
+        candidate = torch.tanh(torch.addcmul(x.candidate, reset, h.candidate))
         hidden = torch.lerp(candidate, hidden, update)
         for name, value in zip(GRU_GATES, (reset, update, candidate, hidden)):
             kept[name].append(value)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from textgen.config import ModelConfig
 from textgen.errors import ConfigError
-from textgen.model import recurrent_layers
+from textgen.model import gate_rows, recurrent_layers
 
 CELLS = ("rnn", "gru", "lstm")
 BRIDGED = 0.5  # halfway from chance to perfect: clearly remembering, though not yet solved
@@ -192,13 +192,13 @@ class LagModel(nn.Module):
         self.readout = nn.Linear(hidden_size, outputs)
         if cell != "rnn":
             keep = torch.empty(hidden_size).uniform_(1.0, max(2.0, lag)).log()
+            memory = gate_rows(cell, "forget" if cell == "lstm" else "update", hidden_size)
             with torch.no_grad():
-                # the second gate of both: LSTM (input, forget, cell, output), GRU (reset, update, new)
-                self.rnn.bias_ih_l0[hidden_size:2 * hidden_size] = keep
-                self.rnn.bias_hh_l0[hidden_size:2 * hidden_size] = 0.0
+                self.rnn.bias_ih_l0[memory] = keep
+                self.rnn.bias_hh_l0[memory] = 0.0
                 if cell == "lstm":
-                    self.rnn.bias_ih_l0[:hidden_size] = -keep
-                    self.rnn.bias_hh_l0[:hidden_size] = 0.0
+                    self.rnn.bias_ih_l0[gate_rows(cell, "input", hidden_size)] = -keep
+                    self.rnn.bias_hh_l0[gate_rows(cell, "input", hidden_size)] = 0.0
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Outputs (batch, outputs) after reading `inputs` (batch, time, features)."""

@@ -7,6 +7,7 @@ each other. Built on `nn.LSTM` / `nn.GRU` / `nn.RNN` so the cuDNN and oneDNN ker
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -18,6 +19,39 @@ from textgen.config import ClassifierConfig, ModelConfig
 from textgen.errors import ConfigError
 
 State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor
+
+
+class LSTMGates(NamedTuple):
+    """An LSTM layer's gates in torch's order (i, f, g, o): the chunks of hidden_size rows of its
+    stacked weights and biases, and of the pre-activations they give."""
+
+    input: torch.Tensor
+    forget: torch.Tensor
+    candidate: torch.Tensor
+    output: torch.Tensor
+
+
+class GRUGates(NamedTuple):
+    """A GRU layer's gates in torch's order (r, z, n), as `LSTMGates`."""
+
+    reset: torch.Tensor
+    update: torch.Tensor
+    candidate: torch.Tensor
+
+
+GATES = {"lstm": LSTMGates, "gru": GRUGates}
+
+
+def split_gates(cell: str, stacked: torch.Tensor) -> LSTMGates | GRUGates:
+    """The gates of `cell` ("lstm" or "gru") in `stacked` (..., gates * width), split along the last dim."""
+    layout = GATES[cell]
+    return layout._make(stacked.chunk(len(layout._fields), dim=-1))
+
+
+def gate_rows(cell: str, gate: str, hidden_size: int) -> slice:
+    """The rows of `gate` in a layer's stacked weights or biases (or columns of its pre-activations)."""
+    index = GATES[cell]._fields.index(gate)
+    return slice(index * hidden_size, (index + 1) * hidden_size)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -68,14 +102,14 @@ def recurrent_layers(config: ModelConfig, bidirectional: bool = False) -> nn.LST
                     dropout=config.dropout if config.num_layers > 1 else 0.0,
                     bidirectional=bidirectional, **extra)
     if config.cell == "lstm":
-        # Gate order is input, forget, cell, output; a forget bias of 1 lets memory flow early on.
-        hidden = config.hidden_size
+        # a forget bias of 1 lets memory flow early on
+        forget = gate_rows("lstm", "forget", config.hidden_size)
         with torch.no_grad():
             for name, bias in rnn.named_parameters():
                 if name.startswith("bias_ih"):
-                    bias[hidden:2 * hidden].fill_(1.0)
+                    bias[forget].fill_(1.0)
                 elif name.startswith("bias_hh"):
-                    bias[hidden:2 * hidden].zero_()
+                    bias[forget].zero_()
     return rnn
 
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from textgen.config import SampleConfig
 from textgen.errors import TextgenError
-from textgen.model import LanguageModel, State, select_state
+from textgen.model import LanguageModel, State, gate_rows, select_state, split_gates
 from textgen.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,7 @@ class Stepper:
         if int8 and model.embedding.weight.device.type != "cpu":
             raise TextgenError("int8 weights run on the CPU only; drop --quantize or use --device cpu")
         self.cell = config.cell
+        self.candidate_rows = gate_rows("lstm", "candidate", config.hidden_size)
         self.output, self.output_bias = _Matmul(model.output.weight, int8), model.output.bias
         self.layers = []
         for layer in range(config.num_layers):
@@ -262,10 +263,10 @@ class Stepper:
                     gates = matmul(hidden[0], bias[tokens])
                 else:
                     gates = matmul(torch.cat([x, hidden[layer]], 1), bias)
-                in_gate, forget_gate, _, out_gate = gates.sigmoid().chunk(4, 1)  # one call beats three
-                cell_gate = gates[:, 2 * gates.size(1) // 4: 3 * gates.size(1) // 4].tanh()
-                c = torch.addcmul(forget_gate * cell[layer], in_gate, cell_gate)
-                x = out_gate * c.tanh()
+                gate = split_gates("lstm", gates.sigmoid())  # one call beats three
+                candidate = gates[:, self.candidate_rows].tanh()
+                c = torch.addcmul(gate.forget * cell[layer], gate.input, candidate)
+                x = gate.output * c.tanh()
                 if projection is not None:
                     x = projection(x)
                 hiddens.append(x)
@@ -276,10 +277,10 @@ class Stepper:
             h = state[layer]
             input_gates = input_bias[tokens] if layer == 0 else input_matmul(x, input_bias)
             hidden_gates = hidden_matmul(h, hidden_bias)
-            reset_i, update_i, new_i = input_gates.chunk(3, 1)
-            reset_h, update_h, new_h = hidden_gates.chunk(3, 1)
-            reset, update = (reset_i + reset_h).sigmoid(), (update_i + update_h).sigmoid()
-            new = (new_i + reset * new_h).tanh()
+            from_input, from_hidden = split_gates("gru", input_gates), split_gates("gru", hidden_gates)
+            reset = (from_input.reset + from_hidden.reset).sigmoid()
+            update = (from_input.update + from_hidden.update).sigmoid()
+            new = (from_input.candidate + reset * from_hidden.candidate).tanh()
             x = new + update * (h - new)
             hiddens.append(x)
         return self.output(x, self.output_bias), torch.stack(hiddens)
