@@ -21,7 +21,9 @@ from torch import nn
 from textgen.batches import StreamBatches
 from textgen.config import ModelConfig, TrainConfig
 from textgen.model import LanguageModel
-from textgen.trainer import LanguageModelTask, autocast, fit, precision_context
+from textgen.precision import autocast, precision_context
+from textgen.tasks import LanguageModelTask
+from textgen.trainer import fit
 
 VOCAB = 65
 

@@ -6,10 +6,11 @@ import torch
 
 from textgen import cli
 from textgen.checkpoint import load_checkpoint
-from textgen.classify import classification_metrics
+from textgen.evaluation import classification_metrics
 from textgen.config import ClassifierConfig, FinetuneConfig, ModelConfig
 from textgen.model import Classifier
-from textgen.trainer import ClassificationTask, Distributed
+from textgen.distributed import Distributed
+from textgen.tasks import ClassificationTask
 
 POSITIVE = "good great lovely fine superb warm".split()
 NEGATIVE = "bad awful dull poor grim cold".split()
@@ -111,7 +112,7 @@ def test_gradual_unfreezing_thaws_one_group_per_evaluation_with_discriminative_r
     task = ClassificationTask(batches, batches, FinetuneConfig(init_from="x", layer_lr_decay=2.0),
                               group_count=3, pretrained=True, dist=Distributed())
     assert task.lr_scales == [0.0, 0.0, 1.0]
-    task.evaluate(tiny_classifier(), torch.device("cpu"), Distributed())
+    task.after_evaluation(task.evaluate(tiny_classifier(), torch.device("cpu"), Distributed()))
     assert task.lr_scales == [0.0, 0.5, 1.0]
     scratch = ClassificationTask(batches, batches, FinetuneConfig(), group_count=3, pretrained=False,
                                  dist=Distributed())
@@ -258,7 +259,7 @@ def test_a_classifier_is_evaluated_on_a_folder_holding_only_test_rows_with_integ
 
 
 def test_labels_match_by_name_or_by_position_and_otherwise_say_why():
-    from textgen.classify import match_labels
+    from textgen.evaluation import match_labels
     from textgen.errors import TextgenError
 
     assert match_labels(["pos", "neg"], ["neg", "pos"])[0].tolist() == [1, 0]

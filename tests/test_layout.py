@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
-ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "trainer", "sampling", "classify",
-         "inspection", "memory", "recipes", "plots", "cli"]
+ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "sampling", "classify", "distributed",
+         "precision", "evaluation", "tasks", "trainer", "inspection", "memory", "recipes", "plots", "cli"]
 FREE = {"config", "errors", "__init__"}
 
 

@@ -27,7 +27,8 @@ from textgen.errors import CorpusError, TextgenError
 from textgen.model import LanguageModel
 from textgen.sampling import _History, stream
 from textgen.tokenizer import CharTokenizer
-from textgen.trainer import Distributed, run_folder_lock
+from textgen.distributed import Distributed
+from textgen.trainer import run_folder_lock
 
 REPO = Path(__file__).resolve().parent.parent
 

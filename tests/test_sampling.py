@@ -12,7 +12,8 @@ from textgen.config import ModelConfig, SampleConfig, to_dict
 from textgen.errors import ConfigError, TextgenError
 from textgen.model import LanguageModel
 from textgen.sampling import (MinP, NoRepeatNGram, RepetitionPenalty, Stepper, Temperature, TopK, TopP, TypicalP,
-                              beam_search, build_processors, generate, score, start_token, stream)
+                              beam_search, build_processors, generate, start_token, stream)
+from textgen.evaluation import score
 from textgen.tokenizer import CharTokenizer
 
 TEXT = "the cat sat on the mat.\n"

@@ -1,4 +1,4 @@
-"""Labelling texts with a trained classifier, and scoring its labels against the truth."""
+"""Labelling texts with a trained classifier (scoring the labels against the truth is `evaluation`'s)."""
 
 from __future__ import annotations
 
@@ -57,30 +57,3 @@ def predict_stream(model: Classifier, tokenizer: Tokenizer, texts: Iterable[str]
     while group := list(itertools.islice(texts, max(1, batch_size) * group_batches)):
         yield group, predict(model, tokenizer, group, device, batch_size, offset=done)
         done += len(group)
-
-
-def match_labels(corpus_names: list[str], classifier_names: list[str]) -> tuple[np.ndarray, str | None]:
-    """For each label id of a corpus, the classifier's label id, and a note when the match is by
-    position: string labels match by name; integer labels 0..n-1 match the classifier's names in order."""
-    if all(name in classifier_names for name in corpus_names):
-        return np.array([classifier_names.index(name) for name in corpus_names], dtype=np.int64), None
-    if all(name.isdigit() and int(name) < len(classifier_names) for name in corpus_names):
-        ids = [int(name) for name in corpus_names]
-        pairs = ", ".join(f"{label} = {classifier_names[label]}" for label in sorted(ids))
-        return np.array(ids, dtype=np.int64), f"integer labels taken by position as the classifier's: {pairs}"
-    raise TextgenError(f"labels ({', '.join(corpus_names)}) are not the classifier's ({', '.join(classifier_names)}); "
-                       f"name them as the classifier does, or use integer labels 0..{len(classifier_names) - 1} "
-                       f"in that order")
-
-
-def classification_metrics(labels: np.ndarray, predicted: np.ndarray, label_names: list[str]) -> dict:
-    """Accuracy, macro-F1 and the confusion matrix (rows: true label, columns: predicted)."""
-    classes = len(label_names)
-    confusion = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    true_positives = np.diag(confusion).astype(float)
-    precision = true_positives / np.maximum(confusion.sum(axis=0), 1)
-    recall = true_positives / np.maximum(confusion.sum(axis=1), 1)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    return {"accuracy": float(true_positives.sum() / max(len(labels), 1)), "macro_f1": float(f1.mean()),
-            "examples": int(len(labels)), "labels": list(label_names), "confusion": confusion.tolist()}

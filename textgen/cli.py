@@ -89,6 +89,12 @@ def train_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, Tr
     return data, model, train
 
 
+def corpus_config(args: argparse.Namespace) -> DataConfig:
+    """The corpus that --corpus, --data-dir, --text-column, --label-column and --encoding name."""
+    return DataConfig(corpus=args.corpus, data_dir=args.data_dir, text_column=args.text_column,
+                      label_column=getattr(args, "label_column", None), encoding=args.encoding)
+
+
 class RichReporter:
     """Draws a progress bar with loss, bits per character, chars/s and ETA on stderr."""
 
@@ -111,8 +117,10 @@ class RichReporter:
                                               bpc=float("nan"), chars_per_s=0.0)
 
     def step(self, step, fraction_done, metrics):
+        from textgen.evaluation import bits_per_char
+
         self.progress.update(self.task_id, completed=fraction_done, step=step, loss=metrics["loss"],
-                             bpc=metrics["loss"] / 0.6931471805599453 / self.chars_per_token,
+                             bpc=bits_per_char(metrics["loss"], self.chars_per_token),
                              chars_per_s=metrics.get("tokens_per_s", 0.0) * self.chars_per_token)
 
     def evaluated(self, step, metrics):
@@ -143,7 +151,8 @@ def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen train`: a language model (or classifier) from a corpus, into a run folder."""
     from textgen.recipes import Setup, train_classifier, train_language_model
     from textgen.model import resolve_device
-    from textgen.trainer import Distributed, resolve_precision
+    from textgen.distributed import Distributed
+    from textgen.precision import resolve_precision
 
     data, model_config, train = train_configs(args)
     classifier_config = ClassifierConfig(**typed_values(args, ClassifierConfig))
@@ -195,11 +204,10 @@ def show_next_steps(console: Console, task: str, run_dir: Path, corpus: str) -> 
 
 def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen classify`: label texts, or score the classifier on a labelled corpus split."""
-    import numpy as np
     from rich.table import Table
 
     from textgen.checkpoint import load_classifier
-    from textgen.classify import classification_metrics, match_labels, predict
+    from textgen.classify import predict
     from textgen.model import resolve_device
 
     device = resolve_device(args.device)
@@ -212,26 +220,13 @@ def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     if args.eval:
         if not args.corpus:
             raise ConfigError("--eval needs --corpus NAME (and --split) with labels to score against")
-        from textgen.corpus import load_corpus
+        from textgen.evaluation import evaluate_classifier
 
-        data = DataConfig(corpus=args.corpus, data_dir=args.data_dir, text_column=args.text_column,
-                          label_column=args.label_column, encoding=args.encoding)
-        corpus = load_corpus(data, task="classify", evaluate=args.split)
-        if args.split not in corpus.splits:
-            raise ConfigError(f"--split {args.split} is not in {corpus.name}, or has no labels; it has: "
-                              f"{', '.join(corpus.splits)}")
-        to_classifier, note = match_labels(list(corpus.label_names), names)
-        if note:
-            log.info("%s", note)
-        rows = corpus.splits[args.split]
-        probabilities = predict(model, tokenizer, list(rows[corpus.text_column]), device, args.batch_size)
-        metrics = {"corpus": corpus.name, "split": args.split,
-                   **classification_metrics(to_classifier[np.asarray(rows[corpus.label_column])],
-                                            probabilities.argmax(1), names)}
+        metrics = evaluate_classifier(model, corpus_config(args), args.split, args.device, args.batch_size, tokenizer)
         if args.json:
             print(json.dumps(metrics))
             return ExitStatus.SUCCESS
-        output.print(f"{corpus.name} {args.split}: accuracy {metrics['accuracy']:.4f}, macro-F1 "
+        output.print(f"{metrics['corpus']} {args.split}: accuracy {metrics['accuracy']:.4f}, macro-F1 "
                      f"{metrics['macro_f1']:.4f} over {metrics['examples']:,} texts", markup=False, highlight=False)
         table = Table(title="confusion (rows: true, columns: predicted)")
         table.add_column("")
@@ -292,39 +287,18 @@ def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
 def eval_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen eval`: bits per character and perplexity of a checkpoint on a corpus split."""
-    import torch
-
-    from textgen.batches import StreamBatches, token_array
-    from textgen.checkpoint import load_language_model
-    from textgen.corpus import count_chars, load_corpus
-    from textgen.model import resolve_device
-    from textgen.trainer import Distributed, LanguageModelTask
+    from textgen.evaluation import evaluate_language_model
 
     if args.text is not None:
         return score_text_command(args)
     if not args.corpus:
         raise TextgenError("textgen eval needs --corpus NAME (and --split), or --text TEXT, to score a checkpoint on")
-    device = resolve_device(args.device)
-    model, tokenizer, _ = load_language_model(args.model, device)
-    data = DataConfig(corpus=args.corpus, data_dir=args.data_dir, text_column=args.text_column,
-                      encoding=args.encoding)
-    corpus = load_corpus(data, task="lm")
-    if args.split not in corpus.splits:
-        raise TextgenError(f"--split {args.split} is not in {corpus.name}; it has: {', '.join(corpus.splits)}")
-    tokens = token_array(corpus, args.split, tokenizer)
-    seq_len = max(1, min(args.seq_len, len(tokens) - 1))
-    batch = max(1, min(args.batch_size, (len(tokens) - 1) // seq_len))
-    streams = StreamBatches(tokens, batch, seq_len)
-    task = LanguageModelTask(streams, streams, count_chars(corpus, args.split) / len(tokens))
-    with torch.inference_mode():
-        metrics = task.evaluate(model, device, Distributed())
-    result = {"corpus": corpus.name, "split": args.split, "loss": metrics["val_loss"],
-              "bits_per_char": metrics["bits_per_char"], "perplexity": metrics["perplexity"],
-              "tokens": int(metrics["val_tokens"])}
+    result = evaluate_language_model(args.model, corpus_config(args), args.split, args.device, args.batch_size,
+                                     args.seq_len)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{corpus.name} {args.split}: {result['bits_per_char']:.4f} bits per character, "
+        print(f"{result['corpus']} {args.split}: {result['bits_per_char']:.4f} bits per character, "
               f"perplexity {result['perplexity']:.3f} per token, loss {result['loss']:.4f} nats per token "
               f"({result['tokens']:,} tokens)")
     return ExitStatus.SUCCESS
@@ -332,15 +306,11 @@ def eval_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
 def score_text_command(args: argparse.Namespace) -> ExitStatus:
     """`textgen eval --text`: log-probability and bits per character of one text."""
-    from textgen.checkpoint import load_language_model
-    from textgen.sampling import score
-    from textgen.model import resolve_device
+    from textgen.evaluation import score_text
 
     if args.corpus:
         raise ConfigError("--text and --corpus both give what to score; choose one")
-    device = resolve_device(args.device)
-    model, tokenizer, _ = load_language_model(args.model, device)
-    result = score(model, tokenizer, args.text, device)
+    result = score_text(args.model, args.text, args.device)
     if args.json:
         print(json.dumps(result))
     else:
@@ -498,9 +468,7 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     units = [check_unit(model, args.layer, args.gate, unit) for unit in args.unit or [None]]
     ranking, rows = [], []
     if args.find:
-        data = DataConfig(corpus=args.corpus, data_dir=args.data_dir, text_column=args.text_column,
-                          label_column=args.label_column, encoding=args.encoding)
-        corpus = load_corpus(data, task="classify" if args.find == "label" else "lm")
+        corpus = load_corpus(corpus_config(args), task="classify" if args.find == "label" else "lm")
         rows, labels = corpus_rows(corpus, args.split, args.find, args.max_chars)
         log.info("ranking units by how they track %s over %s characters of %s %s", args.find,
                  f"{sum(map(len, rows)):,}", corpus.name, args.split)

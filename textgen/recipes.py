@@ -23,8 +23,9 @@ from textgen.corpus import count_chars, language_model_split, load_corpus, split
 from textgen.errors import ConfigError
 from textgen.model import Classifier, LanguageModel, count_parameters
 from textgen.tokenizer import build_tokenizer, tokenizer_from_data
-from textgen.trainer import (ClassificationTask, Distributed, LanguageModelTask, Reporter, RunResult,
-                             check_resumable, fit)
+from textgen.distributed import Distributed
+from textgen.tasks import ClassificationTask, LanguageModelTask
+from textgen.trainer import Reporter, RunResult, check_resumable, fit
 
 log = logging.getLogger("textgen")
 
@@ -90,11 +91,11 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
     tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
     # Rank 0 fills the token cache first so that other ranks only read it.
     if not dist.is_main:
-        dist.gather(None)
+        dist.barrier()
     train_tokens = token_array(corpus, train_split, tokenizer, num_proc=data.num_proc)
     val_tokens = token_array(corpus, "validation", tokenizer, num_proc=data.num_proc)
     if dist.is_main:
-        dist.gather(None)
+        dist.barrier()
 
     model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
     torch.manual_seed(train.seed)

@@ -1,4 +1,4 @@
-"""Text generation from a recurrent language model: logits processors, sampling, beam search, scoring.
+"""Text generation from a recurrent language model: logits processors, sampling, beam search.
 
 Each decoding control is a small callable `(ids, scores) -> scores` over the token history
 `ids` (batch, seq) and next-token `scores` (batch, vocab); a list of them composes (as in Hugging
@@ -14,7 +14,6 @@ looked for in the generated text only, and the text is cut where one begins.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -593,18 +592,3 @@ def beam_search(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config:
     if best is None:
         raise TextgenError("beam search found no text: every token was banned; relax --no-repeat-ngram")
     return best[1]
-
-
-@torch.inference_mode()
-def score(model: LanguageModel, tokenizer: Tokenizer, text: str, device: str | torch.device = "cpu") -> dict:
-    """Log-probability (nats) of `text` under the model from its start, with bits per character,
-    token and character counts. The first token is predicted from the same priming as generation."""
-    if not text:
-        raise TextgenError("the text to score is empty; give at least one character")
-    ids = encode_text(tokenizer, text, what="text")
-    inputs = torch.tensor([[start_token(tokenizer), *ids[:-1]]], device=device)
-    logits, _ = model(inputs)
-    targets = torch.tensor(ids, device=device)
-    log_prob = logits[0].float().log_softmax(-1).gather(-1, targets[:, None]).sum().item()
-    return {"log_prob": log_prob, "bits_per_char": -log_prob / math.log(2) / len(text),
-            "tokens": len(ids), "chars": len(text)}

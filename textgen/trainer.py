@@ -1,116 +1,33 @@
-"""The training loop: mixed precision, DDP, warm-up + cosine schedule, evaluation, checkpoints.
+"""The training loop: warm-up + cosine schedule, evaluation and the policy that follows it,
+checkpoints and exact resume, stop signals, one writer per run folder.
 
 The loop never knows which corpus or which cell it trains: it receives a model, a task (batches,
-loss and evaluation for language modelling or classification) and a `TrainConfig`.
+loss and evaluation for language modelling or classification, see `tasks`) and a `TrainConfig`;
+precision and distribution come from `precision` and `distributed`.
 """
 
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import math
 import os
 import signal
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import torch
-import torch.distributed as torch_dist
-import torch.nn.functional as F
 from torch import nn
 
-from textgen.batches import LabelledBatches, StreamBatches
 from textgen.checkpoint import load_checkpoint, save_checkpoint
-from textgen.config import FinetuneConfig, TrainConfig
+from textgen.config import TrainConfig
+from textgen.distributed import Distributed
 from textgen.errors import CheckpointError, ConfigError, TrainingError
-from textgen.model import State, detach_state
-
-LN2 = math.log(2.0)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs whose oneDNN runs bf16 natively (AMX or AVX512-BF16)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """fp32, bf16 or fp16 for --precision on `device`; auto is bf16 only where hardware runs it."""
-    if requested == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return "bf16"
-        if device.type == "cpu" and cpu_has_native_bf16():
-            return "bf16"
-        return "fp32"
-    if requested == "fp16" and device.type != "cuda":
-        raise ConfigError(f"--precision fp16 needs a CUDA GPU (this run is on {device.type}); "
-                          f"use --precision bf16 or fp32")
-    return requested
-
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@contextmanager
-def precision_context(precision: str, device: torch.device) -> Iterator[None]:
-    """Kernel settings for the whole run: oneDNN has no bf16 RNN on CPUs without native bf16."""
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
-    else:
-        yield
-
-
-def autocast(precision: str, device: torch.device):
-    """The autocast context for a forward pass (a no-op in fp32)."""
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
-
-
-@dataclass
-class Distributed:
-    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @staticmethod
-    def from_environment(device_type: str) -> "Distributed":
-        """Join the process group torchrun set up, if any (nccl on GPUs, gloo on CPUs)."""
-        world_size = int(os.environ.get("WORLD_SIZE", 1))
-        if world_size == 1:
-            return Distributed()
-        if device_type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        if not torch_dist.is_initialized():
-            torch_dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-        return Distributed(torch_dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", 0)))
-
-    def sum(self, values: list[float], device: torch.device) -> list[float]:
-        """Element-wise sums of `values` over all ranks."""
-        if self.world_size == 1:
-            return values
-        tensor = torch.tensor(values, dtype=torch.float64, device=device)
-        torch_dist.all_reduce(tensor)
-        return tensor.tolist()
-
-    def gather(self, value: Any) -> list[Any]:
-        """`value` from every rank, in rank order."""
-        if self.world_size == 1:
-            return [value]
-        values: list[Any] = [None] * self.world_size
-        torch_dist.all_gather_object(values, value)
-        return values
+from textgen.precision import precision_context
 
 
 class Reporter(Protocol):
@@ -129,169 +46,6 @@ class SilentReporter:
     def step(self, step, fraction_done, metrics): pass
     def evaluated(self, step, metrics): pass
     def finish(self, summary): pass
-
-
-class LanguageModelTask:
-    """Next-token prediction over TBPTT streams, with the hidden state carried between windows."""
-
-    kind = "language_model"
-
-    def __init__(self, train: StreamBatches, validation: StreamBatches, chars_per_token: float,
-                 eval_tokens: int | None = None):
-        self.train, self.validation = train, validation
-        self.chars_per_token = chars_per_token
-        # None: the whole split; else at most this many full windows
-        self.eval_windows = None if eval_tokens is None else max(1, eval_tokens // validation.tokens_per_window)
-        self.window = 0
-        self.state: State | None = None
-        self.lr_scales = [1.0, 1.0]  # one per parameter group
-
-    def train_loss(self, model: nn.Module, device: torch.device, precision: str
-                   ) -> tuple[torch.Tensor, int]:
-        """Mean loss on the next window (and its token count); moves the data position on."""
-        index = self.window % self.train.windows_per_epoch
-        if index == 0:
-            self.state = None  # a new epoch starts the streams again from their beginnings
-        inputs, targets = (t.to(device, non_blocking=True) for t in self.train.window(index))
-        with autocast(precision, device):
-            logits, state = model(inputs, self.state)
-        self.state = detach_state(state)
-        self.window += 1
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        return loss, targets.numel()
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, device: torch.device, dist: Distributed) -> dict[str, float]:
-        """Validation loss (nats per token), bits per token and character, and perplexity."""
-        model.eval()
-        total_loss, total_tokens, state = 0.0, 0, None
-        windows = self.validation.evaluation_windows()
-        for inputs, targets in itertools.islice(windows, self.eval_windows):
-            inputs, targets = inputs.to(device), targets.to(device)
-            logits, state = model(inputs, state)
-            total_loss += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
-                                          reduction="sum").item()
-            total_tokens += targets.numel()
-        model.train()
-        total_loss, total_tokens = dist.sum([total_loss, float(total_tokens)], device)
-        loss = total_loss / total_tokens
-        return {"val_loss": loss, "bits_per_token": loss / LN2,
-                "bits_per_char": loss / LN2 / self.chars_per_token,
-                "perplexity": math.exp(min(loss, 50.0)), "val_tokens": total_tokens}
-
-    @staticmethod
-    def objective(metrics: dict[str, float]) -> float:
-        """Lower is better: the validation loss."""
-        return metrics["val_loss"]
-
-    def parameter_groups(self, model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-        """AdamW groups: weight decay on matrices only, not on biases."""
-        params = [p for p in model.parameters() if p.requires_grad]
-        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-    def state_dict(self) -> dict[str, Any]:
-        """The data position and carried hidden state, so a resumed run continues exactly."""
-        state = self.state
-        return {"window": self.window,
-                "hidden": None if state is None else [s.cpu() for s in (state if isinstance(state, tuple) else (state,))]}
-
-    def load_state_dict(self, data: dict[str, Any], device: torch.device) -> None:
-        self.window = data["window"]
-        hidden = data["hidden"]
-        if hidden is None:
-            self.state = None
-        else:
-            hidden = [h.to(device) for h in hidden]
-            self.state = tuple(hidden) if len(hidden) == 2 else hidden[0]
-
-
-class ClassificationTask:
-    """Labelled texts through a classifier; ULMFiT's gradual unfreezing and discriminative
-    learning rates when the encoder comes from a language model; early stopping on accuracy."""
-
-    kind = "classifier"
-
-    def __init__(self, train: LabelledBatches, validation: LabelledBatches, finetune: FinetuneConfig,
-                 group_count: int, pretrained: bool, dist: Distributed):
-        self.train, self.validation, self.finetune = train, validation, finetune
-        self.group_count, self.pretrained, self.dist = group_count, pretrained, dist
-        self.epoch, self.batch_index, self._epoch_batches = 0, 0, None
-        self.evaluations, self.stale_evaluations, self.best_accuracy = 0, 0, -1.0
-        # A pretrained encoder starts frozen but for the head, then thaws one group per interval.
-        gradual = pretrained and finetune.unfreeze_every > 0
-        self.unfrozen = 1 if gradual else group_count
-
-    @property
-    def lr_scales(self) -> list[float]:
-        """Per group, bottom up: lr / decay ** depth from the top (pretrained only); 0 while frozen."""
-        decay = self.finetune.layer_lr_decay if self.pretrained else 1.0
-        return [0.0 if depth >= self.unfrozen else decay ** -depth
-                for depth in reversed(range(self.group_count))]
-
-    @property
-    def should_stop(self) -> bool:
-        return self.stale_evaluations >= self.finetune.patience
-
-    def parameter_groups(self, model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-        """One AdamW group per layer group of the classifier, bottom up."""
-        return [{"params": params, "weight_decay": config.weight_decay} for params in model.layer_groups()]
-
-    def _batches(self, batches: LabelledBatches, epoch: int) -> list:
-        return batches.epoch(epoch)[self.dist.rank::self.dist.world_size]
-
-    def train_loss(self, model: nn.Module, device: torch.device, precision: str) -> tuple[torch.Tensor, int]:
-        """Mean cross-entropy on the next batch (and its token count)."""
-        if self._epoch_batches is None or self.batch_index >= len(self._epoch_batches):
-            if self._epoch_batches is not None:
-                self.epoch, self.batch_index = self.epoch + 1, 0
-            self._epoch_batches = self._batches(self.train, self.epoch)
-        ids, lengths, labels = self._epoch_batches[self.batch_index]
-        self.batch_index += 1
-        with autocast(precision, device):
-            logits = model(ids.to(device), lengths)
-        return F.cross_entropy(logits.float(), labels.to(device)), int(lengths.sum())
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, device: torch.device, dist: Distributed) -> dict[str, float]:
-        """Validation loss and accuracy; counts evaluations for unfreezing and early stopping."""
-        model.eval()
-        total_loss, correct, count = 0.0, 0, 0
-        for ids, lengths, labels in self._batches(self.validation, 0):
-            logits = model(ids.to(device), lengths).float()
-            labels = labels.to(device)
-            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-            correct += int((logits.argmax(dim=1) == labels).sum())
-            count += len(labels)
-        model.train()
-        total_loss, correct, count = dist.sum([total_loss, float(correct), float(count)], device)
-        accuracy = correct / count
-        self.evaluations += 1
-        if accuracy > self.best_accuracy:
-            self.best_accuracy, self.stale_evaluations = accuracy, 0
-        else:
-            self.stale_evaluations += 1
-        if self.finetune.unfreeze_every and self.evaluations % self.finetune.unfreeze_every == 0:
-            self.unfrozen = min(self.group_count, self.unfrozen + 1)
-        return {"val_loss": total_loss / count, "accuracy": accuracy, "val_examples": count,
-                "unfrozen_groups": self.unfrozen}
-
-    @staticmethod
-    def objective(metrics: dict[str, float]) -> float:
-        """Lower is better: minus the validation accuracy."""
-        return -metrics["accuracy"]
-
-    def state_dict(self) -> dict[str, Any]:
-        """Data position, unfreezing and early-stopping counters."""
-        return {"epoch": self.epoch, "batch_index": self.batch_index, "evaluations": self.evaluations,
-                "stale_evaluations": self.stale_evaluations, "best_accuracy": self.best_accuracy,
-                "unfrozen": self.unfrozen, "started": self._epoch_batches is not None}
-
-    def load_state_dict(self, data: dict[str, Any], device: torch.device) -> None:
-        self.epoch, self.batch_index = data["epoch"], data["batch_index"]
-        self.evaluations, self.stale_evaluations = data["evaluations"], data["stale_evaluations"]
-        self.best_accuracy, self.unfrozen = data["best_accuracy"], data["unfrozen"]
-        self._epoch_batches = self._batches(self.train, self.epoch) if data["started"] else None
 
 
 def learning_rate_factor(step: int, progress: float, config: TrainConfig) -> float:
@@ -460,7 +214,8 @@ def _fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, config
 
     def evaluate() -> None:
         nonlocal best, best_metrics, last_eval, evaluated_at
-        last_eval, evaluated_at = task.evaluate(model, device, dist), step
+        last_eval = task.evaluate(model, device, dist)
+        last_eval, evaluated_at = {**last_eval, **task.after_evaluation(last_eval)}, step
         log({"step": step, "split": "validation", **last_eval})
         reporter.evaluated(step, last_eval)
         if task.objective(last_eval) < best:
