@@ -145,20 +145,27 @@ def load_checkpoint(model: str | Path, kind: str | None = None) -> dict[str, Any
     return payload
 
 
+def load_model(model: str | Path, device: str | torch.device = "cpu", kind: str | None = None
+               ) -> tuple[LanguageModel | Classifier, Tokenizer, dict[str, Any]]:
+    """The language model or classifier a checkpoint holds (in eval mode, on `device`; `kind` is
+    enforced), its tokenizer, and the checkpoint payload."""
+    payload = load_checkpoint(model, kind=kind)
+    model_config = from_dict(ModelConfig, payload["model_config"])
+    if payload["kind"] == "classifier":
+        built = Classifier(model_config, from_dict(ClassifierConfig, payload["classifier_config"]))
+    else:
+        built = LanguageModel(model_config)
+    built.load_state_dict(payload["model"])
+    return built.to(device).eval(), tokenizer_from_data(payload["tokenizer"]), payload
+
+
 def load_language_model(model: str | Path, device: str | torch.device = "cpu"
                         ) -> tuple[LanguageModel, Tokenizer, dict[str, Any]]:
     """The language model (in eval mode, on `device`), its tokenizer, and the checkpoint payload."""
-    payload = load_checkpoint(model, kind="language_model")
-    language_model = LanguageModel(from_dict(ModelConfig, payload["model_config"]))
-    language_model.load_state_dict(payload["model"])
-    return language_model.to(device).eval(), tokenizer_from_data(payload["tokenizer"]), payload
+    return load_model(model, device, kind="language_model")
 
 
 def load_classifier(model: str | Path, device: str | torch.device = "cpu"
                     ) -> tuple[Classifier, Tokenizer, dict[str, Any]]:
     """The classifier (in eval mode, on `device`), its tokenizer, and the checkpoint payload."""
-    payload = load_checkpoint(model, kind="classifier")
-    classifier = Classifier(from_dict(ModelConfig, payload["model_config"]),
-                            from_dict(ClassifierConfig, payload["classifier_config"]))
-    classifier.load_state_dict(payload["model"])
-    return classifier.to(device).eval(), tokenizer_from_data(payload["tokenizer"]), payload
+    return load_model(model, device, kind="classifier")

@@ -80,15 +80,6 @@ def typed_values(args: argparse.Namespace, config_class: type) -> dict[str, Any]
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
-def train_configs(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    """Configs from a preset overlaid with the flags the user typed; validated before data loads."""
-    preset = PRESETS[args.preset or TrainConfig.preset]
-    data = DataConfig(**typed_values(args, DataConfig))
-    model = ModelConfig(**{**preset["model"], **typed_values(args, ModelConfig)})
-    train = TrainConfig(**{**preset["train"], **typed_values(args, TrainConfig)})
-    return data, model, train
-
-
 def corpus_config(args: argparse.Namespace) -> DataConfig:
     """The corpus that --corpus, --data-dir, --text-column, --label-column and --encoding name."""
     return DataConfig(corpus=args.corpus, data_dir=args.data_dir, text_column=args.text_column,
@@ -149,36 +140,22 @@ class RichReporter:
 
 def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen train`: a language model (or classifier) from a corpus, into a run folder."""
-    from textgen.recipes import Setup, train_classifier, train_language_model
-    from textgen.model import resolve_device
-    from textgen.distributed import Distributed
-    from textgen.precision import resolve_precision
+    from textgen.recipes import CONFIGS, prepare, train
 
-    data, model_config, train = train_configs(args)
-    classifier_config = ClassifierConfig(**typed_values(args, ClassifierConfig))
-    finetune = FinetuneConfig(**typed_values(args, FinetuneConfig))
-    device = resolve_device(train.device)
-    precision = resolve_precision(train.precision, device)
-    dist = Distributed.from_environment(device.type)
-    kind = model_config.cell if train.task == "lm" else "classifier"
-    run_dir = Path(train.out or f"runs/{Path(data.corpus).name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir = Path(dist.gather(str(run_dir))[0])  # every rank writes into rank 0's folder name
-    typed = {name: typed_values(args, config_class) for name, config_class in
-             (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig), ("classifier", ClassifierConfig))}
-    setup = Setup(data, model_config, train, classifier_config, finetune, typed, device, precision, dist, run_dir)
+    setup = prepare({name: typed_values(args, config_class) for name, config_class in CONFIGS.items()})
 
     def make_reporter(chars_per_token: float) -> RichReporter | None:
-        return RichReporter(console, chars_per_token) if dist.is_main else None
+        return RichReporter(console, chars_per_token) if setup.dist.is_main else None
 
-    recipe = train_language_model if train.task == "lm" else train_classifier
-    result = recipe(setup, make_reporter)
+    result = train(setup, make_reporter)
+    run_dir = setup.run_dir
     if result.stop_reason == "interrupted":
-        task_flag = "" if train.task == "lm" else " --task classify"
+        task_flag = "" if setup.train.task == "lm" else " --task classify"
         log.warning("interrupted at step %d; saved %s; continue with: textgen train%s --resume --out %s",
                     result.step, run_dir / "last.pt", task_flag, run_dir)
         return ExitStatus.INTERRUPTED
-    if dist.is_main:
-        show_next_steps(console, train.task, run_dir, setup.data.corpus)
+    if setup.dist.is_main:
+        show_next_steps(console, setup.train.task, run_dir, setup.data.corpus)
     return ExitStatus.SUCCESS
 
 

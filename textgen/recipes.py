@@ -1,14 +1,16 @@
 """Recipes: the training workflows, composed from corpus, tokenizer, batches, model and trainer.
 
 `train_language_model` and `train_classifier` (ULMFiT: optional language-model fine-tuning on the
-target texts, then gradual unfreezing with discriminative learning rates) read validated configs
-and return the trainer's `RunResult`; the CLI parses flags into a `Setup` and reports the result.
+target texts, then gradual unfreezing with discriminative learning rates) read a `Setup`, whose
+settings `prepare` merged once (preset, saved run or pretrained model, typed flags), and return the
+trainer's `RunResult`; `train` runs the one the setup's task names.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,15 @@ from typing import Any
 import torch
 
 from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
-from textgen.checkpoint import load_checkpoint, load_classifier, load_language_model
-from textgen.config import (ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, TrainConfig, flag_of,
+from textgen.checkpoint import load_checkpoint, load_model
+from textgen.config import (PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, TrainConfig, flag_of,
                             from_dict, to_dict)
-from textgen.corpus import count_chars, language_model_split, load_corpus, split_texts
-from textgen.errors import ConfigError
-from textgen.model import Classifier, LanguageModel, count_parameters
-from textgen.tokenizer import build_tokenizer, tokenizer_from_data
+from textgen.corpus import Corpus, count_chars, language_model_split, load_corpus, split_texts
 from textgen.distributed import Distributed
+from textgen.errors import ConfigError
+from textgen.model import Classifier, LanguageModel, count_parameters, resolve_device
+from textgen.precision import resolve_precision
+from textgen.tokenizer import Tokenizer, build_tokenizer, tokenizer_from_data
 from textgen.tasks import ClassificationTask, LanguageModelTask
 from textgen.trainer import Reporter, RunResult, check_resumable, fit
 
@@ -35,33 +38,92 @@ ReporterFactory = Callable[[float], Reporter | None]
 
 @dataclasses.dataclass
 class Setup:
-    """A training run's validated configs, the flags the user typed, and where it runs."""
+    """A training run's settings, merged and validated, where it runs, and what it starts from."""
 
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
     classifier: ClassifierConfig
     finetune: FinetuneConfig
-    typed: dict[str, dict[str, Any]]  # config name -> the fields typed on the command line
     device: torch.device
     precision: str
     dist: Distributed
     run_dir: Path
+    per_epoch: tuple[str, ...] = ()  # train settings a classifier sets to once an epoch (those not typed)
+    tokenizer: Tokenizer | None = None  # the resumed run's or the pretrained model's; None: built from the corpus
+    pretrained: LanguageModel | Classifier | None = None  # --init-from, loaded
 
 
 # the classifier settings that decide the head's weights' shapes
 HEAD_SHAPE = ("head_hidden", "head_norm")
+# a classifier's train settings that default to once an epoch (half an epoch for the warm-up)
+PER_EPOCH = ("eval_interval", "checkpoint_interval", "warmup_steps")
+CONFIGS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "classifier": ClassifierConfig,
+           "finetune": FinetuneConfig}
 
 
-def _resumed(setup: Setup, saved: dict[str, Any], name: str, config_class: type) -> Any:
-    """The run's saved config `name`, overlaid with what was typed now (a longer --max-steps, say)."""
-    return from_dict(config_class, {**saved["configs"][name], **setup.typed.get(name, {})})
+def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
+    """A run's settings, merged once: a preset's, overlaid when resuming by the run's saved ones
+    (with the tokenizer), or when fine-tuning by the pretrained model's shape; then by `typed`
+    (config name -> the fields the user set), and validated before any data loads. Every
+    checkpoint the run starts from is read here, once."""
+    typed = {name: typed.get(name, {}) for name in CONFIGS}
+    preset = PRESETS[typed["train"].get("preset") or TrainConfig.preset]
+    data = DataConfig(**typed["data"])
+    model_config = ModelConfig(**{**preset["model"], **typed["model"]})
+    train = TrainConfig(**{**preset["train"], **typed["train"]})
+    classifier_config = ClassifierConfig(**typed["classifier"])
+    finetune = FinetuneConfig(**typed["finetune"])
+    device = resolve_device(train.device)
+    precision = resolve_precision(train.precision, device)
+    dist = Distributed.from_environment(device.type)
+    kind = model_config.cell if train.task == "lm" else "classifier"
+    run_dir = Path(train.out or f"runs/{Path(data.corpus).name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = Path(dist.gather(str(run_dir))[0])  # every rank writes into rank 0's folder name
+    tokenizer = pretrained = None
+    if train.resume:
+        # A typed model flag that contradicts the checkpoint is refused by check_resumable.
+        saved = load_checkpoint(run_dir / "last.pt", kind="language_model" if train.task == "lm" else "classifier")
 
+        def resumed(name: str) -> Any:  # the saved config overlaid with what was typed now (a longer --max-steps, say)
+            return from_dict(CONFIGS[name], {**saved["configs"][name], **typed[name]})
 
-def _default_budget(train: TrainConfig) -> None:
+        data, model_config = resumed("data"), resumed("model")
+        if train.task == "classify":
+            classifier_config = resumed("classifier")
+            finetune = from_dict(FinetuneConfig, saved["configs"]["finetune"])
+        train = resumed("train")
+        tokenizer = tokenizer_from_data(saved["tokenizer"])
+        check_resumable(saved, {"model": to_dict(model_config)}, dist.world_size)
+    elif train.task == "classify" and finetune.init_from:
+        if classifier_config.bidirectional:
+            raise ConfigError("--bidirectional needs a classifier trained from scratch: a language model "
+                              "from --init-from reads forwards only")
+        pretrained, tokenizer, payload = load_model(finetune.init_from)
+        if payload["kind"] == "classifier":
+            # go on fine-tuning a classifier (the bundled sentiment, say) on new texts
+            if finetune.lm_finetune_steps:
+                raise ConfigError(f"--lm-finetune-steps fine-tunes a language model, and {finetune.init_from} is a "
+                                  f"classifier; drop --lm-finetune-steps")
+            pretrained_config = pretrained.model_config
+            # its head's shape carries over unless typed otherwise
+            classifier_config = dataclasses.replace(classifier_config, **{
+                name: getattr(pretrained.config, name) for name in HEAD_SHAPE if name not in typed["classifier"]})
+        else:
+            pretrained_config = pretrained.config
+        # The encoder's shape comes from the pretrained model; its dropouts can be set for fine-tuning.
+        shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed["model"].items()
+                 if "dropout" not in name and getattr(pretrained_config, name) != value]
+        if shape:
+            raise ConfigError(f"{', '.join(shape)} would change the pretrained encoder from --init-from; "
+                              f"drop them (only the dropouts can be set when fine-tuning)")
+        model_config = dataclasses.replace(pretrained_config, **typed["model"])
     if train.max_steps is None and train.time_budget is None:
         train.time_budget = "10m"
         log.info("no --max-steps or --time-budget given: training for 10m")
+    per_epoch = tuple(name for name in PER_EPOCH if name not in typed["train"])
+    return Setup(data, model_config, train, classifier_config, finetune, device, precision, dist, run_dir,
+                 per_epoch, tokenizer, pretrained)
 
 
 def validation_streams(tokens, train: TrainConfig, dist: Distributed) -> StreamBatches:
@@ -71,24 +133,9 @@ def validation_streams(tokens, train: TrainConfig, dist: Distributed) -> StreamB
     return StreamBatches(tokens, batch_size, seq_len, dist.rank, dist.world_size)
 
 
-def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
-    """A language model trained on `setup.data`'s language-modelling splits, into `setup.run_dir`."""
-    data, model_config, train, dist, run_dir = setup.data, setup.model, setup.train, setup.dist, setup.run_dir
-    tokenizer_data = None
-    if train.resume:
-        # A typed model flag that contradicts the checkpoint is refused by check_resumable.
-        saved = load_checkpoint(run_dir / "last.pt", kind="language_model")
-        data = _resumed(setup, saved, "data", DataConfig)
-        model_config = _resumed(setup, saved, "model", ModelConfig)
-        train = _resumed(setup, saved, "train", TrainConfig)
-        tokenizer_data = saved["tokenizer"]
-        check_resumable(saved, {"model": to_dict(model_config)}, dist.world_size)
-    _default_budget(train)
-    corpus = load_corpus(data, task="lm")
-    train_split = language_model_split(corpus, data.lm_splits)
-    if dist.is_main and tokenizer_data is None:
-        tokenizer_data = build_tokenizer(data, split_texts(corpus, train_split)).to_data()
-    tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
+def language_model_task(corpus: Corpus, train_split: str, tokenizer: Tokenizer, data: DataConfig, train: TrainConfig,
+                        dist: Distributed, eval_tokens: int | None = None) -> LanguageModelTask:
+    """Next-token prediction on `train_split` of `corpus`, evaluated on its validation split."""
     # Rank 0 fills the token cache first so that other ranks only read it.
     if not dist.is_main:
         dist.barrier()
@@ -96,22 +143,33 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
     val_tokens = token_array(corpus, "validation", tokenizer, num_proc=data.num_proc)
     if dist.is_main:
         dist.barrier()
+    return LanguageModelTask(StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
+                             validation_streams(val_tokens, train, dist),
+                             count_chars(corpus, "validation") / len(val_tokens), eval_tokens)
+
+
+def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
+    """A language model trained on `setup.data`'s language-modelling splits, into `setup.run_dir`."""
+    data, model_config, train, dist, run_dir = setup.data, setup.model, setup.train, setup.dist, setup.run_dir
+    corpus = load_corpus(data, task="lm")
+    train_split = language_model_split(corpus, data.lm_splits)
+    tokenizer = setup.tokenizer
+    if tokenizer is None:
+        tokenizer_data = build_tokenizer(data, split_texts(corpus, train_split)).to_data() if dist.is_main else None
+        tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
+    task = language_model_task(corpus, train_split, tokenizer, data, train, dist, train.eval_tokens)
 
     model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
     torch.manual_seed(train.seed)
     model = LanguageModel(model_config)
     log.info("%s: %s training tokens, vocabulary %d, %s %dx%d with %s parameters, %s on %s",
-             corpus.name, f"{len(train_tokens):,}", tokenizer.vocab_size, model_config.cell,
+             corpus.name, f"{len(task.train.tokens):,}", tokenizer.vocab_size, model_config.cell,
              model_config.num_layers, model_config.hidden_size, f"{count_parameters(model):,}",
              setup.precision, setup.device)
-    chars_per_token = count_chars(corpus, "validation") / len(val_tokens)
-    task = LanguageModelTask(
-        StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
-        validation_streams(val_tokens, train, dist), chars_per_token, train.eval_tokens)
     configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train)}
     return fit(model, task, train, run_dir, configs,
                {"model_config": to_dict(model_config), "tokenizer": tokenizer.to_data()},
-               setup.device, setup.precision, make_reporter(chars_per_token), dist)
+               setup.device, setup.precision, make_reporter(task.chars_per_token), dist)
 
 
 def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
@@ -119,44 +177,9 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
     fine-tuning on the target texts, then gradual unfreezing), into `setup.run_dir`."""
     data, model_config, train = setup.data, setup.model, setup.train
     classifier_config, finetune = setup.classifier, setup.finetune
-    dist, device, run_dir = setup.dist, setup.device, setup.run_dir
-    tokenizer = language_model = start_from = None
-    if train.resume:
-        saved = load_checkpoint(run_dir / "last.pt", kind="classifier")
-        data = _resumed(setup, saved, "data", DataConfig)
-        model_config = _resumed(setup, saved, "model", ModelConfig)
-        classifier_config = _resumed(setup, saved, "classifier", ClassifierConfig)
-        finetune = from_dict(FinetuneConfig, saved["configs"]["finetune"])
-        train = _resumed(setup, saved, "train", TrainConfig)
-        tokenizer = tokenizer_from_data(saved["tokenizer"])
-        check_resumable(saved, {"model": to_dict(model_config)}, dist.world_size)
-    elif finetune.init_from:
-        if classifier_config.bidirectional:
-            raise ConfigError("--bidirectional needs a classifier trained from scratch: a language model "
-                              "from --init-from reads forwards only")
-        if load_checkpoint(finetune.init_from)["kind"] == "classifier":
-            # go on fine-tuning a classifier (the bundled sentiment, say) on new texts
-            if finetune.lm_finetune_steps:
-                raise ConfigError(f"--lm-finetune-steps fine-tunes a language model, and {finetune.init_from} is a "
-                                  f"classifier; drop --lm-finetune-steps")
-            start_from, tokenizer, _ = load_classifier(finetune.init_from)
-            pretrained_config = start_from.model_config
-            # its head's shape carries over unless typed otherwise
-            typed_head = setup.typed.get("classifier", {})
-            classifier_config = dataclasses.replace(classifier_config, **{
-                name: getattr(start_from.config, name) for name in HEAD_SHAPE if name not in typed_head})
-        else:
-            language_model, tokenizer, _ = load_language_model(finetune.init_from)
-            pretrained_config = language_model.config
-        # The encoder's shape comes from the pretrained model; its dropouts can be set for fine-tuning.
-        typed_model = setup.typed.get("model", {})
-        shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed_model.items()
-                 if "dropout" not in name and getattr(pretrained_config, name) != value]
-        if shape:
-            raise ConfigError(f"{', '.join(shape)} would change the pretrained encoder from --init-from; "
-                              f"drop them (only the dropouts can be set when fine-tuning)")
-        model_config = dataclasses.replace(pretrained_config, **typed_model)
-    _default_budget(train)
+    dist, device, run_dir, tokenizer = setup.dist, setup.device, setup.run_dir, setup.tokenizer
+    language_model = setup.pretrained if isinstance(setup.pretrained, LanguageModel) else None
+    start_from = setup.pretrained if isinstance(setup.pretrained, Classifier) else None
 
     corpus = load_corpus(data, task="classify")
     if tokenizer is None:
@@ -173,16 +196,11 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
             time_budget=None, eval_interval=finetune.lm_finetune_steps,
             checkpoint_interval=finetune.lm_finetune_steps,
             warmup_steps=min(train.warmup_steps, finetune.lm_finetune_steps))
-        train_tokens, val_tokens = (token_array(corpus, split, tokenizer) for split in ("train", "validation"))
-        chars_per_token = count_chars(corpus, "validation") / len(val_tokens)
-        lm_task = LanguageModelTask(
-            StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
-            validation_streams(val_tokens, train, dist), chars_per_token)
+        lm_task = language_model_task(corpus, "train", tokenizer, data, lm_train, dist)
         lm_configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(lm_train)}
         fit(language_model.train(), lm_task, lm_train, run_dir / "lm", lm_configs,
             {"model_config": to_dict(model_config), "tokenizer": tokenizer.to_data()},
-            device, setup.precision, make_reporter(chars_per_token), dist)
-
+            device, setup.precision, make_reporter(lm_task.chars_per_token), dist)
     encoded = {split: encode_labelled(corpus, split, tokenizer, data.num_proc) for split in ("train", "validation")}
     # whole texts are read in max_len chunks by the classifier; otherwise training truncates
     max_len = None if classifier_config.long_text == "whole" else classifier_config.max_len
@@ -191,11 +209,10 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
     val_batches = LabelledBatches(*encoded["validation"], train.batch_size, tokenizer.pad_id,
                                   max_len=max_len, shuffle=False)
     epoch_steps = max(1, len(train_batches) // dist.world_size)
-    typed = setup.typed.get("train", {})
     # Unless typed: evaluate (and checkpoint) once an epoch, and warm up over half an epoch.
-    train = dataclasses.replace(train, eval_interval=typed.get("eval_interval", epoch_steps),
-                                checkpoint_interval=typed.get("checkpoint_interval", epoch_steps),
-                                warmup_steps=typed.get("warmup_steps", max(1, epoch_steps // 2)))
+    per_epoch = {"eval_interval": epoch_steps, "checkpoint_interval": epoch_steps,
+                 "warmup_steps": max(1, epoch_steps // 2)}
+    train = dataclasses.replace(train, **{name: per_epoch[name] for name in setup.per_epoch})
 
     torch.manual_seed(train.seed)
     classifier = Classifier(model_config, classifier_config)
@@ -228,3 +245,9 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
     extra = {"model_config": to_dict(model_config), "classifier_config": to_dict(classifier_config),
              "tokenizer": tokenizer.to_data()}
     return fit(classifier, task, train, run_dir, configs, extra, device, setup.precision, make_reporter(1.0), dist)
+
+
+def train(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
+    """The recipe for `setup.train.task`: a language model (lm) or a classifier (classify)."""
+    recipe = train_language_model if setup.train.task == "lm" else train_classifier
+    return recipe(setup, make_reporter)
