@@ -8,7 +8,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
 ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "sampling", "classify", "distributed",
-         "precision", "evaluation", "tasks", "trainer", "inspection", "memory", "recipes", "plots", "cli"]
+         "precision", "evaluation", "tasks", "trainer", "inspection", "memory", "recipes", "api", "plots", "cli"]
 FREE = {"config", "errors", "__init__"}
 
 

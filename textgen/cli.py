@@ -140,9 +140,9 @@ class RichReporter:
 
 def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen train`: a language model (or classifier) from a corpus, into a run folder."""
-    from textgen.recipes import CONFIGS, prepare, train
+    from textgen.recipes import prepare, train, typed_settings
 
-    setup = prepare({name: typed_values(args, config_class) for name, config_class in CONFIGS.items()})
+    setup = prepare(typed_settings(vars(args)))
 
     def make_reporter(chars_per_token: float) -> RichReporter | None:
         return RichReporter(console, chars_per_token) if setup.dist.is_main else None

@@ -42,6 +42,10 @@ def bits_per_char(nats: float, chars: float) -> float:
     return nats / LN2 / chars
 
 
+def _device(device: str | torch.device) -> torch.device:
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
 @contextmanager
 def _evaluating(model: nn.Module) -> Iterator[None]:
     """The model in eval mode for the block, then back in the mode it was in."""
@@ -71,12 +75,16 @@ def language_model_metrics(model: nn.Module, streams: StreamBatches, chars_per_t
             "perplexity": math.exp(min(loss, 50.0)), "val_tokens": total_tokens}
 
 
-def evaluate_language_model(model: str, data: DataConfig, split: str = "test", device: str = "auto",
-                            batch_size: int = 16, seq_len: int = 256) -> dict:
+def evaluate_language_model(model: str | LanguageModel, data: DataConfig, split: str = "test",
+                            device: str | torch.device = "auto", batch_size: int = 16, seq_len: int = 256,
+                            tokenizer: Tokenizer | None = None) -> dict:
     """Bits per character, perplexity and loss (nats per token) of language model `model` (run
-    folder, .pt or bundled name) on `split` of the corpus `data` names, with its token count."""
-    torch_device = resolve_device(device)
-    language_model, tokenizer, _ = load_language_model(model, torch_device)
+    folder, .pt or bundled name; or a loaded model with its `tokenizer`) on `split` of the corpus
+    `data` names, with its token count."""
+    torch_device = _device(device)
+    language_model = model
+    if tokenizer is None:
+        language_model, tokenizer, _ = load_language_model(model, torch_device)
     corpus = load_corpus(data, task="lm")
     if split not in corpus.splits:
         raise TextgenError(f"--split {split} is not in {corpus.name}; it has: {', '.join(corpus.splits)}")
@@ -104,9 +112,9 @@ def score(model: LanguageModel, tokenizer: Tokenizer, text: str, device: str | t
             "tokens": len(ids), "chars": len(text)}
 
 
-def score_text(model: str, text: str, device: str = "auto") -> dict:
+def score_text(model: str, text: str, device: str | torch.device = "auto") -> dict:
     """`score` of `text` under language model `model` (run folder, .pt or bundled name)."""
-    torch_device = resolve_device(device)
+    torch_device = _device(device)
     language_model, tokenizer, _ = load_language_model(model, torch_device)
     return score(language_model, tokenizer, text, torch_device)
 
@@ -155,11 +163,12 @@ def classification_metrics(labels: np.ndarray, predicted: np.ndarray, label_name
             "examples": int(len(labels)), "labels": list(label_names), "confusion": confusion.tolist()}
 
 
-def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = "validation", device: str = "auto",
-                        batch_size: int = 64, tokenizer: Tokenizer | None = None) -> dict:
+def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = "validation",
+                        device: str | torch.device = "auto", batch_size: int = 64, tokenizer: Tokenizer | None = None
+                        ) -> dict:
     """Accuracy, macro-F1 and the confusion matrix of classifier `model` (run folder, .pt or bundled
     name; or a loaded classifier with its `tokenizer`) on labelled `split` of the corpus `data` names."""
-    torch_device = resolve_device(device)
+    torch_device = _device(device)
     if tokenizer is None:
         model, tokenizer, _ = load_classifier(model, torch_device)
     names = list(model.config.label_names)

@@ -62,6 +62,13 @@ CONFIGS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "clas
            "finetune": FinetuneConfig}
 
 
+def typed_settings(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per config name, the fields of that config among `values` (None counts as unset)."""
+    return {name: {spec.name: values[spec.name] for spec in dataclasses.fields(config)
+                   if values.get(spec.name) is not None}
+            for name, config in CONFIGS.items()}
+
+
 def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
     """A run's settings, merged once: a preset's, overlaid when resuming by the run's saved ones
     (with the tokenizer), or when fine-tuning by the pretrained model's shape; then by `typed`

@@ -1,0 +1,169 @@
+"""The Python API: the three jobs in a few calls.
+
+    >>> import textgen
+    >>> textgen.load("shakespeare").generate("ROMEO:", length=200, temperature=0.8)
+    >>> for piece in textgen.load("shakespeare").stream("ROMEO:", length=200):
+    ...     print(piece, end="")
+    >>> textgen.load("sentiment").classify(["a gripping, beautiful film"])
+    [Prediction(text='a gripping, beautiful film', label='pos', probability=0.93, ...)]
+    >>> run = textgen.train(corpus="my_text.txt", preset="tiny", max_steps=200)
+    >>> run.folder, run.metrics["bits_per_char"]
+
+`load` takes a bundled model name (see `textgen models`), a run folder (its best.pt) or a .pt file.
+`train` takes any setting of `DataConfig`, `ModelConfig`, `TrainConfig`, `ClassifierConfig` and
+`FinetuneConfig` by its field name; the `textgen` command is built on these same calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from textgen import recipes
+from textgen.checkpoint import load_model
+from textgen.classify import predict, predict_stream
+from textgen.config import DataConfig, SampleConfig
+from textgen.errors import ConfigError
+from textgen.evaluation import evaluate_classifier, evaluate_language_model, score
+from textgen.model import Classifier, resolve_device
+from textgen.sampling import Chunk, stream
+from textgen.tokenizer import Tokenizer
+
+
+class TextGenerator:
+    """A language model with its tokenizer, ready to continue texts and to score them."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, device: torch.device, path: str):
+        self.model, self.tokenizer, self.device, self.path = model, tokenizer, device, path
+
+    def chunks(self, prompt: str = "", config: SampleConfig | None = None, keep_text: bool = True,
+               **settings: Any) -> Iterator[Chunk]:
+        """Chunks of new text as they are generated, for each of `config.num_samples` continuations
+        of `prompt`; a sample's last chunk carries the finished `Sample`. `settings` are fields of
+        `SampleConfig` (length, temperature, top_k, ...), used when `config` is None."""
+        config = config or SampleConfig(**settings)
+        return stream(self.model, self.tokenizer, prompt, config, self.device, keep_text=keep_text)
+
+    def stream(self, prompt: str = "", **settings: Any) -> Iterator[str]:
+        """The continuation of `prompt` (not included) in pieces, each as soon as it is generated;
+        `settings` are fields of `SampleConfig` (length, temperature, top_k, seed, ...)."""
+        for chunk in self.chunks(prompt, keep_text=False, **settings):
+            yield chunk.text
+
+    def generate(self, prompt: str = "", **settings: Any) -> str:
+        """The continuation of `prompt` (not included); `settings` are fields of `SampleConfig`
+        (length, temperature, top_k, top_p, stop, seed, beams, ...)."""
+        return "".join(self.stream(prompt, **settings))
+
+    def score(self, text: str) -> dict:
+        """Log-probability (nats) and bits per character of `text`, with its token and character counts."""
+        return score(self.model, self.tokenizer, text, self.device)
+
+    def evaluate(self, corpus: str | DataConfig, split: str = "test", batch_size: int = 16, seq_len: int = 256) -> dict:
+        """Bits per character, perplexity and loss (nats per token) on `split` of `corpus` (a name,
+        Hub id or path, or a `DataConfig`)."""
+        data = corpus if isinstance(corpus, DataConfig) else DataConfig(corpus=corpus)
+        return evaluate_language_model(self.model, data, split, self.device, batch_size, seq_len, self.tokenizer)
+
+
+@dataclass
+class Prediction:
+    """A text's label: the most probable class, its probability, and every class's."""
+
+    text: str
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
+class TextClassifier:
+    """A classifier with its tokenizer, ready to label texts and to be scored on a labelled corpus."""
+
+    def __init__(self, model: Classifier, tokenizer: Tokenizer, device: torch.device, path: str):
+        self.model, self.tokenizer, self.device, self.path = model, tokenizer, device, path
+
+    @property
+    def label_names(self) -> list[str]:
+        """The class names, index = label id."""
+        return list(self.model.config.label_names)
+
+    def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (texts, classes)."""
+        return predict(self.model, self.tokenizer, texts, self.device, batch_size)
+
+    def probabilities_stream(self, texts: Iterable[str], batch_size: int = 64) -> Iterator[tuple[list[str], np.ndarray]]:
+        """(texts, probabilities) for consecutive groups of `texts`, each as soon as it is labelled:
+        memory stays bounded however many texts the iterable yields."""
+        return predict_stream(self.model, self.tokenizer, texts, self.device, batch_size)
+
+    def predictions(self, texts: list[str], probabilities: np.ndarray) -> list[Prediction]:
+        """`Prediction`s of `texts` from their `probabilities` (texts, classes)."""
+        names = self.label_names
+        return [Prediction(text, names[int(row.argmax())], float(row.max()), dict(zip(names, map(float, row))))
+                for text, row in zip(texts, probabilities)]
+
+    def classify(self, texts: str | list[str], batch_size: int = 64) -> list[Prediction]:
+        """The label of each text (one text may be given alone), with its probability and every class's."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return self.predictions(texts, self.probabilities(texts, batch_size))
+
+    def evaluate(self, corpus: str | DataConfig, split: str = "validation", batch_size: int = 64) -> dict:
+        """Accuracy, macro-F1 and the confusion matrix on labelled `split` of `corpus` (a name, Hub
+        id or path, or a `DataConfig`)."""
+        data = corpus if isinstance(corpus, DataConfig) else DataConfig(corpus=corpus)
+        return evaluate_classifier(self.model, data, split, self.device, batch_size, self.tokenizer)
+
+
+def load(model: str | Path = "shakespeare", device: str = "auto", kind: str | None = None,
+         max_len: int | None = None, long_text: str | None = None) -> TextGenerator | TextClassifier:
+    """A `TextGenerator` for a language model or a `TextClassifier` for a classifier: `model` is a
+    bundled name (shakespeare, sentiment, reviews), a run folder (its best.pt) or a .pt file.
+    `kind` ("language_model" or "classifier") refuses the other; `max_len` and `long_text`
+    change how a classifier reads long texts (default: as it was trained)."""
+    torch_device = resolve_device(device)
+    loaded, tokenizer, payload = load_model(model, torch_device, kind)
+    if not isinstance(loaded, Classifier):
+        return TextGenerator(loaded, tokenizer, torch_device, payload["path"])
+    if max_len or long_text:
+        loaded.config = dataclasses.replace(loaded.config, max_len=max_len or loaded.config.max_len,
+                                            long_text=long_text or loaded.config.long_text)
+    return TextClassifier(loaded, tokenizer, torch_device, payload["path"])
+
+
+@dataclass
+class Run:
+    """A finished (or stopped) training run: its folder, where it stopped, and its metrics."""
+
+    folder: Path
+    step: int
+    stop_reason: str  # "max_steps", "time_budget", "interrupted", "early_stopping"
+    metrics: dict[str, float]  # the last evaluation's
+    best_metrics: dict[str, float] = field(default_factory=dict)
+
+    def load(self, device: str = "auto") -> TextGenerator | TextClassifier:
+        """The run's best model, ready to use."""
+        return load(self.folder, device)
+
+
+def train(corpus: str | Path | None = None, task: str | None = None, reporter: recipes.Reporter | None = None,
+          **settings: Any) -> Run:
+    """Train a language model (task "lm") or a classifier ("classify") on `corpus` (a name, Hub id
+    or path; default tiny_shakespeare) into a run folder (`out`, else runs/<corpus>-<kind>-<time>); a
+    `reporter` (see `trainer.Reporter`) is told the progress. `settings` are fields of
+    `DataConfig`, `ModelConfig`, `TrainConfig`, `ClassifierConfig` and `FinetuneConfig` by name
+    (preset, max_steps, time_budget, hidden_size, init_from, ...), checked as the CLI checks flags."""
+    settings = {name: str(value) if isinstance(value, Path) else value
+                for name, value in {"corpus": corpus, "task": task, **settings}.items()}
+    unknown = sorted(set(settings) - {f.name for config in recipes.CONFIGS.values() for f in dataclasses.fields(config)})
+    if unknown:
+        raise ConfigError(f"train() has no setting {', '.join(unknown)}; see the fields of DataConfig, ModelConfig, "
+                          f"TrainConfig, ClassifierConfig and FinetuneConfig")
+    setup = recipes.prepare(recipes.typed_settings(settings))
+    result = recipes.train(setup, lambda chars_per_token: reporter)
+    return Run(result.run_dir, result.step, result.stop_reason, result.metrics, result.best_metrics)
