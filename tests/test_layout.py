@@ -8,7 +8,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
 ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "sampling", "classify", "distributed",
-         "precision", "evaluation", "tasks", "trainer", "inspection", "memory", "recipes", "api", "plots", "cli"]
+         "precision", "evaluation", "tasks", "trainer", "inspection", "memory", "recipes", "api", "plots", "arguments",
+         "output", "cli"]
+# what the command line may call: the workflows' entry modules and its own grammar and output
+CLI_CALLS = {"recipes", "api", "evaluation", "sampling", "classify", "inspection", "memory", "plots", "arguments",
+             "output"}
 FREE = {"config", "errors", "__init__"}
 
 
@@ -40,3 +44,9 @@ def test_config_and_errors_import_no_torch():
 def test_every_module_is_placed_in_the_order():
     modules = {p.stem for p in PACKAGE.glob("*.py")} - FREE - {"__main__"}
     assert modules == set(ORDER)
+
+
+def test_the_cli_imports_only_entry_modules():
+    imported = textgen_imports(PACKAGE / "cli.py")
+    # inspect_command still reads its --find corpus itself
+    assert imported <= CLI_CALLS | FREE | {"corpus"}, imported - CLI_CALLS - FREE

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 
 from textgen import recipes
-from textgen.checkpoint import load_model
+from textgen.checkpoint import bundled_models, describe_checkpoint, load_model
 from textgen.classify import predict, predict_stream
 from textgen.config import DataConfig, SampleConfig
+from textgen.corpus import read_texts
 from textgen.errors import ConfigError
 from textgen.evaluation import evaluate_classifier, evaluate_language_model, score
 from textgen.model import Classifier, resolve_device
-from textgen.sampling import Chunk, stream
+from textgen.sampling import Chunk, generate, stream
 from textgen.tokenizer import Tokenizer
 
 
@@ -59,7 +60,7 @@ class TextGenerator:
     def generate(self, prompt: str = "", **settings: Any) -> str:
         """The continuation of `prompt` (not included); `settings` are fields of `SampleConfig`
         (length, temperature, top_k, top_p, stop, seed, beams, ...)."""
-        return "".join(self.stream(prompt, **settings))
+        return generate(self.model, self.tokenizer, prompt, SampleConfig(**settings), self.device)[0].text
 
     def score(self, text: str) -> dict:
         """Log-probability (nats) and bits per character of `text`, with its token and character counts."""
@@ -102,6 +103,11 @@ class TextClassifier:
         memory stays bounded however many texts the iterable yields."""
         return predict_stream(self.model, self.tokenizer, texts, self.device, batch_size)
 
+    def file_probabilities(self, path: str | Path, text_column: str | None = None, encoding: str = "utf-8",
+                           batch_size: int = 64) -> Iterator[tuple[list[str], np.ndarray]]:
+        """`probabilities_stream` of the texts of a file: one per line, or a csv/jsonl/parquet column."""
+        return self.probabilities_stream(read_texts(path, text_column, encoding), batch_size)
+
     def predictions(self, texts: list[str], probabilities: np.ndarray) -> list[Prediction]:
         """`Prediction`s of `texts` from their `probabilities` (texts, classes)."""
         names = self.label_names
@@ -134,6 +140,11 @@ def load(model: str | Path = "shakespeare", device: str = "auto", kind: str | No
         loaded.config = dataclasses.replace(loaded.config, max_len=max_len or loaded.config.max_len,
                                             long_text=long_text or loaded.config.long_text)
     return TextClassifier(loaded, tokenizer, torch_device, payload["path"])
+
+
+def models() -> dict[str, dict[str, Any]]:
+    """The bundled models by name: kind, tokenizer, parameters, bytes on disk, corpus and validation figure."""
+    return {name: {**describe_checkpoint(path), "bytes": path.stat().st_size} for name, path in bundled_models().items()}
 
 
 @dataclass

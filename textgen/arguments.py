@@ -1,0 +1,215 @@
+"""The command line's grammar: every subcommand's flags, those of the config dataclasses built from
+their fields, and the groups that several subcommands share (model, corpus, output) declared once."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from typing import Any
+
+from textgen import __version__
+from textgen.config import (PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, SampleConfig,
+                            TrainConfig, flag_of)
+
+
+_LINE_BREAKS = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")  # what str.splitlines splits at
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks escaped (\\n), so that an error quoting what the user typed stays one line."""
+    return _LINE_BREAKS.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser (and its subcommands'), its usage error kept to one line."""
+
+    def error(self, message: str):
+        super().error(one_line(message))
+
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, exclude: tuple[str, ...] = (),
+                         preset_fields: frozenset[str] = frozenset()) -> None:
+    """One flag per dataclass field; defaults stay None so we can tell what the user typed."""
+    group = parser.add_argument_group(config_class.__doc__.strip().rstrip("."))
+    for spec in dataclasses.fields(config_class):
+        if spec.name in exclude:
+            continue
+        meta = spec.metadata
+        default = "from --preset" if spec.name in preset_fields else spec.default
+        help_text = f"{meta['help']} (default: {default})"
+        flag = flag_of(config_class, spec.name)
+        if spec.type == "bool":
+            group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+            continue
+        type_name = spec.type.replace(" | None", "")
+        group.add_argument(flag, dest=spec.name, type=_TYPES[type_name], default=None,
+                           choices=meta.get("choices"), help=help_text,
+                           metavar=None if meta.get("choices") else spec.name.upper())
+
+
+def typed_values(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The fields of `config_class` that the user set on the command line."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def add_model_argument(parser: argparse.ArgumentParser, default: str, what: str = "") -> None:
+    """--model: the checkpoint a subcommand reads."""
+    parser.add_argument("--model", default=default, help=f"{what}run folder (its best.pt), .pt checkpoint or bundled "
+                                                         f"model name (default: {default}; see textgen models)")
+
+
+def add_corpus_arguments(parser: argparse.ArgumentParser, purpose: str, split: str, split_help: str,
+                         labels: bool = False, files: str = "local corpora") -> None:
+    """--corpus, --split and the flags of `DataConfig` that say how to read it; `corpus_config` reads them."""
+    group = parser.add_argument_group("corpus")
+    group.add_argument("--corpus", help=f"{purpose}: a name, Hub id or local path")
+    group.add_argument("--split", default=split, help=f"{split_help} (default: {split})")
+    names = ("data_dir", "text_column", "label_column") if labels else ("data_dir", "text_column")
+    for name in names:
+        group.add_argument(flag_of(DataConfig, name), help=DataConfig.__dataclass_fields__[name].metadata["help"])
+    group.add_argument("--encoding", default="utf-8", help=f"text encoding of {files}")
+
+
+def corpus_config(args: argparse.Namespace) -> DataConfig:
+    """The corpus that `add_corpus_arguments`' flags name."""
+    return DataConfig(corpus=args.corpus, data_dir=args.data_dir, text_column=args.text_column,
+                      label_column=getattr(args, "label_column", None), encoding=args.encoding)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, json_help: str) -> None:
+    """--device and --json: where a subcommand runs and how it prints."""
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    parser = ArgumentParser(
+        prog="textgen", description="Train recurrent language models on your text, sample from them, "
+                                    "and classify sentiment with their encoders.")
+    parser.add_argument("--version", action="version", version=f"textgen {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser("train", parents=[common], help="train a language model or classifier",
+                                description="Train a language model (or, with --task classify, a "
+                                            "classifier) on a corpus; writes a run folder.")
+    add_config_arguments(train, DataConfig)
+    preset_model = frozenset(k for p in PRESETS.values() for k in p["model"])
+    preset_train = frozenset(k for p in PRESETS.values() for k in p["train"])
+    add_config_arguments(train, ModelConfig, exclude=("vocab_size",), preset_fields=preset_model)
+    add_config_arguments(train, TrainConfig, preset_fields=preset_train)
+    add_config_arguments(train, ClassifierConfig, exclude=("label_names",))
+    add_config_arguments(train, FinetuneConfig)
+
+    sample = commands.add_parser("sample", parents=[common], help="generate text from a language model",
+                                 description="Generate text from a language model, streamed as it is "
+                                             "written; --json gives one object per sample.")
+    add_model_argument(sample, "shakespeare")
+    sample.add_argument("--prompt", help="text to continue (default: none, start afresh)")
+    sample.add_argument("--prompt-file", help="UTF-8 file whose text to continue")
+    sample.add_argument("--interactive", action="store_true",
+                        help="read a prompt, print its continuation, repeat until EOF or 'quit'")
+    sample.add_argument("--json", action="store_true",
+                        help="print one JSON object per sample: text, mean_log_prob, stop_reason")
+    add_config_arguments(sample, SampleConfig, exclude=("stop",))
+    sample.add_argument("--stop", action="append", metavar="TEXT",
+                        help=SampleConfig.__dataclass_fields__["stop"].metadata["help"])
+    classify = commands.add_parser(
+        "classify", parents=[common], help="label texts with a sentiment classifier",
+        description="Label texts with a classifier from `textgen train --task classify`, or score it on a "
+                    "labelled corpus split with --eval. Texts longer than the classifier's --max-len tokens "
+                    "(IMDb reviews, say) are read whole in max-len chunks carrying the state (--long-text "
+                    "whole), cut to their first max-len tokens (truncate), or split into max-len chunks whose "
+                    "probabilities are averaged (chunk).")
+    classify.add_argument("texts", nargs="*", help="texts to label (else --file, else standard input)")
+    add_model_argument(classify, "sentiment", "classifier ")
+    classify.add_argument("--file", help="one text per line, or a csv/jsonl/parquet file with --text-column")
+    classify.add_argument("--eval", action="store_true", help="score on --corpus --split: accuracy, macro-F1, "
+                                                             "confusion matrix")
+    add_corpus_arguments(classify, "labelled corpus for --eval", "validation", "split to score with --eval",
+                         labels=True, files="--file or local corpora")
+    classify.add_argument("--max-len", type=int, help="tokens per text or chunk (default: the classifier's)")
+    classify.add_argument("--long-text", choices=("whole", "truncate", "chunk"),
+                          help="texts over --max-len: read whole in chunks, truncate, or average over chunks "
+                               "(default: the classifier's)")
+    classify.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    add_output_arguments(classify, "one JSON object per text (or the metrics)")
+
+    evaluate = commands.add_parser("eval", parents=[common], help="score a checkpoint on a corpus split",
+                                   description="Bits per character and perplexity of a language "
+                                               "model on a corpus split.")
+    add_model_argument(evaluate, "shakespeare")
+    evaluate.add_argument("--text", help="score this text instead of a corpus split")
+    add_corpus_arguments(evaluate, "corpus to score", "test", "split to score")
+    evaluate.add_argument("--batch-size", type=int, default=16, help="streams scored at once")
+    evaluate.add_argument("--seq-len", type=int, default=256, help="tokens per forward call")
+    add_output_arguments(evaluate, "print one JSON object")
+    commands.add_parser("models", parents=[common], help="list the bundled models",
+                        description="The models that ship with textgen, usable by name as --model NAME; "
+                                    "each has a model card beside its weights.")
+    memory = commands.add_parser(
+        "memory", parents=[common], help="measure how long a lag each recurrent cell bridges",
+        description="Train small rnn, gru and lstm models on synthetic tasks whose answer lies T steps back "
+                    "(the adding problem, delayed recall, the embedded Reber grammar) and score each on "
+                    "held-out sequences against chance. The default runs 45 models; --quick runs the short lags.")
+    memory.add_argument("--tasks", nargs="+", choices=("adding", "recall", "reber"),
+                        help="tasks to run (default: all three)")
+    memory.add_argument("--cells", nargs="+", choices=("rnn", "gru", "lstm"), help="cells to compare (default: all)")
+    memory.add_argument("--lags", nargs="+", type=int, metavar="T",
+                        help="lags to measure (default: 10 30 100 300 1000; --quick: 10 30 100)")
+    memory.add_argument("--steps", type=int, help="training steps per model, the budget (default: 300)")
+    memory.add_argument("--hidden", dest="hidden_size", type=int, help="units per model (default: 16)")
+    memory.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                        help="one run per seed; several give a spread (default: 0)")
+    memory.add_argument("--quick", action="store_true", help="the short lags only (10 30 100), a tenth of the time")
+    memory.add_argument("--json", action="store_true", help="print one JSON object: every run and the summary")
+    memory.add_argument("--plot", metavar="FILE.png", help="also draw skill against lag, one line per cell "
+                                                         "(needs matplotlib: pip install 'textgen[plot]')")
+
+    inspect = commands.add_parser(
+        "inspect", parents=[common], help="see what each unit of a model does along a text",
+        description="Show chosen units (--layer, --gate, --unit) along a text: the text coloured by each "
+                    "unit's value after each token, the numbers with --json, or a page with --html where you "
+                    "pick layer, gate and unit. --find FEATURE ranks every unit by its correlation with a "
+                    "feature of a corpus split and shows the best one. Layers and units count from 0.")
+    add_model_argument(inspect, "shakespeare", "language model or classifier: ")
+    inspect.add_argument("--text", help="the text to inspect")
+    inspect.add_argument("--file", help="a text file to inspect (whole, as one text)")
+    inspect.add_argument("--layer", type=int, help="layer, 0 next to the embedding (default: the top layer; "
+                                                   "with --find, limits the search)")
+    inspect.add_argument("--gate", help="lstm: input, forget, candidate, cell, output, hidden; gru: reset, update, "
+                                        "candidate, hidden; rnn: hidden (default: cell, else hidden; with --find, "
+                                        "limits the search)")
+    inspect.add_argument("--unit", type=int, action="append",
+                         help="unit to show, repeatable (default: the best found by --find, else 0)")
+    inspect.add_argument("--find", choices=("quote", "paren", "line-position", "line-start", "label"),
+                         help="rank units by how they track a feature over --corpus: inside double quotes, inside "
+                              "parentheses, characters since the line break, first character of a line, or the "
+                              "label of a labelled corpus (each text's label against the unit after its last token)")
+    add_corpus_arguments(inspect, "corpus for --find", "validation", "split for --find", labels=True,
+                         files="--file and local corpora")
+    inspect.add_argument("--max-chars", type=int, default=200_000,
+                         help="characters of the split that --find reads (default: 200000)")
+    inspect.add_argument("--top", type=int, default=10, help="units --find lists (default: 10)")
+    inspect.add_argument("--json", action="store_true",
+                         help="print one JSON object: tokens, each unit's values, predictions, the ranking")
+    inspect.add_argument("--html", metavar="OUT.html",
+                         help="write one self-contained page where you pick layer, gate and unit")
+
+    plot = commands.add_parser(
+        "plot", parents=[common], help="draw training curves of runs",
+        description="Training and validation loss (bits per character, or per token) of one or more runs "
+                    "against step and against wall time, on one chart. Needs matplotlib: "
+                    "pip install 'textgen[plot]'.")
+    plot.add_argument("runs", nargs="+", metavar="RUN", help="run folders (each with its metrics.jsonl)")
+    plot.add_argument("--out", default="training.png", metavar="FILE.png", help="where to write the chart "
+                                                                               "(default: training.png)")
+    return parser

@@ -1,0 +1,142 @@
+"""What the command line shows: training progress, prediction and metric tables, the models and
+memory summaries, drawn with rich (black's output.py). Nothing here computes a result."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:  # imported where used, so that `textgen --help` loads no torch
+    from textgen.memory import MemoryConfig, Summary
+
+log = logging.getLogger("textgen")
+
+
+class RichReporter:
+    """Draws a progress bar with loss, bits per character, chars/s and ETA on stderr."""
+
+    def __init__(self, console: Console, chars_per_token: float):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console, self.chars_per_token = console, chars_per_token
+        self.progress = Progress(
+            TextColumn("step {task.fields[step]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("loss {task.fields[loss]:.3f}  {task.fields[bpc]:.3f} bpc  "
+                       "{task.fields[chars_per_s]:,.0f} chars/s"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=console, transient=False, disable=not console.is_terminal,
+        )
+        self.task_id = None
+
+    def start(self, step, total_steps, time_budget):
+        self.progress.start()
+        self.task_id = self.progress.add_task("train", total=1.0, step=step, loss=float("nan"),
+                                              bpc=float("nan"), chars_per_s=0.0)
+
+    def step(self, step, fraction_done, metrics):
+        from textgen.evaluation import bits_per_char
+
+        self.progress.update(self.task_id, completed=fraction_done, step=step, loss=metrics["loss"],
+                             bpc=bits_per_char(metrics["loss"], self.chars_per_token),
+                             chars_per_s=metrics.get("tokens_per_s", 0.0) * self.chars_per_token)
+
+    def evaluated(self, step, metrics):
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        log.info("step %d validation: %s", step, shown)
+
+    def finish(self, summary):
+        self.progress.update(self.task_id, completed=1.0)
+        self.progress.stop()
+        table = Table(title="training summary", show_header=False)
+        rows = {"run folder": str(summary["run_dir"]), "steps": str(summary["step"]),
+                "stopped by": summary["stop_reason"].replace("_", " "),
+                "time": f"{summary['elapsed']:.1f} s",
+                "chars/s": f"{summary['tokens_per_second'] * self.chars_per_token:,.0f}"}
+        for name, value in summary["metrics"].items():
+            rows[f"final {name}"] = f"{value:.4f}" if isinstance(value, float) else str(value)
+        for name, value in summary["best_metrics"].items():
+            if isinstance(value, float):
+                rows[f"best {name}"] = f"{value:.4f}"
+        for name, value in rows.items():
+            table.add_row(name, value)
+        self.console.print(table)
+
+
+def print_predictions(output: Console, predictions: list, as_json: bool, header: bool = True,
+                      label_width: int = 0) -> None:
+    """`api.Prediction`s as JSON lines on stdout, or as a table (borderless, with columns at least
+    `label_width` wide, when printed group by group)."""
+    if as_json:
+        for prediction in predictions:
+            print(json.dumps({"text": prediction.text, "label": prediction.label,
+                              "probability": prediction.probability, "probabilities": prediction.probabilities}),
+                  flush=True)
+        return
+    grouped = label_width > 0
+    table = Table(show_header=header, **({"box": None} if grouped else {}))
+    table.add_column("label", **({"min_width": label_width} if grouped else {}))
+    table.add_column("probability", justify="right", **({"min_width": len("probability")} if grouped else {}))
+    table.add_column("text", overflow="fold")
+    for prediction in predictions:
+        label, text = (Text(prediction.label), Text(prediction.text)) if grouped else (prediction.label, prediction.text)
+        table.add_row(label, f"{prediction.probability:.3f}", text)
+    output.print(table)
+
+
+def print_classifier_metrics(output: Console, metrics: dict[str, Any]) -> None:
+    """Accuracy and macro-F1 on a line, then the confusion matrix."""
+    output.print(f"{metrics['corpus']} {metrics['split']}: accuracy {metrics['accuracy']:.4f}, macro-F1 "
+                 f"{metrics['macro_f1']:.4f} over {metrics['examples']:,} texts", markup=False, highlight=False)
+    table = Table(title="confusion (rows: true, columns: predicted)")
+    table.add_column("")
+    for name in metrics["labels"]:
+        table.add_column(name, justify="right")
+    for name, row in zip(metrics["labels"], metrics["confusion"]):
+        table.add_row(name, *map(str, row))
+    output.print(table)
+
+
+def print_models(models: dict[str, dict[str, Any]]) -> None:
+    """The bundled models' table on stdout, each row on one line when piped."""
+    table = Table(title="bundled models (use as --model NAME; cards in textgen/pretrained/NAME.md)")
+    for column in ("name", "kind", "tokenizer", "parameters", "size", "trained on", "validation"):
+        table.add_column(column, justify="right" if column in ("parameters", "size") else "left")
+    for name, info in models.items():
+        table.add_row(name, info["kind"], info["tokenizer"], f"{info['parameters'] / 1e6:.1f}M",
+                      f"{info['bytes'] / 1e6:.1f} MB", Path(info["corpus"]).name, info["validation"])
+    output = Console(soft_wrap=True)
+    if not output.is_terminal:  # piped: no terminal width to fit, so keep every row on one line
+        output = Console(soft_wrap=True, width=160)
+    output.print(table)
+
+
+def print_memory(config: MemoryConfig, summaries: list[Summary]) -> None:
+    """Each cell's score at each lag against chance, and the longest lag it bridges."""
+    from textgen.memory import BRIDGED, bridged_lags
+
+    def shown(value: float, metric: str) -> str:
+        return f"{value:.1%}" if metric == "accuracy" else f"{value:.4f}"
+
+    bridged = bridged_lags(summaries)
+    table = Table(title="held-out accuracy (or mean squared error) after training at each lag T"
+                        + ("; in brackets the range over seeds" if len(config.seeds) > 1 else ""))
+    for column in ("task", "cell", "chance", *(f"T={lag}" for lag in config.lags), "bridges"):
+        table.add_column(column, justify="left" if column in ("task", "cell") else "right")
+    for task in config.tasks:
+        for cell in config.cells:
+            rows = [s for s in summaries if s.task == task and s.cell == cell]
+            scores = [shown(s.score, s.metric) + (f" ({shown(s.score_min, s.metric)}-{shown(s.score_max, s.metric)})"
+                                                  if len(config.seeds) > 1 else "") for s in rows]
+            longest = bridged[task][cell]
+            reach = "none" if longest is None else f"to {longest}" + (" (all)" if longest == max(config.lags) else "")
+            table.add_row(task, cell, shown(rows[0].chance, rows[0].metric), *scores, reach)
+    output = Console(soft_wrap=True)
+    output.print(table)
+    output.print(f"bridges: the longest lag up to which skill (0 at chance, 1 perfect) stays at least "
+                 f"{BRIDGED}", markup=False, highlight=False)
