@@ -48,12 +48,17 @@ def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", _SURROGATES), dtype=np.uint32)
 
 
-class CharTokenizer:
+class _ReservedIds:
+    """The ids every tokenizer reserves: padding and unknown text."""
+
+    pad_id = PAD_ID
+    unk_id = UNK_ID
+
+
+class CharTokenizer(_ReservedIds):
     """One id per distinct character of the training text, after pad (0) and unknown (1)."""
 
     kind = "char"
-    pad_id = PAD_ID
-    unk_id = UNK_ID
 
     def __init__(self, chars: str) -> None:
         self.chars = chars
@@ -115,12 +120,10 @@ class CharTokenizer:
         return {**self.__dict__, "_lookup": None}
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(_ReservedIds):
     """SentencePiece subwords that reproduce any text exactly: identity normalisation, byte fallback."""
 
     kind = "sentencepiece"
-    pad_id = PAD_ID
-    unk_id = UNK_ID
 
     def __init__(self, model: bytes) -> None:
         self.model = model
