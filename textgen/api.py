@@ -133,13 +133,9 @@ def load(model: str | Path = "shakespeare", device: str = "auto", kind: str | No
     `kind` ("language_model" or "classifier") refuses the other; `max_len` and `long_text`
     change how a classifier reads long texts (default: as it was trained)."""
     torch_device = resolve_device(device)
-    loaded, tokenizer, payload = load_model(model, torch_device, kind)
-    if not isinstance(loaded, Classifier):
-        return TextGenerator(loaded, tokenizer, torch_device, payload["path"])
-    if max_len or long_text:
-        loaded.config = dataclasses.replace(loaded.config, max_len=max_len or loaded.config.max_len,
-                                            long_text=long_text or loaded.config.long_text)
-    return TextClassifier(loaded, tokenizer, torch_device, payload["path"])
+    loaded, tokenizer, payload = load_model(model, torch_device, kind, max_len, long_text)
+    handle = TextClassifier if isinstance(loaded, Classifier) else TextGenerator
+    return handle(loaded, tokenizer, torch_device, payload["path"])
 
 
 def models() -> dict[str, dict[str, Any]]:
@@ -175,6 +171,5 @@ def train(corpus: str | Path | None = None, task: str | None = None, reporter: r
     if unknown:
         raise ConfigError(f"train() has no setting {', '.join(unknown)}; see the fields of DataConfig, ModelConfig, "
                           f"TrainConfig, ClassifierConfig and FinetuneConfig")
-    setup = recipes.prepare(recipes.typed_settings(settings))
-    result = recipes.train(setup, lambda chars_per_token: reporter)
+    _, result = recipes.run(settings, lambda chars_per_token: reporter)
     return Run(result.run_dir, result.step, result.stop_reason, result.metrics, result.best_metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib.resources
 import os
@@ -145,14 +146,18 @@ def load_checkpoint(model: str | Path, kind: str | None = None) -> dict[str, Any
     return payload
 
 
-def load_model(model: str | Path, device: str | torch.device = "cpu", kind: str | None = None
+def load_model(model: str | Path, device: str | torch.device = "cpu", kind: str | None = None,
+               max_len: int | None = None, long_text: str | None = None
                ) -> tuple[LanguageModel | Classifier, Tokenizer, dict[str, Any]]:
     """The language model or classifier a checkpoint holds (in eval mode, on `device`; `kind` is
-    enforced), its tokenizer, and the checkpoint payload."""
+    enforced), its tokenizer, and the checkpoint payload. `max_len` and `long_text` change how a
+    classifier reads long texts (default: as it was trained)."""
     payload = load_checkpoint(model, kind=kind)
     model_config = from_dict(ModelConfig, payload["model_config"])
     if payload["kind"] == "classifier":
-        built = Classifier(model_config, from_dict(ClassifierConfig, payload["classifier_config"]))
+        config = from_dict(ClassifierConfig, payload["classifier_config"])
+        config = dataclasses.replace(config, max_len=max_len or config.max_len, long_text=long_text or config.long_text)
+        built = Classifier(model_config, config)
     else:
         built = LanguageModel(model_config)
     built.load_state_dict(payload["model"])
@@ -165,7 +170,8 @@ def load_language_model(model: str | Path, device: str | torch.device = "cpu"
     return load_model(model, device, kind="language_model")
 
 
-def load_classifier(model: str | Path, device: str | torch.device = "cpu"
-                    ) -> tuple[Classifier, Tokenizer, dict[str, Any]]:
-    """The classifier (in eval mode, on `device`), its tokenizer, and the checkpoint payload."""
-    return load_model(model, device, kind="classifier")
+def load_classifier(model: str | Path, device: str | torch.device = "cpu", max_len: int | None = None,
+                    long_text: str | None = None) -> tuple[Classifier, Tokenizer, dict[str, Any]]:
+    """The classifier (in eval mode, on `device`; reading long texts as `load_model` says), its
+    tokenizer, and the checkpoint payload."""
+    return load_model(model, device, "classifier", max_len, long_text)

@@ -36,14 +36,9 @@ class ExitStatus(IntEnum):
 
 def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen train`: a language model (or classifier) from a corpus, into a run folder."""
-    from textgen.recipes import prepare, train, typed_settings
+    from textgen.recipes import run
 
-    setup = prepare(typed_settings(vars(args)))
-
-    def make_reporter(chars_per_token: float) -> RichReporter | None:
-        return RichReporter(console, chars_per_token) if setup.dist.is_main else None
-
-    result = train(setup, make_reporter)
+    setup, result = run(vars(args), lambda chars_per_token: RichReporter(console, chars_per_token))
     run_dir = setup.run_dir
     if result.stop_reason == "interrupted":
         task_flag = "" if setup.train.task == "lm" else " --task classify"
@@ -76,18 +71,20 @@ def show_next_steps(console: Console, task: str, run_dir: Path, corpus: str) -> 
 def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen classify`: label texts, or score the classifier on a labelled corpus split."""
     from textgen.api import load
+    from textgen.evaluation import evaluate_classifier
 
-    classifier = load(args.model, args.device, "classifier", args.max_len, args.long_text)
     output = Console(soft_wrap=True)
     if args.eval:
         if not args.corpus:
             raise ConfigError("--eval needs --corpus NAME (and --split) with labels to score against")
-        metrics = classifier.evaluate(corpus_config(args), args.split, args.batch_size)
+        metrics = evaluate_classifier(args.model, corpus_config(args), args.split, args.device, args.batch_size,
+                                      max_len=args.max_len, long_text=args.long_text)
         if args.json:
             print(json.dumps(metrics))
         else:
             print_classifier_metrics(output, metrics)
         return ExitStatus.SUCCESS
+    classifier = load(args.model, args.device, "classifier", args.max_len, args.long_text)
     if args.texts and args.file:
         raise ConfigError("give texts as arguments or --file, not both")
     if args.file:  # read and classified group by group: answers stream out, memory stays bounded

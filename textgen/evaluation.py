@@ -164,13 +164,14 @@ def classification_metrics(labels: np.ndarray, predicted: np.ndarray, label_name
 
 
 def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = "validation",
-                        device: str | torch.device = "auto", batch_size: int = 64, tokenizer: Tokenizer | None = None
-                        ) -> dict:
+                        device: str | torch.device = "auto", batch_size: int = 64, tokenizer: Tokenizer | None = None,
+                        max_len: int | None = None, long_text: str | None = None) -> dict:
     """Accuracy, macro-F1 and the confusion matrix of classifier `model` (run folder, .pt or bundled
-    name; or a loaded classifier with its `tokenizer`) on labelled `split` of the corpus `data` names."""
+    name, read with `max_len` and `long_text` as `checkpoint.load_model` says; or a loaded classifier
+    with its `tokenizer`) on labelled `split` of the corpus `data` names."""
     torch_device = _device(device)
     if tokenizer is None:
-        model, tokenizer, _ = load_classifier(model, torch_device)
+        model, tokenizer, _ = load_classifier(model, torch_device, max_len, long_text)
     names = list(model.config.label_names)
     corpus = load_corpus(data, task="classify", evaluate=split)
     if split not in corpus.splits:

@@ -3,7 +3,8 @@
 `train_language_model` and `train_classifier` (ULMFiT: optional language-model fine-tuning on the
 target texts, then gradual unfreezing with discriminative learning rates) read a `Setup`, whose
 settings `prepare` merged once (preset, saved run or pretrained model, typed flags), and return the
-trainer's `RunResult`; `train` runs the one the setup's task names.
+trainer's `RunResult`; `train` runs the one the setup's task names, and `run` does it all from the
+settings as typed.
 """
 
 from __future__ import annotations
@@ -258,3 +259,11 @@ def train(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
     """The recipe for `setup.train.task`: a language model (lm) or a classifier (classify)."""
     recipe = train_language_model if setup.train.task == "lm" else train_classifier
     return recipe(setup, make_reporter)
+
+
+def run(settings: dict[str, Any], make_reporter: ReporterFactory) -> tuple[Setup, RunResult]:
+    """A run from `settings` (field name of any config -> value; None: unset): `prepare`, then
+    `train`; `make_reporter` is asked on the main process only. What `textgen train` and
+    `textgen.train` do."""
+    setup = prepare(typed_settings(settings))
+    return setup, train(setup, lambda chars_per_token: make_reporter(chars_per_token) if setup.dist.is_main else None)
