@@ -161,138 +161,158 @@ def fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs
     Refuses a run folder that another live run holds."""
     dist = dist or Distributed()
     with run_folder_lock(Path(run_dir), dist):
-        return _fit(model, task, config, Path(run_dir), configs, checkpoint_extra, device, precision,
-                    reporter or SilentReporter(), dist)
+        loop = _Loop(model, task, config, Path(run_dir), configs, checkpoint_extra, device, precision,
+                     reporter or SilentReporter(), dist)
+        return loop.run()
 
 
-def _fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs: dict[str, dict],
-         checkpoint_extra: dict[str, Any], device: torch.device, precision: str, reporter: Reporter,
-         dist: Distributed) -> RunResult:
-    model.to(device)
-    trained = nn.parallel.DistributedDataParallel(model) if dist.world_size > 1 else model
-    optimizer = torch.optim.AdamW(task.parameter_groups(model, config), lr=config.lr,
-                                  fused=device.type == "cuda")
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+class _Loop:
+    """One `fit`: the model, optimizer and task, and the run's position between steps (step, time,
+    the best objective so far, the steps last saved and evaluated)."""
 
-    step, elapsed_before, best, best_metrics, saved_step = 0, 0.0, math.inf, {}, None
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if config.resume:
-        payload = load_checkpoint(last_path)
-        check_resumable(payload, configs, dist.world_size)
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scaler.load_state_dict(payload["scaler"])
-        rank_state = payload["ranks"][dist.rank]
-        task.load_state_dict(rank_state["task"], device)
-        _set_rng_state(rank_state["rng"], device)
-        step, elapsed_before = payload["step"], payload["elapsed"]
-        best, best_metrics, saved_step = payload["best"], payload["best_metrics"], step
-    elif dist.is_main:
-        (run_dir / "config.json").write_text(json.dumps(configs, indent=2) + "\n")
-        (run_dir / "metrics.jsonl").write_text("")
+    def __init__(self, model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs: dict[str, dict],
+                 checkpoint_extra: dict[str, Any], device: torch.device, precision: str, reporter: Reporter,
+                 dist: Distributed):
+        self.model, self.task, self.config, self.run_dir = model, task, config, run_dir
+        self.configs, self.checkpoint_extra, self.device, self.precision = configs, checkpoint_extra, device, precision
+        self.reporter, self.dist = reporter, dist
+        model.to(device)
+        self.trained = nn.parallel.DistributedDataParallel(model) if dist.world_size > 1 else model
+        self.optimizer = torch.optim.AdamW(task.parameter_groups(model, config), lr=config.lr,
+                                           fused=device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.step, self.elapsed_before, self.best, self.best_metrics, self.saved_step = 0, 0.0, math.inf, {}, None
+        self.last_eval: dict[str, float] = {}
+        self.evaluated_at: int | None = None
+        self.last_path, self.best_path = run_dir / "last.pt", run_dir / "best.pt"
+        self.started = time.perf_counter()
 
-    def log(record: dict[str, Any]) -> None:
-        if dist.is_main:
-            with open(run_dir / "metrics.jsonl", "a") as file:
+    def resume_or_start(self) -> None:
+        """Continue from last.pt with --resume (refusing another model or job), else start the run's files."""
+        if self.config.resume:
+            payload = load_checkpoint(self.last_path)
+            check_resumable(payload, self.configs, self.dist.world_size)
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scaler.load_state_dict(payload["scaler"])
+            rank_state = payload["ranks"][self.dist.rank]
+            self.task.load_state_dict(rank_state["task"], self.device)
+            _set_rng_state(rank_state["rng"], self.device)
+            self.step, self.elapsed_before = payload["step"], payload["elapsed"]
+            self.best, self.best_metrics, self.saved_step = payload["best"], payload["best_metrics"], self.step
+        elif self.dist.is_main:
+            (self.run_dir / "config.json").write_text(json.dumps(self.configs, indent=2) + "\n")
+            (self.run_dir / "metrics.jsonl").write_text("")
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.dist.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a") as file:
                 file.write(json.dumps(record) + "\n")
 
-    def checkpoint_payload(metrics: dict[str, float]) -> dict[str, Any]:
-        # Every rank's data position and RNG, gathered so any rank count resumes exactly.
-        ranks = dist.gather({"task": task.state_dict(), "rng": _rng_state(device)})
-        return {"kind": task.kind, "configs": configs, **checkpoint_extra,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "ranks": ranks, "step": step,
-                "elapsed": elapsed_before + (time.perf_counter() - started),
-                "metrics": metrics, "best": best, "best_metrics": best_metrics}
-
-    def save(path: Path, metrics: dict[str, float]) -> None:
-        nonlocal saved_step
-        payload = checkpoint_payload(metrics)  # collective: every rank takes part
-        if dist.is_main:
+    def save(self, path: Path, metrics: dict[str, float]) -> None:
+        # Every rank's data position and RNG, gathered (a collective) so any rank count resumes exactly.
+        ranks = self.dist.gather({"task": self.task.state_dict(), "rng": _rng_state(self.device)})
+        payload = {"kind": self.task.kind, "configs": self.configs, **self.checkpoint_extra,
+                   "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                   "scaler": self.scaler.state_dict(), "ranks": ranks, "step": self.step,
+                   "elapsed": self.elapsed_before + (time.perf_counter() - self.started),
+                   "metrics": metrics, "best": self.best, "best_metrics": self.best_metrics}
+        if self.dist.is_main:
             save_checkpoint(path, payload)
-        saved_step = step
+        self.saved_step = self.step
 
-    def evaluate() -> None:
-        nonlocal best, best_metrics, last_eval, evaluated_at
-        last_eval = task.evaluate(model, device, dist)
-        last_eval, evaluated_at = {**last_eval, **task.after_evaluation(last_eval)}, step
-        log({"step": step, "split": "validation", **last_eval})
-        reporter.evaluated(step, last_eval)
-        if task.objective(last_eval) < best:
-            best, best_metrics = task.objective(last_eval), last_eval
-            save(best_path, last_eval)
+    def evaluate(self) -> None:
+        """Evaluate, apply the task's policy that follows (unfreezing, patience), and save best.pt on improvement."""
+        metrics = self.task.evaluate(self.model, self.device, self.dist)
+        self.last_eval, self.evaluated_at = {**metrics, **self.task.after_evaluation(metrics)}, self.step
+        self.log({"step": self.step, "split": "validation", **self.last_eval})
+        self.reporter.evaluated(self.step, self.last_eval)
+        if self.task.objective(self.last_eval) < self.best:
+            self.best, self.best_metrics = self.task.objective(self.last_eval), self.last_eval
+            self.save(self.best_path, self.last_eval)
 
-    max_steps, budget = config.max_steps, config.time_budget_seconds
-    started = time.perf_counter()
-    window_started, window_tokens, window_loss, window_steps = started, 0, 0.0, 0
-    metrics: dict[str, float] = {}
-    last_eval: dict[str, float] = {}
-    stop_reason, evaluated_at = None, None
-    reporter.start(step, max_steps, budget)
-    model.train()
-    with stop_requests() as stop, precision_context(precision, device):
-        while True:
-            elapsed = elapsed_before + time.perf_counter() - started
-            progress = max(step / max_steps if max_steps else 0.0, elapsed / budget if budget else 0.0)
-            # Ranks' clocks and signals differ slightly; they agree to stop together.
-            out_of_time, interrupted = dist.sum([float(bool(budget) and elapsed >= budget),
-                                                 float(stop["stop"])], device)
-            if max_steps and step >= max_steps:
-                stop_reason = "max_steps"
-            elif out_of_time:
-                stop_reason = "time_budget"
-            elif interrupted:
-                stop_reason = "interrupted"
-            elif getattr(task, "should_stop", False):
-                stop_reason = "early_stopping"
-            if stop_reason:
-                break
+    def stop_reason(self, elapsed: float, stop_requested: bool) -> str | None:
+        """Why to stop before the next step, if at all; every rank gets the same answer."""
+        max_steps, budget = self.config.max_steps, self.config.time_budget_seconds
+        # Ranks' clocks and signals differ slightly; they agree to stop together.
+        out_of_time, interrupted = self.dist.sum([float(bool(budget) and elapsed >= budget),
+                                                  float(stop_requested)], self.device)
+        if max_steps and self.step >= max_steps:
+            return "max_steps"
+        if out_of_time:
+            return "time_budget"
+        if interrupted:
+            return "interrupted"
+        if getattr(self.task, "should_stop", False):
+            return "early_stopping"
+        return None
 
-            factor = learning_rate_factor(step, progress, config)
-            for group, scale in zip(optimizer.param_groups, task.lr_scales):
-                group["lr"] = config.lr * factor * scale
-            loss, tokens = task.train_loss(trained, device, precision)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                kept = (f"the last good checkpoint is {last_path} from step {saved_step}"
-                        if saved_step is not None else "no checkpoint had been written yet")
-                raise TrainingError(f"the training loss became {loss_value} at step {step + 1}; "
-                                    f"stopped there and {kept}; lower --lr or use --precision fp32")
-            scaler.scale(loss).backward()
-            if config.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
+    def train_step(self, factor: float) -> tuple[float, int]:
+        """One optimizer step at `factor` times the peak learning rate: the loss and its token count."""
+        config = self.config
+        for group, scale in zip(self.optimizer.param_groups, self.task.lr_scales):
+            group["lr"] = config.lr * factor * scale
+        loss, tokens = self.task.train_loss(self.trained, self.device, self.precision)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            kept = (f"the last good checkpoint is {self.last_path} from step {self.saved_step}"
+                    if self.saved_step is not None else "no checkpoint had been written yet")
+            raise TrainingError(f"the training loss became {loss_value} at step {self.step + 1}; "
+                                f"stopped there and {kept}; lower --lr or use --precision fp32")
+        self.scaler.scale(loss).backward()
+        if config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return loss_value, tokens
 
-            window_tokens += tokens * dist.world_size
-            window_loss += loss_value
-            window_steps += 1
-            if step % config.log_interval == 0 or step == 1:
-                now = time.perf_counter()
-                metrics = {"loss": window_loss / window_steps, "lr": config.lr * factor,
-                           "tokens_per_s": window_tokens / max(now - window_started, 1e-9)}
-                log({"step": step, "elapsed": round(elapsed_before + now - started, 3), **metrics})
-                window_started, window_tokens, window_loss, window_steps = now, 0, 0.0, 0
-            reporter.step(step, progress, {"loss": loss_value, **{k: v for k, v in metrics.items() if k != "loss"}})
+    def run(self) -> RunResult:
+        """Steps until a stop, evaluating and saving at their intervals and once more at the end."""
+        self.resume_or_start()
+        config, max_steps, budget = self.config, self.config.max_steps, self.config.time_budget_seconds
+        self.started = time.perf_counter()
+        window_started, window_tokens, window_loss, window_steps = self.started, 0, 0.0, 0
+        metrics: dict[str, float] = {}
+        self.reporter.start(self.step, max_steps, budget)
+        self.model.train()
+        with stop_requests() as stop, precision_context(self.precision, self.device):
+            while True:
+                elapsed = self.elapsed_before + time.perf_counter() - self.started
+                progress = max(self.step / max_steps if max_steps else 0.0, elapsed / budget if budget else 0.0)
+                stop_reason = self.stop_reason(elapsed, stop["stop"])
+                if stop_reason:
+                    break
+                factor = learning_rate_factor(self.step, progress, config)
+                loss_value, tokens = self.train_step(factor)
+                window_tokens += tokens * self.dist.world_size
+                window_loss += loss_value
+                window_steps += 1
+                if self.step % config.log_interval == 0 or self.step == 1:
+                    now = time.perf_counter()
+                    metrics = {"loss": window_loss / window_steps, "lr": config.lr * factor,
+                               "tokens_per_s": window_tokens / max(now - window_started, 1e-9)}
+                    self.log({"step": self.step, "elapsed": round(self.elapsed_before + now - self.started, 3),
+                              **metrics})
+                    window_started, window_tokens, window_loss, window_steps = now, 0, 0.0, 0
+                self.reporter.step(self.step, progress,
+                                   {"loss": loss_value, **{k: v for k, v in metrics.items() if k != "loss"}})
+                if self.step % config.eval_interval == 0:
+                    self.evaluate()
+                if self.step % config.checkpoint_interval == 0:
+                    self.save(self.last_path, self.last_eval)
 
-            if step % config.eval_interval == 0:
-                evaluate()
-            if step % config.checkpoint_interval == 0:
-                save(last_path, last_eval)
-
-        if stop_reason == "interrupted" and saved_step != step:
-            # Saved before the last evaluation, which can take a minute: a second Ctrl-C then loses nothing.
-            save(last_path, last_eval)
-        if evaluated_at != step:
-            evaluate()
-        save(last_path, last_eval)
-    elapsed = elapsed_before + time.perf_counter() - started
-    result = RunResult(run_dir, step, stop_reason, last_eval, best_metrics, elapsed,
-                       metrics.get("tokens_per_s", 0.0))
-    log({"step": step, "event": "stop", "reason": stop_reason, "elapsed": round(elapsed, 3)})
-    reporter.finish(result.__dict__)
-    return result
-
+            if stop_reason == "interrupted" and self.saved_step != self.step:
+                # Saved before the last evaluation, which can take a minute: a second Ctrl-C then loses nothing.
+                self.save(self.last_path, self.last_eval)
+            if self.evaluated_at != self.step:
+                self.evaluate()
+            self.save(self.last_path, self.last_eval)
+        elapsed = self.elapsed_before + time.perf_counter() - self.started
+        result = RunResult(self.run_dir, self.step, stop_reason, self.last_eval, self.best_metrics, elapsed,
+                           metrics.get("tokens_per_s", 0.0))
+        self.log({"step": self.step, "event": "stop", "reason": stop_reason, "elapsed": round(elapsed, 3)})
+        self.reporter.finish(result.__dict__)
+        return result
