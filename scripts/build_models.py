@@ -15,6 +15,7 @@ import argparse
 import datetime
 import hashlib
 import json
+import math
 import os
 import platform
 import shlex
@@ -101,7 +102,7 @@ def score(model: Path, corpus: str, split: str, kind: str) -> dict:
                                     "--split", split, "--json"))
         return {"corpus": corpus, "split": split, "accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
     result = json.loads(textgen("eval", "--model", str(model), "--corpus", corpus, "--split", split, "--json"))
-    return {"corpus": corpus, "split": split, "nats_per_char": result["bits_per_char"] * 0.6931471805599453,
+    return {"corpus": corpus, "split": split, "nats_per_char": result["bits_per_char"] * math.log(2),
             "bits_per_char": result["bits_per_char"], "nats_per_token": result["loss"]}
 
 

@@ -66,3 +66,28 @@ def test_detach_and_select_state_keep_the_shape_of_lstm_and_gru_states():
     assert not detached[0].requires_grad and detached[1].shape == (2, 3, 4)
     picked = select_state(torch.arange(6.0).view(1, 3, 2), torch.tensor([2, 0]))
     assert picked.tolist() == [[[4.0, 5.0], [0.0, 1.0]]]
+
+
+def test_the_gate_layout_is_torchs_chunk_order():
+    from textgen.model import gate_rows, split_gates
+
+    lstm = torch.nn.LSTM(1, 2)
+    gru = torch.nn.GRU(1, 2)
+    with torch.no_grad():
+        for rnn in (lstm, gru):
+            for parameter in rnn.parameters():
+                parameter.zero_()
+        # a forget gate wide open, an input gate shut: the cell state carries over as it was
+        lstm.bias_ih_l0[gate_rows("lstm", "forget", 2)] = 100.0
+        lstm.bias_ih_l0[gate_rows("lstm", "input", 2)] = -100.0
+        lstm.bias_ih_l0[gate_rows("lstm", "output", 2)] = 100.0
+        gru.bias_ih_l0[gate_rows("gru", "update", 2)] = 100.0  # an update gate at 1 keeps the hidden state
+    cell = torch.tensor([[[0.5, -0.25]]])
+    _, (hidden, carried) = lstm(torch.zeros(1, 1, 1), (torch.zeros(1, 1, 2), cell))
+    torch.testing.assert_close(carried, cell)
+    torch.testing.assert_close(hidden, torch.tanh(cell))
+    _, kept = gru(torch.zeros(1, 1, 1), cell)
+    torch.testing.assert_close(kept, cell)
+    gates = split_gates("lstm", torch.arange(8.0))
+    assert gates.forget.tolist() == [2.0, 3.0] and gates.output.tolist() == [6.0, 7.0]
+    assert split_gates("gru", torch.arange(6.0)).candidate.tolist() == [4.0, 5.0]

@@ -1,0 +1,59 @@
+"""Evaluation computes and changes nothing: not the model, not its mode, not the training policy
+(unfreezing and patience follow an evaluation in the loop). One formula gives bits per character."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from textgen.batches import LabelledBatches, StreamBatches
+from textgen.config import ClassifierConfig, FinetuneConfig, ModelConfig
+from textgen.distributed import Distributed
+from textgen.evaluation import bits_per_char, classifier_metrics, language_model_metrics
+from textgen.model import Classifier, LanguageModel
+from textgen.tasks import ClassificationTask, LanguageModelTask
+
+
+def test_bits_per_char_is_nats_over_ln_2_per_character():
+    assert bits_per_char(3 * math.log(2), 3) == pytest.approx(1.0)
+    assert bits_per_char(2.0, 4.0) == pytest.approx(2.0 / math.log(2) / 4.0)
+
+
+def weights(model):
+    return {name: value.clone() for name, value in model.state_dict().items()}
+
+
+def test_a_language_model_evaluation_leaves_the_model_its_mode_and_the_task_as_they_were():
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(num_layers=1, hidden_size=16, embed_size=16, vocab_size=12))
+    tokens = np.random.default_rng(0).integers(0, 12, 400).astype(np.uint16)
+    streams = StreamBatches(tokens, 4, 16)
+    task = LanguageModelTask(streams, streams, chars_per_token=1.0)
+    before = weights(model)
+    model.train()
+    first = task.evaluate(model, torch.device("cpu"), Distributed())
+    assert model.training and task.after_evaluation(first) == {}
+    assert task.evaluate(model, torch.device("cpu"), Distributed()) == first
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    model.eval()
+    assert language_model_metrics(model, streams, 1.0, torch.device("cpu")) == first and not model.training
+    assert first["bits_per_char"] == pytest.approx(bits_per_char(first["val_loss"], 1.0))
+    assert first["val_tokens"] == 396  # 4 streams of 99 targets
+
+
+def test_a_classifier_evaluation_changes_no_training_policy_until_the_loop_applies_it():
+    torch.manual_seed(0)
+    model = Classifier(ModelConfig(num_layers=1, hidden_size=8, embed_size=8, vocab_size=10),
+                       ClassifierConfig(head_hidden=8, label_names=("neg", "pos")))
+    batches = LabelledBatches([np.array([3, 4])] * 4, np.array([0, 1, 0, 1]), 2, pad_id=0)
+    task = ClassificationTask(batches, batches, FinetuneConfig(init_from="x", patience=1), group_count=3,
+                              pretrained=True, dist=Distributed())
+    metrics = task.evaluate(model, torch.device("cpu"), Distributed())
+    assert task.evaluate(model, torch.device("cpu"), Distributed()) == metrics
+    assert task.lr_scales[:2] == [0.0, 0.0] and not task.should_stop
+    assert metrics == classifier_metrics(model, batches.epoch(0), torch.device("cpu"))
+    assert set(metrics) == {"val_loss", "accuracy", "val_examples"} and metrics["val_examples"] == 4
+    assert task.after_evaluation(metrics) == {"unfrozen_groups": 2}
+    task.after_evaluation(metrics)  # no better accuracy: one stale evaluation reaches patience 1
+    assert task.should_stop
