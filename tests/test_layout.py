@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
-ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "sampling", "classify", "distributed",
-         "precision", "evaluation", "tasks", "trainer", "inspection", "memory", "recipes", "api", "plots", "arguments",
-         "output", "cli"]
+ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "processors", "sampling", "classify",
+         "distributed", "precision", "evaluation", "tasks", "trainer", "inspection", "memory", "recipes", "api", "plots",
+         "arguments", "output", "cli"]
 # what the command line may call: the workflows' entry modules and its own grammar and output
 CLI_CALLS = {"recipes", "api", "evaluation", "sampling", "classify", "inspection", "memory", "plots", "arguments",
              "output"}

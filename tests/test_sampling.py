@@ -11,8 +11,9 @@ from textgen.cli import main
 from textgen.config import ModelConfig, SampleConfig, to_dict
 from textgen.errors import ConfigError, TextgenError
 from textgen.model import LanguageModel
-from textgen.sampling import (MinP, NoRepeatNGram, RepetitionPenalty, Stepper, Temperature, TopK, TopP, TypicalP,
-                              beam_search, build_processors, generate, start_token, stream)
+from textgen.processors import (MinP, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP, TypicalP,
+                                build_processors)
+from textgen.sampling import Stepper, beam_search, generate, start_token, stream
 from textgen.evaluation import score
 from textgen.tokenizer import CharTokenizer
 
