@@ -118,8 +118,7 @@ def eval_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         print(json.dumps(result))
     else:
         print(f"{result['corpus']} {args.split}: {result['bits_per_char']:.4f} bits per character, "
-              f"perplexity {result['perplexity']:.3f} per token, loss {result['loss']:.4f} nats per token "
-              f"({result['tokens']:,} tokens)")
+              f"perplexity {result['perplexity']:.3f} per token ({result['tokens']:,} tokens)")
     return ExitStatus.SUCCESS
 
 

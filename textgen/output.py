@@ -19,36 +19,42 @@ log = logging.getLogger("textgen")
 
 
 class RichReporter:
-    """Draws a progress bar with loss, bits per character, chars/s and ETA on stderr."""
+    """Draws a progress bar with the training loss (in bits per character for a language model),
+    chars/s and ETA on stderr, logs each evaluation, and prints a summary table at the end."""
 
-    def __init__(self, console: Console, chars_per_token: float):
+    def __init__(self, console: Console, chars_per_token: float | None):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.console, self.chars_per_token = console, chars_per_token
+        # None: a classifier, whose loss is per text, not per character
+        self.console, self.per_char, self.chars_per_token = console, chars_per_token is not None, chars_per_token or 1.0
+        loss = "{task.fields[loss]:.3f} bits/char" if self.per_char else "loss {task.fields[loss]:.3f}"
         self.progress = Progress(
             TextColumn("step {task.fields[step]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("loss {task.fields[loss]:.3f}  {task.fields[bpc]:.3f} bpc  "
-                       "{task.fields[chars_per_s]:,.0f} chars/s"),
+            TextColumn(loss + "  {task.fields[chars_per_s]:,.0f} chars/s"),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
             console=console, transient=False, disable=not console.is_terminal,
         )
         self.task_id = None
 
+    def shown(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """The evaluation figures a user reads: a language model's in bits per character only."""
+        if self.per_char:
+            return {"bits per char": metrics["bits_per_char"]} if "bits_per_char" in metrics else {}
+        return {name: value for name, value in metrics.items() if isinstance(value, float)}
+
     def start(self, step, total_steps, time_budget):
         self.progress.start()
-        self.task_id = self.progress.add_task("train", total=1.0, step=step, loss=float("nan"),
-                                              bpc=float("nan"), chars_per_s=0.0)
+        self.task_id = self.progress.add_task("train", total=1.0, step=step, loss=float("nan"), chars_per_s=0.0)
 
     def step(self, step, fraction_done, metrics):
         from textgen.evaluation import bits_per_char
 
-        self.progress.update(self.task_id, completed=fraction_done, step=step, loss=metrics["loss"],
-                             bpc=bits_per_char(metrics["loss"], self.chars_per_token),
+        loss = bits_per_char(metrics["loss"], self.chars_per_token) if self.per_char else metrics["loss"]
+        self.progress.update(self.task_id, completed=fraction_done, step=step, loss=loss,
                              chars_per_s=metrics.get("tokens_per_s", 0.0) * self.chars_per_token)
 
     def evaluated(self, step, metrics):
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-        log.info("step %d validation: %s", step, shown)
+        log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in self.shown(metrics).items()))
 
     def finish(self, summary):
         self.progress.update(self.task_id, completed=1.0)
@@ -58,11 +64,9 @@ class RichReporter:
                 "stopped by": summary["stop_reason"].replace("_", " "),
                 "time": f"{summary['elapsed']:.1f} s",
                 "chars/s": f"{summary['tokens_per_second'] * self.chars_per_token:,.0f}"}
-        for name, value in summary["metrics"].items():
-            rows[f"final {name}"] = f"{value:.4f}" if isinstance(value, float) else str(value)
-        for name, value in summary["best_metrics"].items():
-            if isinstance(value, float):
-                rows[f"best {name}"] = f"{value:.4f}"
+        for when in ("final", "best"):
+            for name, value in self.shown(summary["metrics" if when == "final" else "best_metrics"]).items():
+                rows[f"{when} {name}"] = f"{value:.4f}"
         for name, value in rows.items():
             table.add_row(name, value)
         self.console.print(table)

@@ -33,8 +33,8 @@ from textgen.trainer import Reporter, RunResult, check_resumable, fit
 
 log = logging.getLogger("textgen")
 
-# Makes the progress reporter for a stage, given its characters per token (1.0 for classifiers).
-ReporterFactory = Callable[[float], Reporter | None]
+# Makes the progress reporter for a stage, given its characters per token (None for a classifier).
+ReporterFactory = Callable[[float | None], Reporter | None]
 
 
 @dataclasses.dataclass
@@ -252,7 +252,7 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
                "finetune": to_dict(finetune), "train": to_dict(train)}
     extra = {"model_config": to_dict(model_config), "classifier_config": to_dict(classifier_config),
              "tokenizer": tokenizer.to_data()}
-    return fit(classifier, task, train, run_dir, configs, extra, device, setup.precision, make_reporter(1.0), dist)
+    return fit(classifier, task, train, run_dir, configs, extra, device, setup.precision, make_reporter(None), dist)
 
 
 def train(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
