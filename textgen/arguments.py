@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-from typing import Any
 
 from textgen import __version__
 from textgen.config import (PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, SampleConfig,
@@ -50,12 +49,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, ex
         group.add_argument(flag, dest=spec.name, type=_TYPES[type_name], default=None,
                            choices=meta.get("choices"), help=help_text,
                            metavar=None if meta.get("choices") else spec.name.upper())
-
-
-def typed_values(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
-    """The fields of `config_class` that the user set on the command line."""
-    names = {f.name for f in dataclasses.fields(config_class)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
 def add_model_argument(parser: argparse.ArgumentParser, default: str, what: str = "") -> None:

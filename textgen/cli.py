@@ -17,8 +17,8 @@ from typing import Callable
 from rich.console import Console
 from rich.logging import RichHandler
 
-from textgen.arguments import build_parser, corpus_config, one_line, typed_values
-from textgen.config import SampleConfig
+from textgen.arguments import build_parser, corpus_config, one_line
+from textgen.config import SampleConfig, typed_fields
 from textgen.errors import ConfigError, TextgenError
 from textgen.output import RichReporter, print_classifier_metrics, print_memory, print_models, print_predictions
 
@@ -114,11 +114,9 @@ def eval_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         raise TextgenError("textgen eval needs --corpus NAME (and --split), or --text TEXT, to score a checkpoint on")
     result = evaluate_language_model(args.model, corpus_config(args), args.split, args.device, args.batch_size,
                                      args.seq_len)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['corpus']} {args.split}: {result['bits_per_char']:.4f} bits per character, "
-              f"perplexity {result['perplexity']:.3f} per token ({result['tokens']:,} tokens)")
+    print(json.dumps(result) if args.json else
+          f"{result['corpus']} {args.split}: {result['bits_per_char']:.4f} bits per character, "
+          f"perplexity {result['perplexity']:.3f} per token ({result['tokens']:,} tokens)")
     return ExitStatus.SUCCESS
 
 
@@ -129,11 +127,9 @@ def score_text_command(args: argparse.Namespace) -> ExitStatus:
     if args.corpus:
         raise ConfigError("--text and --corpus both give what to score; choose one")
     result = score_text(args.model, args.text, args.device)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['bits_per_char']:.4f} bits per character, log-probability {result['log_prob']:.4f} "
-              f"nats ({result['chars']:,} characters, {result['tokens']:,} tokens)")
+    print(json.dumps(result) if args.json else
+          f"{result['bits_per_char']:.4f} bits per character, log-probability {result['log_prob']:.4f} "
+          f"nats ({result['chars']:,} characters, {result['tokens']:,} tokens)")
     return ExitStatus.SUCCESS
 
 
@@ -141,7 +137,7 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen sample`: text from a language model, streamed to stdout as it is generated."""
     from textgen.api import load
 
-    config = SampleConfig(**typed_values(args, SampleConfig))
+    config = SampleConfig(**typed_fields(vars(args), SampleConfig))
     if args.prompt is not None and args.prompt_file is not None:
         raise ConfigError("--prompt and --prompt-file both give a prompt; choose one")
     if args.interactive and (args.prompt is not None or args.prompt_file is not None):

@@ -52,6 +52,11 @@ def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
+def typed_fields(values: dict[str, Any], config_class: type) -> dict[str, Any]:
+    """The fields of `config_class` among `values` (flags or keyword arguments; None counts as unset)."""
+    return {spec.name: values[spec.name] for spec in dataclasses.fields(config_class) if values.get(spec.name) is not None}
+
+
 def from_dict(config_class: type, data: dict) -> Any:
     """Rebuild a config from `to_dict` output, ignoring keys this version does not know."""
     known = {f.name for f in dataclasses.fields(config_class)}

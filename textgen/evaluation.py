@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgen.batches import LabelledBatches, StreamBatches, token_array
+from textgen.batches import StreamBatches, token_array
 from textgen.checkpoint import load_classifier, load_language_model
 from textgen.classify import predict
 from textgen.config import DataConfig

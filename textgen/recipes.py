@@ -21,7 +21,7 @@ import torch
 from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
 from textgen.checkpoint import load_checkpoint, load_model
 from textgen.config import (PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, TrainConfig, flag_of,
-                            from_dict, to_dict)
+                            from_dict, to_dict, typed_fields)
 from textgen.corpus import Corpus, count_chars, language_model_split, load_corpus, split_texts
 from textgen.distributed import Distributed
 from textgen.errors import ConfigError
@@ -65,9 +65,7 @@ CONFIGS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "clas
 
 def typed_settings(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per config name, the fields of that config among `values` (None counts as unset)."""
-    return {name: {spec.name: values[spec.name] for spec in dataclasses.fields(config)
-                   if values.get(spec.name) is not None}
-            for name, config in CONFIGS.items()}
+    return {name: typed_fields(values, config) for name, config in CONFIGS.items()}
 
 
 def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
