@@ -5,7 +5,7 @@
     >>> for piece in textgen.load("shakespeare").stream("ROMEO:", length=200):
     ...     print(piece, end="")
     >>> textgen.load("sentiment").classify(["a gripping, beautiful film"])
-    [Prediction(text='a gripping, beautiful film', label='pos', probability=0.93, ...)]
+    [Prediction(text='a gripping, beautiful film', label='pos', probability=0.98, ...)]
     >>> run = textgen.train(corpus="my_text.txt", preset="tiny", max_steps=200)
     >>> run.folder, run.metrics["bits_per_char"]
 
