@@ -16,13 +16,13 @@ from typing import Any
 import torch
 
 from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
-from textgen.checkpoint import load_checkpoint, load_classifier, load_language_model
-from textgen.config import (ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, TrainConfig, flag_of,
-                            from_dict, to_dict)
-from textgen.corpus import count_chars, language_model_split, load_corpus, split_texts
+from textgen.checkpoint import bundled_models, load_checkpoint, load_classifier, load_language_model
+from textgen.config import (LM_FINETUNE, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, TrainConfig,
+                            flag_of, from_dict, to_dict)
+from textgen.corpus import Corpus, count_chars, language_model_split, load_corpus, split_texts
 from textgen.errors import ConfigError
-from textgen.model import Classifier, LanguageModel, count_parameters
-from textgen.tokenizer import build_tokenizer, tokenizer_from_data
+from textgen.model import Classifier, LanguageModel, count_parameters, grow_vocabulary
+from textgen.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, tokenizer_from_data
 from textgen.trainer import (ClassificationTask, Distributed, LanguageModelTask, Reporter, RunResult,
                              check_resumable, fit)
 
@@ -57,6 +57,18 @@ def _resumed(setup: Setup, saved: dict[str, Any], name: str, config_class: type)
     return from_dict(config_class, {**saved["configs"][name], **setup.typed.get(name, {})})
 
 
+def _pretrained_shape(setup: Setup, pretrained: ModelConfig, defaults: dict[str, Any] | None = None) -> ModelConfig:
+    """The pretrained model's config with the dropouts for fine-tuning: typed, else `defaults`, else its own.
+    A typed flag that would change its shape is an error."""
+    typed_model = setup.typed.get("model", {})
+    shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed_model.items()
+             if "dropout" not in name and getattr(pretrained, name) != value]
+    if shape:
+        raise ConfigError(f"{', '.join(shape)} would change the pretrained model from --init-from; "
+                          f"drop them (only the dropouts can be set when fine-tuning)")
+    return dataclasses.replace(pretrained, **{**(defaults or {}), **typed_model})
+
+
 def _default_budget(train: TrainConfig) -> None:
     if train.max_steps is None and train.time_budget is None:
         train.time_budget = "10m"
@@ -73,7 +85,7 @@ def validation_streams(tokens, train: TrainConfig, dist: Distributed) -> StreamB
 def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
     """A language model trained on `setup.data`'s language-modelling splits, into `setup.run_dir`."""
     data, model_config, train, dist, run_dir = setup.data, setup.model, setup.train, setup.dist, setup.run_dir
-    tokenizer_data = None
+    tokenizer_data = pretrained = pretrained_tokenizer = None
     if train.resume:
         # A typed model flag that contradicts the checkpoint is refused by check_resumable.
         saved = load_checkpoint(run_dir / "last.pt", kind="language_model")
@@ -82,11 +94,20 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
         train = _resumed(setup, saved, "train", TrainConfig)
         tokenizer_data = saved["tokenizer"]
         check_resumable(saved, {"model": to_dict(model_config)}, dist.world_size)
+        started_from = saved["configs"].get("finetune", {}).get("init_from")
+        if setup.finetune.init_from not in (None, started_from):
+            raise ConfigError(f"--resume continues {run_dir}, which started from {started_from or 'scratch'}, not "
+                              f"{setup.finetune.init_from}; drop --init-from, or choose a new --out")
+    elif setup.finetune.init_from:
+        pretrained, pretrained_tokenizer, data, model_config, train = _language_model_to_finetune(setup)
     _default_budget(train)
     corpus = load_corpus(data, task="lm")
     train_split = language_model_split(corpus, data.lm_splits)
+    if pretrained is not None and dist.is_main:
+        tokenizer_data = _finetuning_vocabulary(pretrained_tokenizer, corpus, train_split, setup.finetune.init_from)
     if dist.is_main and tokenizer_data is None:
         tokenizer_data = build_tokenizer(data, split_texts(corpus, train_split)).to_data()
+        _suggest_finetuning(corpus, train_split, data)
     tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
     # Rank 0 fills the token cache first so that other ranks only read it.
     if not dist.is_main:
@@ -98,7 +119,10 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
 
     model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
     torch.manual_seed(train.seed)
-    model = LanguageModel(model_config)
+    if pretrained is not None:
+        model = grow_vocabulary(pretrained, model_config)
+    else:
+        model = LanguageModel(model_config)
     log.info("%s: %s training tokens, vocabulary %d, %s %dx%d with %s parameters, %s on %s",
              corpus.name, f"{len(train_tokens):,}", tokenizer.vocab_size, model_config.cell,
              model_config.num_layers, model_config.hidden_size, f"{count_parameters(model):,}",
@@ -107,10 +131,82 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
     task = LanguageModelTask(
         StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
         validation_streams(val_tokens, train, dist), chars_per_token, train.eval_tokens)
-    configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train)}
+    configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train),
+               "finetune": to_dict(setup.finetune)}
     return fit(model, task, train, run_dir, configs,
                {"model_config": to_dict(model_config), "tokenizer": tokenizer.to_data()},
                setup.device, setup.precision, make_reporter(chars_per_token), dist)
+
+
+# Below this many training characters, fine-tuning the bundled english model beat every from-scratch
+# run of the same time in scripts/bench_transfer.py (see docs/own-text.md).
+SMALL_TEXT_CHARS = 1_000_000
+_COMMON_ENGLISH = frozenset("the and of to a in that is was he it for with as his i you her had not but at on be".split())
+
+
+def _suggest_finetuning(corpus: Corpus, train_split: str, data: DataConfig) -> None:
+    """One log line when a small English text trains from scratch: fine-tuning `english` usually does better."""
+    if data.tokenizer != "char" or "english" not in bundled_models():
+        return
+    sample, length = [], 0
+    for piece in split_texts(corpus, train_split):
+        length += len(piece)
+        if length > SMALL_TEXT_CHARS:
+            return
+        sample.append(piece[:100_000])
+    words = " ".join(sample).lower().split()[:20_000]
+    if words and sum(word in _COMMON_ENGLISH for word in words) / len(words) > 0.15:
+        log.info("%s is a small English text (%s characters): --init-from english (fine-tuning a general "
+                 "English model) usually predicts such text better than training from scratch",
+                 corpus.name, f"{length:,}")
+
+
+def _language_model_to_finetune(setup: Setup
+                                ) -> tuple[LanguageModel, Tokenizer, DataConfig, ModelConfig, TrainConfig]:
+    """The language model --init-from names (read only: nothing of it is written), and the configs
+    for fine-tuning it: its shape and tokenizer kind, the fine-tuning defaults where nothing was typed."""
+    init_from, typed = setup.finetune.init_from, setup.typed
+    kind = load_checkpoint(init_from).get("kind")
+    if kind != "language_model":
+        raise ConfigError(f"--init-from {init_from} is a {str(kind).replace('_', ' ')}, and a language model "
+                          f"fine-tunes from a language model; give one (a bundled name such as english, a run "
+                          f"folder or a .pt), or add --task classify to fine-tune the classifier")
+    pretrained, tokenizer, _ = load_language_model(init_from)
+    typed_data = typed.get("data", {})
+    if typed_data.get("tokenizer", tokenizer.kind) != tokenizer.kind:
+        raise ConfigError(f"--tokenizer {typed_data['tokenizer']} differs from {init_from}, which reads "
+                          f"{tokenizer.kind} tokens; drop --tokenizer (fine-tuning keeps the model's tokenizer)")
+    if "vocab_size" in typed_data:
+        raise ConfigError(f"--vocab-size would change the vocabulary of {init_from}; drop it (fine-tuning keeps "
+                          f"the model's vocabulary and adds only characters it lacks)")
+    data = dataclasses.replace(setup.data, tokenizer=tokenizer.kind)
+    model_config = _pretrained_shape(setup, pretrained.config, LM_FINETUNE["model"])
+    train = dataclasses.replace(setup.train, **{name: value for name, value in LM_FINETUNE["train"].items()
+                                                if name not in typed.get("train", {})})
+    return pretrained, tokenizer, data, model_config, train
+
+
+def _finetuning_vocabulary(tokenizer: Tokenizer, corpus: Corpus, train_split: str, init_from: str) -> dict:
+    """The tokenizer data for fine-tuning a model of `tokenizer` on `corpus`: a character vocabulary grows
+    by the characters it lacks; a SentencePiece vocabulary stays as it is."""
+    if tokenizer.kind != "char":
+        log.info("%s keeps its SentencePiece vocabulary of %d pieces: its byte fallback covers characters "
+                 "it has not seen", init_from, tokenizer.vocab_size)
+        return tokenizer.to_data()
+    seen = CharTokenizer.from_texts(split_texts(corpus, train_split)).chars
+    grown = tokenizer.extended(seen)
+    new = grown.chars[len(tokenizer.chars):]
+    if all(char.isspace() for char in set(seen) - set(new)):
+        raise ConfigError(f"{corpus.name} has no character in common with {init_from}'s vocabulary but "
+                          f"whitespace; fine-tune a model of the same script, or train from scratch without "
+                          f"--init-from")
+    if new:
+        log.info("fine-tuning %s: %d characters it has not seen get new rows (%s); its other %d keep theirs",
+                 init_from, len(new), " ".join(map(repr, new[:10])) + (" ..." if len(new) > 10 else ""),
+                 tokenizer.vocab_size - 2)
+    else:
+        log.info("fine-tuning %s: every character of %s is in its vocabulary", init_from, corpus.name)
+    return grown.to_data()
 
 
 def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
@@ -147,14 +243,7 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
         else:
             language_model, tokenizer, _ = load_language_model(finetune.init_from)
             pretrained_config = language_model.config
-        # The encoder's shape comes from the pretrained model; its dropouts can be set for fine-tuning.
-        typed_model = setup.typed.get("model", {})
-        shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed_model.items()
-                 if "dropout" not in name and getattr(pretrained_config, name) != value]
-        if shape:
-            raise ConfigError(f"{', '.join(shape)} would change the pretrained encoder from --init-from; "
-                              f"drop them (only the dropouts can be set when fine-tuning)")
-        model_config = dataclasses.replace(pretrained_config, **typed_model)
+        model_config = _pretrained_shape(setup, pretrained_config)
     _default_budget(train)
 
     corpus = load_corpus(data, task="classify")
