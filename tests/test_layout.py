@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
-ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "trainer", "sampling", "classify",
+ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "trainer", "sampling", "copying", "classify",
          "inspection", "memory", "recipes", "plots", "cli"]
 FREE = {"config", "errors", "__init__"}
 

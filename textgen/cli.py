@@ -371,7 +371,12 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         log.info("--temperature %g is <= 0: greedy decoding, always the most likely next token",
                  config.temperature)
     device = resolve_device(config.device)
-    model, tokenizer, _ = load_language_model(args.model, device)
+    model, tokenizer, payload = load_language_model(args.model, device)
+    copies = None
+    if args.check_copy is not None:
+        from textgen.copying import CopyIndex
+
+        copies = CopyIndex.for_model(payload, args.check_copy, args.data_dir)
 
     def write(text: str) -> None:
         sys.stdout.write(text)
@@ -379,12 +384,19 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
     def show(text: str, echo_prompt: bool) -> None:
         # one streamed sample need not be kept whole: memory stays flat at any --length
-        chunks = stream(model, tokenizer, text, config, device, keep_text=args.json or config.num_samples > 1)
+        keep_text = args.json or config.num_samples > 1 or copies is not None
+        chunks = stream(model, tokenizer, text, config, device, keep_text=keep_text)
+        if copies is not None:
+            chunks = checked_for_copies(chunks, copies, console)
         shown_prompt = text if echo_prompt else ""
         if args.json:
             for chunk in chunks:
                 if chunk.sample:
-                    write(json.dumps(dataclasses.asdict(chunk.sample)) + "\n")
+                    record = dataclasses.asdict(chunk.sample)
+                    if copies is not None:
+                        report = copies.check(chunk.sample.text)
+                        record.update(longest_copied=report.longest, copied_share=report.copied_share)
+                    write(json.dumps(record) + "\n")
         elif config.num_samples == 1:
             write(shown_prompt)
             for chunk in chunks:
@@ -404,6 +416,20 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         if not line or line.strip() == "quit":
             return ExitStatus.SUCCESS
         show(line.rstrip("\n"), echo_prompt=False)
+
+
+def checked_for_copies(chunks, copies, console: Console):
+    """`chunks` passed on unchanged; each finished sample's copy check is logged on stderr."""
+    from textgen.copying import COPIED_SPAN
+
+    for chunk in chunks:
+        yield chunk
+        if chunk.sample is not None:
+            report = copies.check(chunk.sample.text)
+            log.info("copy check, sample %d: longest span found in the training text %d characters%s; "
+                     "%.1f%% of its %d characters lie in copied spans of %d or more",
+                     chunk.index + 1, report.longest, f" ({report.longest_text[:60]!r})" if report.longest else "",
+                     100 * report.copied_share, report.chars, COPIED_SPAN)
 
 
 def models_command(args: argparse.Namespace, console: Console) -> ExitStatus:
@@ -616,6 +642,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read a prompt, print its continuation, repeat until EOF or 'quit'")
     sample.add_argument("--json", action="store_true",
                         help="print one JSON object per sample: text, mean_log_prob, stop_reason")
+    sample.add_argument("--check-copy", nargs="?", const="", metavar="CORPUS",
+                        help="report how much of each sample is copied verbatim from CORPUS (default: the text "
+                             "the model trained on): the longest span found there, and the share of characters "
+                             "in copied spans of 50 or more")
+    sample.add_argument("--data-dir", help="local data folder for a named --check-copy corpus")
     add_config_arguments(sample, SampleConfig, exclude=("stop",))
     sample.add_argument("--stop", action="append", metavar="TEXT",
                         help=SampleConfig.__dataclass_fields__["stop"].metadata["help"])
