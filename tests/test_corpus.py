@@ -150,8 +150,19 @@ def test_resolve_data_dir_prefers_the_flag_then_textgen_data_then_corpora(monkey
     assert resolve_data_dir(None) == Path("corpora")
 
 
+def test_gutenberg_is_a_local_corpus_and_its_absence_says_where_to_point(tmp_path):
+    with pytest.raises(CorpusError, match="not on the Hugging Face Hub and is not in .*; point --data-dir"):
+        load_corpus(DataConfig(corpus="gutenberg", data_dir=str(tmp_path)))
+
+
+def test_gutenberg_splits_by_whole_books(corpora_dir):
+    corpus = load_corpus(DataConfig(corpus="gutenberg", data_dir=str(corpora_dir("gutenberg").parent)))
+    assert {name: len(split) for name, split in corpus.splits.items()} == {"train": 18, "validation": 3, "test": 3}
+    assert count_chars(corpus, "validation") == 380_197 + 3  # a newline after each book
+
+
 def test_every_named_corpus_has_train_among_its_splits():
-    assert set(NAMED_CORPORA) == {"tiny_shakespeare", "rotten_tomatoes", "sst2", "imdb"}
+    assert set(NAMED_CORPORA) == {"tiny_shakespeare", "rotten_tomatoes", "sst2", "imdb", "gutenberg"}
     assert all("train" in info.splits for info in NAMED_CORPORA.values())
 
 

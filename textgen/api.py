@@ -29,6 +29,7 @@ from textgen import recipes
 from textgen.checkpoint import bundled_models, describe_checkpoint, load_model
 from textgen.classify import predict, predict_stream
 from textgen.config import DataConfig, SampleConfig
+from textgen.copying import CopyIndex
 from textgen.corpus import read_texts
 from textgen.errors import ConfigError
 from textgen.evaluation import evaluate_classifier, evaluate_language_model, score
@@ -40,8 +41,16 @@ from textgen.tokenizer import Tokenizer
 class TextGenerator:
     """A language model with its tokenizer, ready to continue texts and to score them."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, device: torch.device, path: str):
+    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, device: torch.device, path: str,
+                 trained_on: dict | None = None):
         self.model, self.tokenizer, self.device, self.path = model, tokenizer, device, path
+        self.trained_on = trained_on  # the saved data config of the text it trained on, if known
+
+    def copy_index(self, corpus: str = "", data_dir: str | None = None) -> CopyIndex:
+        """An index for checking samples against `corpus`'s training text (default: the text this
+        model trained on): `.check(sample)` gives the longest span copied verbatim and the share of
+        characters in copied spans."""
+        return CopyIndex.of_training_text(corpus, self.trained_on, data_dir, self.path)
 
     def chunks(self, prompt: str = "", config: SampleConfig | None = None, keep_text: bool = True,
                **settings: Any) -> Iterator[Chunk]:
@@ -134,8 +143,9 @@ def load(model: str | Path = "shakespeare", device: str = "auto", kind: str | No
     change how a classifier reads long texts (default: as it was trained)."""
     torch_device = resolve_device(device)
     loaded, tokenizer, payload = load_model(model, torch_device, kind, max_len, long_text)
-    handle = TextClassifier if isinstance(loaded, Classifier) else TextGenerator
-    return handle(loaded, tokenizer, torch_device, payload["path"])
+    if isinstance(loaded, Classifier):
+        return TextClassifier(loaded, tokenizer, torch_device, payload["path"])
+    return TextGenerator(loaded, tokenizer, torch_device, payload["path"], payload.get("configs", {}).get("data"))
 
 
 def models() -> dict[str, dict[str, Any]]:

@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read a prompt, print its continuation, repeat until EOF or 'quit'")
     sample.add_argument("--json", action="store_true",
                         help="print one JSON object per sample: text, mean_log_prob, stop_reason")
+    sample.add_argument("--check-copy", nargs="?", const="", metavar="CORPUS",
+                        help="report how much of each sample is copied verbatim from CORPUS (default: the text the "
+                             "model trained on): the longest span found there, and the share of characters in "
+                             "copied spans of 50 or more")
+    sample.add_argument("--data-dir", help="local data folder for a named --check-copy corpus")
     add_config_arguments(sample, SampleConfig, exclude=("stop",))
     sample.add_argument("--stop", action="append", metavar="TEXT",
                         help=SampleConfig.__dataclass_fields__["stop"].metadata["help"])

@@ -153,6 +153,7 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         log.info("--temperature %g is <= 0: greedy decoding, always the most likely next token",
                  config.temperature)
     generator = load(args.model, config.device, "language_model")
+    copies = generator.copy_index(args.check_copy, args.data_dir) if args.check_copy is not None else None
 
     def write(text: str) -> None:
         sys.stdout.write(text)
@@ -160,12 +161,19 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
     def show(text: str, echo_prompt: bool) -> None:
         # one streamed sample need not be kept whole: memory stays flat at any --length
-        chunks = generator.chunks(text, config, keep_text=args.json or config.num_samples > 1)
+        keep_text = args.json or config.num_samples > 1 or copies is not None
+        chunks = generator.chunks(text, config, keep_text=keep_text)
+        if copies is not None:
+            chunks = checked_for_copies(chunks, copies)
         shown_prompt = text if echo_prompt else ""
         if args.json:
             for chunk in chunks:
                 if chunk.sample:
-                    write(json.dumps(dataclasses.asdict(chunk.sample)) + "\n")
+                    record = dataclasses.asdict(chunk.sample)
+                    if copies is not None:
+                        report = copies.check(chunk.sample.text)
+                        record.update(longest_copied=report.longest, copied_share=report.copied_share)
+                    write(json.dumps(record) + "\n")
         elif config.num_samples == 1:
             write(shown_prompt)
             for chunk in chunks:
@@ -185,6 +193,18 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         if not line or line.strip() == "quit":
             return ExitStatus.SUCCESS
         show(line.rstrip("\n"), echo_prompt=False)
+
+
+def checked_for_copies(chunks, copies):
+    """`chunks` passed on unchanged; each finished sample's copy check is logged on stderr."""
+    for chunk in chunks:
+        yield chunk
+        if chunk.sample is not None:
+            report = copies.check(chunk.sample.text)
+            found = f" ({report.longest_text[:60]!r})" if report.longest else ""
+            log.info("copy check, sample %d: longest span found in the training text %d characters%s; "
+                     "%.1f%% of its %d characters lie in copied spans of 50 or more",
+                     chunk.index + 1, report.longest, found, 100 * report.copied_share, report.chars)
 
 
 def models_command(args: argparse.Namespace, console: Console) -> ExitStatus:

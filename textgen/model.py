@@ -6,6 +6,7 @@ each other. Built on `nn.LSTM` / `nn.GRU` / `nn.RNN` so the cuDNN and oneDNN ker
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import NamedTuple
 
@@ -141,6 +142,25 @@ class LanguageModel(nn.Module):
         """Next-token logits (batch, seq, vocab) for `ids` (batch, seq), and the state after them."""
         outputs, state = self.encode(ids, state)
         return self.output(self.output_dropout(outputs)), state
+
+
+def grow_vocabulary(model: LanguageModel, config: ModelConfig) -> LanguageModel:
+    """`model`'s weights in a model for `config`: the same shape, other dropouts, and possibly more
+    tokens. Existing rows keep their weights; each new token's embedding (and untied output row)
+    starts as the mean of the real tokens' rows, an average character, and its output bias at their
+    median, so it starts about as likely as a typical character: it neither dominates the softmax
+    nor vanishes from it."""
+    added = config.vocab_size - model.config.vocab_size
+    grown = LanguageModel(config)
+    weights = grown.state_dict()
+    for name, value in model.state_dict().items():
+        if added and name in ("embedding.weight", "output.weight", "output.bias"):
+            real = value[2:]  # ids 0 and 1 are padding and unknown, not characters
+            fill = real.median(dim=0).values if name == "output.bias" else real.mean(dim=0)
+            value = torch.cat([value, fill.expand(added, *value.shape[1:])])
+        weights[name] = value
+    grown.load_state_dict(weights)
+    return grown
 
 
 class Classifier(nn.Module):

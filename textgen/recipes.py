@@ -19,15 +19,15 @@ from typing import Any
 import torch
 
 from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
-from textgen.checkpoint import load_checkpoint, load_model
-from textgen.config import (PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, TrainConfig, flag_of,
-                            from_dict, to_dict, typed_fields)
+from textgen.checkpoint import bundled_models, load_checkpoint, load_model
+from textgen.config import (LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig,
+                            TrainConfig, flag_of, from_dict, to_dict, typed_fields)
 from textgen.corpus import Corpus, count_chars, language_model_split, load_corpus, split_texts
 from textgen.distributed import Distributed
 from textgen.errors import ConfigError
-from textgen.model import Classifier, LanguageModel, count_parameters, resolve_device
+from textgen.model import Classifier, LanguageModel, count_parameters, grow_vocabulary, resolve_device
 from textgen.precision import resolve_precision
-from textgen.tokenizer import Tokenizer, build_tokenizer, tokenizer_from_data
+from textgen.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, tokenizer_from_data
 from textgen.tasks import ClassificationTask, LanguageModelTask
 from textgen.trainer import Reporter, RunResult, check_resumable, fit
 
@@ -97,10 +97,16 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
         data, model_config = resumed("data"), resumed("model")
         if train.task == "classify":
             classifier_config = resumed("classifier")
-            finetune = from_dict(FinetuneConfig, saved["configs"]["finetune"])
         train = resumed("train")
         tokenizer = tokenizer_from_data(saved["tokenizer"])
         check_resumable(saved, {"model": to_dict(model_config)}, dist.world_size)
+        started_from = saved["configs"].get("finetune", {}).get("init_from")
+        if finetune.init_from not in (None, started_from):
+            raise ConfigError(f"--resume continues {run_dir}, which started from {started_from or 'scratch'}, not "
+                              f"{finetune.init_from}; drop --init-from, or choose a new --out")
+        finetune = from_dict(FinetuneConfig, saved["configs"].get("finetune", {}))
+    elif train.task == "lm" and finetune.init_from:
+        pretrained, tokenizer, data, model_config, train = _language_model_to_finetune(typed, data, train, finetune)
     elif train.task == "classify" and finetune.init_from:
         if classifier_config.bidirectional:
             raise ConfigError("--bidirectional needs a classifier trained from scratch: a language model "
@@ -117,19 +123,94 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
                 name: getattr(pretrained.config, name) for name in HEAD_SHAPE if name not in typed["classifier"]})
         else:
             pretrained_config = pretrained.config
-        # The encoder's shape comes from the pretrained model; its dropouts can be set for fine-tuning.
-        shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed["model"].items()
-                 if "dropout" not in name and getattr(pretrained_config, name) != value]
-        if shape:
-            raise ConfigError(f"{', '.join(shape)} would change the pretrained encoder from --init-from; "
-                              f"drop them (only the dropouts can be set when fine-tuning)")
-        model_config = dataclasses.replace(pretrained_config, **typed["model"])
+        model_config = _pretrained_shape(pretrained_config, typed["model"])
     if train.max_steps is None and train.time_budget is None:
         train.time_budget = "10m"
         log.info("no --max-steps or --time-budget given: training for 10m")
     per_epoch = tuple(name for name in PER_EPOCH if name not in typed["train"])
     return Setup(data, model_config, train, classifier_config, finetune, device, precision, dist, run_dir,
                  per_epoch, tokenizer, pretrained)
+
+
+def _pretrained_shape(pretrained: ModelConfig, typed_model: dict[str, Any],
+                      defaults: dict[str, Any] | None = None) -> ModelConfig:
+    """The pretrained model's config with the dropouts for fine-tuning: typed, else `defaults`, else
+    its own. A typed flag that would change its shape is an error."""
+    shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed_model.items()
+             if "dropout" not in name and getattr(pretrained, name) != value]
+    if shape:
+        raise ConfigError(f"{', '.join(shape)} would change the pretrained model from --init-from; "
+                          f"drop them (only the dropouts can be set when fine-tuning)")
+    return dataclasses.replace(pretrained, **{**(defaults or {}), **typed_model})
+
+
+def _language_model_to_finetune(typed: dict[str, dict[str, Any]], data: DataConfig, train: TrainConfig,
+                                finetune: FinetuneConfig
+                                ) -> tuple[LanguageModel, Tokenizer, DataConfig, ModelConfig, TrainConfig]:
+    """The language model --init-from names (read only: nothing of it is written), its tokenizer, and
+    the configs for fine-tuning it: its shape and tokenizer kind, the fine-tuning defaults where
+    nothing was typed."""
+    pretrained, tokenizer, payload = load_model(finetune.init_from)
+    if payload["kind"] != "language_model":
+        raise ConfigError(f"--init-from {finetune.init_from} is a {payload['kind'].replace('_', ' ')}, and a language "
+                          f"model fine-tunes from a language model; give one (a bundled name such as english, a "
+                          f"run folder or a .pt), or add --task classify to fine-tune the classifier")
+    if typed["data"].get("tokenizer", tokenizer.kind) != tokenizer.kind:
+        raise ConfigError(f"--tokenizer {typed['data']['tokenizer']} differs from {finetune.init_from}, which reads "
+                          f"{tokenizer.kind} tokens; drop --tokenizer (fine-tuning keeps the model's tokenizer)")
+    if "vocab_size" in typed["data"]:
+        raise ConfigError(f"--vocab-size would change the vocabulary of {finetune.init_from}; drop it (fine-tuning "
+                          f"keeps the model's vocabulary and adds only characters it lacks)")
+    model_config = _pretrained_shape(pretrained.config, typed["model"], LM_FINETUNE["model"])
+    train = dataclasses.replace(train, **{name: value for name, value in LM_FINETUNE["train"].items()
+                                          if name not in typed["train"]})
+    return pretrained, tokenizer, dataclasses.replace(data, tokenizer=tokenizer.kind), model_config, train
+
+
+def _finetuning_vocabulary(tokenizer: Tokenizer, corpus: Corpus, train_split: str, init_from: str) -> Tokenizer:
+    """The tokenizer for fine-tuning a model of `tokenizer` on `corpus`: a character vocabulary grows
+    by the characters it lacks; a SentencePiece vocabulary stays as it is."""
+    if tokenizer.kind != "char":
+        log.info("%s keeps its SentencePiece vocabulary of %d pieces: its byte fallback covers characters "
+                 "it has not seen", init_from, tokenizer.vocab_size)
+        return tokenizer
+    seen = CharTokenizer.from_texts(split_texts(corpus, train_split)).chars
+    grown = tokenizer.extended(seen)
+    new = grown.chars[len(tokenizer.chars):]
+    if all(char.isspace() for char in set(seen) - set(new)):
+        raise ConfigError(f"{corpus.name} has no character in common with {init_from}'s vocabulary but "
+                          f"whitespace; fine-tune a model of the same script, or train from scratch without "
+                          f"--init-from")
+    if new:
+        log.info("fine-tuning %s: %d characters it has not seen get new rows (%s); its other %d keep theirs",
+                 init_from, len(new), " ".join(map(repr, new[:10])) + (" ..." if len(new) > 10 else ""),
+                 tokenizer.vocab_size - 2)
+    else:
+        log.info("fine-tuning %s: every character of %s is in its vocabulary", init_from, corpus.name)
+    return grown
+
+
+# Below this many training characters, fine-tuning the bundled english model beat every from-scratch
+# run of the same time in scripts/bench_transfer.py (see docs/own-text.md).
+SMALL_TEXT_CHARS = 1_000_000
+_COMMON_ENGLISH = frozenset("the and of to a in that is was he it for with as his i you her had not but at on be".split())
+
+
+def _suggest_finetuning(corpus: Corpus, train_split: str, data: DataConfig) -> None:
+    """One log line when a small English text trains from scratch: fine-tuning `english` usually does better."""
+    if data.tokenizer != "char" or "english" not in bundled_models():
+        return
+    sample, length = [], 0
+    for piece in split_texts(corpus, train_split):
+        length += len(piece)
+        if length > SMALL_TEXT_CHARS:
+            return
+        sample.append(piece[:100_000])
+    words = " ".join(sample).lower().split()[:20_000]
+    if words and sum(word in _COMMON_ENGLISH for word in words) / len(words) > 0.15:
+        log.info("%s is a small English text (%s characters): --init-from english (fine-tuning a general "
+                 "English model) usually predicts such text better than training from scratch",
+                 corpus.name, f"{length:,}")
 
 
 def validation_streams(tokens, train: TrainConfig, dist: Distributed) -> StreamBatches:
@@ -159,20 +240,26 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
     data, model_config, train, dist, run_dir = setup.data, setup.model, setup.train, setup.dist, setup.run_dir
     corpus = load_corpus(data, task="lm")
     train_split = language_model_split(corpus, data.lm_splits)
-    tokenizer = setup.tokenizer
+    tokenizer, pretrained = setup.tokenizer, setup.pretrained
+    if pretrained is not None:
+        tokenizer = _finetuning_vocabulary(tokenizer, corpus, train_split, setup.finetune.init_from)
     if tokenizer is None:
-        tokenizer_data = build_tokenizer(data, split_texts(corpus, train_split)).to_data() if dist.is_main else None
+        tokenizer_data = None
+        if dist.is_main:
+            tokenizer_data = build_tokenizer(data, split_texts(corpus, train_split)).to_data()
+            _suggest_finetuning(corpus, train_split, data)
         tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
     task = language_model_task(corpus, train_split, tokenizer, data, train, dist, train.eval_tokens)
 
     model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
     torch.manual_seed(train.seed)
-    model = LanguageModel(model_config)
+    model = grow_vocabulary(pretrained, model_config) if pretrained is not None else LanguageModel(model_config)
     log.info("%s: %s training tokens, vocabulary %d, %s %dx%d with %s parameters, %s on %s",
              corpus.name, f"{len(task.train.tokens):,}", tokenizer.vocab_size, model_config.cell,
              model_config.num_layers, model_config.hidden_size, f"{count_parameters(model):,}",
              setup.precision, setup.device)
-    configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train)}
+    configs = {"data": to_dict(data), "model": to_dict(model_config), "train": to_dict(train),
+               "finetune": to_dict(setup.finetune)}
     return fit(model, task, train, run_dir, configs,
                {"model_config": to_dict(model_config), "tokenizer": tokenizer.to_data()},
                setup.device, setup.precision, make_reporter(task.chars_per_token), dist)

@@ -78,6 +78,11 @@ class CharTokenizer(_ReservedIds):
                                  "give a corpus with text")
         return cls(seen.astype("<u4").tobytes().decode("utf-32-le", _SURROGATES))
 
+    def extended(self, chars: str) -> CharTokenizer:
+        """This vocabulary with those of `chars` it lacks appended in sorted order; existing ids keep their places."""
+        known = set(self.chars)
+        return CharTokenizer(self.chars + "".join(sorted(set(chars) - known)))
+
     def _ids(self, code_points: np.ndarray) -> np.ndarray:
         if self._lookup is None:
             # code point -> id up to the largest known one; the extra last slot catches every larger code point
