@@ -123,7 +123,7 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
                 name: getattr(pretrained.config, name) for name in HEAD_SHAPE if name not in typed["classifier"]})
         else:
             pretrained_config = pretrained.config
-        model_config = _pretrained_shape(pretrained_config, typed["model"])
+        model_config = _pretrained_shape(pretrained_config, typed["model"], "encoder")
     if train.max_steps is None and train.time_budget is None:
         train.time_budget = "10m"
         log.info("no --max-steps or --time-budget given: training for 10m")
@@ -132,14 +132,14 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
                  per_epoch, tokenizer, pretrained)
 
 
-def _pretrained_shape(pretrained: ModelConfig, typed_model: dict[str, Any],
+def _pretrained_shape(pretrained: ModelConfig, typed_model: dict[str, Any], what: str = "model",
                       defaults: dict[str, Any] | None = None) -> ModelConfig:
     """The pretrained model's config with the dropouts for fine-tuning: typed, else `defaults`, else
     its own. A typed flag that would change its shape is an error."""
     shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed_model.items()
              if "dropout" not in name and getattr(pretrained, name) != value]
     if shape:
-        raise ConfigError(f"{', '.join(shape)} would change the pretrained model from --init-from; "
+        raise ConfigError(f"{', '.join(shape)} would change the pretrained {what} from --init-from; "
                           f"drop them (only the dropouts can be set when fine-tuning)")
     return dataclasses.replace(pretrained, **{**(defaults or {}), **typed_model})
 
@@ -161,7 +161,7 @@ def _language_model_to_finetune(typed: dict[str, dict[str, Any]], data: DataConf
     if "vocab_size" in typed["data"]:
         raise ConfigError(f"--vocab-size would change the vocabulary of {finetune.init_from}; drop it (fine-tuning "
                           f"keeps the model's vocabulary and adds only characters it lacks)")
-    model_config = _pretrained_shape(pretrained.config, typed["model"], LM_FINETUNE["model"])
+    model_config = _pretrained_shape(pretrained.config, typed["model"], "model", LM_FINETUNE["model"])
     train = dataclasses.replace(train, **{name: value for name, value in LM_FINETUNE["train"].items()
                                           if name not in typed["train"]})
     return pretrained, tokenizer, dataclasses.replace(data, tokenizer=tokenizer.kind), model_config, train
