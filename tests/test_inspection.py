@@ -14,8 +14,8 @@ from textgen.checkpoint import save_checkpoint
 from textgen.cli import main
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
 from textgen.inspection import (CHART_PALETTE, Trace, Unit, colour, feature_values, find_units, html_page,
-                                informative_unit, load_model, model_name, page_title, render_unit, token_texts,
-                                trace_text)
+                                informative_unit, load_model, model_name, page_title, render_prediction, render_unit,
+                                token_texts, trace_text)
 from textgen.model import Classifier, LanguageModel
 from textgen.tokenizer import CharTokenizer, SentencePieceTokenizer
 
@@ -469,3 +469,12 @@ def page_parts(page: str) -> Tags:
     parts = Tags()
     parts.feed(page)
     return parts
+
+
+def test_terminal_prediction_is_shaded_in_the_charts_colour_not_the_units_red_and_blue():
+    probabilities = np.array([[0.5, 0.5], [0.2, 0.8], [0.0, 1.0]])
+    trace = Trace(list("abc"), [{"cell": np.zeros((3, 1))}], probabilities, ["neg", "pos"], np.zeros(3, dtype=bool))
+    rendered = render_prediction(trace)
+    styles = [str(span.style) for span in rendered.spans]
+    gold = tuple(int(CHART_PALETTE[1][i:i + 2], 16) for i in (1, 3, 5))
+    assert styles[0] == "black on rgb(255,255,255)" and styles[2] == "black on rgb({},{},{})".format(*gold)

@@ -576,7 +576,7 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         final = int(trace.probabilities[-1].argmax())
         output.print(f"the classifier's probability of {trace.label_names[final]} had the text ended at each "
                      f"token ({trace.probabilities[0, final]:.2f} at the start, {trace.probabilities[-1, final]:.2f} "
-                     f"at the end):", markup=False, highlight=False)
+                     f"at the end; deeper is surer):", markup=False, highlight=False)
         output.print(render_prediction(trace))
     return ExitStatus.SUCCESS
 

@@ -385,12 +385,15 @@ def render_unit(trace: Trace, unit: Unit) -> Text:
 
 
 def render_prediction(trace: Trace) -> Text:
-    """The text coloured by a classifier's probability, after each token, of the class it predicts
-    at the end (red above one half, blue below)."""
+    """The text shaded by a classifier's probability, after each token, of the class it predicts at
+    the end: white at chance or below, that class's chart colour (never a unit's red or blue) at 1."""
     final = int(trace.probabilities[-1].argmax())
+    chance = 1 / trace.probabilities.shape[1]
+    target = np.asarray([int(CHART_PALETTE[final % len(CHART_PALETTE)][i:i + 2], 16) for i in (1, 3, 5)])
     text = Text()
     for token, probability in zip(trace.tokens, trace.probabilities[:, final].tolist()):
-        red, green, blue = colour(2 * probability - 1, 1.0)
+        strength = min(1.0, max(0.0, (probability - chance) / (1 - chance)))
+        red, green, blue = np.round(255 + strength * (target - 255)).astype(int).tolist()
         text.append(shown(token), style=f"black on rgb({red},{green},{blue})")
     return text
 
