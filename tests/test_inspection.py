@@ -355,13 +355,13 @@ def test_view_opens_on_the_unit_that_varies_most_along_the_text_and_says_why(tmp
 def test_a_classifier_view_opens_on_the_unit_that_moves_with_its_prediction():
     probabilities = np.stack([np.linspace(0.8, 0.1, 6), np.linspace(0.2, 0.9, 6)], axis=1)  # "pos" wins
     cells = np.stack([np.zeros(6),                                   # never moves
-                      np.array([1.0, -1.0, -1.0, 1.0, 1.0, -1.0]),   # moves most, out of step with the prediction
+                      np.linspace(0, 4, 6) + 3 * np.array([1, -1, -1, 1, 1, -1]),  # ranges widest, barely with it
                       2 * probabilities[:, 1] + 0.1 * np.array([0, 1, 0, 1, 0, 1])], axis=1)  # follows it
     trace = Trace(list("abcdef"), [{"cell": cells}], probabilities, ["neg", "pos"], np.zeros(6, dtype=bool))
     choice = informative_unit(trace, 0, "cell")
     assert choice.unit == Unit(0, "cell", 2)
-    assert choice.reason.startswith("of layer 0's 3 cell units, it moves most with the classifier's probability "
-                                    "of pos along this text (r = +1.00")
+    assert choice.reason.startswith("of layer 0's 3 cell units, it moves most in step with the classifier's "
+                                    "probability of pos along this text (r = +1.00")
     one_token = Trace(["a"], [{"cell": cells[:1]}], None, None, np.zeros(1, dtype=bool))
     assert informative_unit(one_token, 0, "cell").unit == Unit(0, "cell", 0)
 

@@ -154,7 +154,7 @@ class Choice:
 
 def informative_unit(trace: Trace, layer: int, gate: str) -> Choice:
     """The unit of `layer`'s `gate` that shows most along this text: for a classifier, the one that
-    moves most in step with its prediction (|r| times its spread); else the one that varies most."""
+    moves most in step with its prediction (r squared times its spread); else the one that varies most."""
     values = trace.layers[layer][gate].astype(np.float64)  # (tokens, width)
     among = f"of layer {layer}'s {values.shape[1]} {gate} units"
     spread = values.std(axis=0)
@@ -164,9 +164,10 @@ def informative_unit(trace: Trace, layer: int, gate: str) -> Choice:
     if trace.probabilities is not None and trace.probabilities.std(axis=0).max() > 0:
         final = int(trace.probabilities[-1].argmax())
         correlation = pearson(values, trace.probabilities[:, final])
-        best = int(np.argmax(np.abs(correlation) * spread))
+        # r squared: a wide-ranging unit that barely follows the prediction (a counter) must not win
+        best = int(np.argmax(correlation ** 2 * spread))
         return Choice(Unit(layer, gate, best),
-                      f"{among}, it moves most with the classifier's probability of {trace.label_names[final]} "
+                      f"{among}, it moves most in step with the classifier's probability of {trace.label_names[final]} "
                       f"along this text (r = {correlation[best]:+.2f}, standard deviation {spread[best]:.2f}); "
                       f"--unit N shows another")
     best = int(np.argmax(spread))
