@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from textgen.checkpoint import save_checkpoint
 from textgen.cli import main
@@ -458,7 +459,9 @@ def test_find_shows_its_progress_on_stderr(tmp_path, capsys, monkeypatch):
     checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
     corpus = tmp_path / "code.txt"
     corpus.write_text("(ab) c\n" * 500)
-    monkeypatch.setenv("FORCE_COLOR", "1")  # stderr counts as a terminal, as it does for a person
+    # stderr counts as a terminal, as it does for a person (not FORCE_COLOR: rich reads the os.environ
+    # it was imported with, which a datasets.map with num_proc elsewhere in the run may have replaced)
+    monkeypatch.setattr(Console, "is_terminal", property(lambda console: True))
     assert main(["inspect", "--model", str(checkpoint), "--find", "paren", "--corpus", str(corpus),
                  "--split", "train", "--top", "2"]) == 0
     err = capsys.readouterr().err
