@@ -469,6 +469,7 @@ def test_find_shows_its_progress_on_stderr(tmp_path, capsys, monkeypatch):
 
 
 def page_parts(page: str) -> Tags:
+    """The page's tags and the text of its two scripts (the data, then the code)."""
     parts = Tags()
     parts.feed(page)
     return parts
