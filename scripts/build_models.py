@@ -117,7 +117,7 @@ def cpu_name() -> str:
 def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half: list[dict], sha256: str,
          size: int) -> str:
     """The model card in Markdown."""
-    metric = "accuracy" if info["kind"] == "classifier" else "nats_per_char"
+    metric = "accuracy" if info["kind"] == "classifier" else "bits_per_char"
     rows = "\n".join(f"| {f['corpus']} {f['split']} | {f[metric]:.4f} | {h[metric]:.4f} | {h[metric] - f[metric]:+.4f} |"
                      for f, h in zip(full, half))
     return f"""# {name}
@@ -140,7 +140,7 @@ def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half
 then packed with `python scripts/build_models.py --pack-only --only {name}` (weights cast to float16; no
 optimizer state). `python scripts/build_models.py --only {name}` repeats both steps.
 
-## Figures ({metric.replace('_', ' ')})
+## Figures ({'accuracy' if metric == 'accuracy' else 'bits per character'})
 
 | split | float32 run | float16 (shipped) | change |
 | --- | ---: | ---: | ---: |

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from textgen.checkpoint import save_checkpoint
 from textgen.cli import main
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
-from textgen.inspection import (Trace, Unit, colour, feature_values, find_units, html_page, load_model,
-                                render_unit, token_texts, trace_text)
+from textgen.inspection import (CHART_PALETTE, Trace, Unit, colour, feature_values, find_units, html_page,
+                                informative_unit, load_model, model_name, page_title, render_prediction, render_unit,
+                                token_texts, trace_text)
 from textgen.model import Classifier, LanguageModel
 from textgen.tokenizer import CharTokenizer, SentencePieceTokenizer
 
@@ -242,6 +244,7 @@ class Element {
   constructor(tag) { Object.assign(this, {tag, children: [], style: {}, dataset: {}, listeners: {}, textContent: "",
                                           value: "", attributes: {}, classList: {toggle() {}}}); }
   appendChild(child) { this.children.push(child); return child; }
+  append(...children) { this.children.push(...children); }
   replaceChildren(...children) { this.children = children; }
   addEventListener(type, listener) { this.listeners[type] = listener; }
   setAttribute(name, value) { this.attributes[name] = value; }
@@ -253,23 +256,31 @@ const document = {
 };
 new Function("document", code)(document);
 const spans = elements.text.children, about = elements.about.textContent;
+const why = elements.why ? elements.why.textContent : "";
+const classes = spans.map((s) => s.className || "");
 const titles = spans.map((s) => s.title), backgrounds = spans.map((s) => s.style.background);
 elements.gate.listeners.change({target: {value: "forget"}});
 const gates = elements.gate.children.map((o) => o.value), after = elements.about.textContent;
-console.log(JSON.stringify({text: spans.map((s) => s.textContent), titles, backgrounds, about, gates, after}));
+console.log(JSON.stringify({text: spans.map((s) => s.textContent), titles, backgrounds, about, gates, after, why,
+                            classes}));
 """
+
+
+def run_page_script(page: str, folder: Path) -> dict:
+    """What the page's script puts in the page, run in node against a stand-in DOM."""
+    parts = Tags()
+    parts.feed(page)
+    (folder / "run.js").write_text(HARNESS.replace("DATA", json.dumps(parts.scripts[0]))
+                                   .replace("CODE", json.dumps(parts.scripts[1])))
+    result = subprocess.run(["node", str(folder / "run.js")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
 def test_page_script_runs_colours_the_text_and_switches_gate(tmp_path):
     page, trace = hostile_page()
-    parts = Tags()
-    parts.feed(page)
-    (tmp_path / "run.js").write_text(HARNESS.replace("DATA", json.dumps(parts.scripts[0]))
-                                     .replace("CODE", json.dumps(parts.scripts[1])))
-    result = subprocess.run(["node", str(tmp_path / "run.js")], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    shown = json.loads(result.stdout)
+    shown = run_page_script(page, tmp_path)
     assert "".join(shown["text"]).replace("\u21b5", "") == HOSTILE
     values = trace.values(Unit(1, "cell", 2))  # stored in 8 bits over the unit's range
     np.testing.assert_allclose([float(t) for t in shown["titles"]], values, atol=np.ptp(values) / 255 + 1e-4)
@@ -306,8 +317,9 @@ def test_inspecting_a_classifier_shows_its_prediction_along_the_text(tmp_path, c
                                           "classifier_config": to_dict(classifier.config),
                                           "model": classifier.state_dict(), "tokenizer": tokenizer.to_data()})
     assert main(["inspect", "--model", str(tmp_path / "clf.pt"), "--text", "abc (a) cab", "--gate", "update",
-                 "--html", str(tmp_path / "page.html")]) == 0
-    assert main(["inspect", "--model", str(tmp_path / "clf.pt"), "--text", "abc (a) cab", "--gate", "update"]) == 0
+                 "--unit", "0", "--html", str(tmp_path / "page.html")]) == 0
+    assert main(["inspect", "--model", str(tmp_path / "clf.pt"), "--text", "abc (a) cab", "--gate", "update",
+                 "--unit", "0"]) == 0
     out = capsys.readouterr().out
     assert "layer 0 update unit 0 (red high, blue low):\nabc (a) cab\n" in out
     assert "the classifier's probability of " in out and out.rstrip().endswith("abc (a) cab")
@@ -316,3 +328,157 @@ def test_inspecting_a_classifier_shows_its_prediction_along_the_text(tmp_path, c
     data = json.loads(page.scripts[0])
     assert data["prediction"]["labels"] == ["neg", "pos"] and len(data["prediction"]["probabilities"]) == 11
     assert data["initial"] == {"layer": 0, "gate": "update", "unit": 0}
+
+
+def test_view_opens_on_the_unit_that_varies_most_along_the_text_and_says_why(tmp_path, capsys):
+    model, tokenizer = planted_counter()
+    checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    text = "ab((((((((c"  # the planted counter climbs to 8: no random unit moves as much
+    spread = trace_text(model, tokenizer, text).layers[0]["cell"].std(axis=0)
+    reason = (f"of layer 0's 8 cell units, it varies most along this text (standard deviation {spread[0]:.2f}, "
+              f"the median unit's {np.median(spread):.2f}); --unit N shows another")
+    assert main(["inspect", "--model", str(checkpoint), "--text", text, "--layer", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [(u["layer"], u["gate"], u["unit"]) for u in result["units"]] == [(0, "cell", 0)]
+    assert result["reason"] == reason
+    assert main(["inspect", "--model", str(checkpoint), "--text", text, "--layer", "0"]) == 0
+    assert capsys.readouterr().out.startswith(f"why this unit: {reason}\nlayer 0 cell unit 0 (red high, blue low):\n")
+    assert main(["inspect", "--model", str(checkpoint), "--text", text, "--layer", "0",
+                 "--html", str(tmp_path / "page.html")]) == 0
+    data = json.loads(page_parts((tmp_path / "page.html").read_text()).scripts[0])
+    assert data["initial"] == {"layer": 0, "gate": "cell", "unit": 0} and data["reason"] == reason
+    assert f"it opens on layer 0 cell unit 0: {reason}" in " ".join(capsys.readouterr().err.split())
+    # a unit the user names is shown without a reason
+    assert main(["inspect", "--model", str(checkpoint), "--text", text, "--layer", "0", "--unit", "3", "--json"]) == 0
+    assert "reason" not in json.loads(capsys.readouterr().out)
+
+
+def test_a_classifier_view_opens_on_the_unit_that_moves_with_its_prediction():
+    probabilities = np.stack([np.linspace(0.8, 0.1, 6), np.linspace(0.2, 0.9, 6)], axis=1)  # "pos" wins
+    cells = np.stack([np.zeros(6),                                   # never moves
+                      np.linspace(0, 4, 6) + 3 * np.array([1, -1, -1, 1, 1, -1]),  # ranges widest, barely with it
+                      2 * probabilities[:, 1] + 0.1 * np.array([0, 1, 0, 1, 0, 1])], axis=1)  # follows it
+    trace = Trace(list("abcdef"), [{"cell": cells}], probabilities, ["neg", "pos"], np.zeros(6, dtype=bool))
+    choice = informative_unit(trace, 0, "cell")
+    assert choice.unit == Unit(0, "cell", 2)
+    assert choice.reason.startswith("of layer 0's 3 cell units, it moves most in step with the classifier's "
+                                    "probability of pos along this text (r = +1.00")
+    one_token = Trace(["a"], [{"cell": cells[:1]}], None, None, np.zeros(1, dtype=bool))
+    assert informative_unit(one_token, 0, "cell").unit == Unit(0, "cell", 0)
+
+
+def test_page_title_says_which_model_reads_which_text(tmp_path):
+    assert (page_title("shakespeare", "ROMEO:\nBut soft, what light through yonder window breaks?")
+            == 'textgen inspect: shakespeare on "ROMEO: But soft, what light through…"')
+    assert page_title("runs/rt-clf", "dull") == 'textgen inspect: rt-clf on "dull"'
+    assert model_name("runs/rt-clf/best.pt") == "rt-clf/best" and model_name("lm.pt") == "lm"
+    model, tokenizer = planted_counter()
+    checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    assert main(["inspect", "--model", str(checkpoint), "--text", "a <b> & c", "--html", str(tmp_path / "p.html")]) == 0
+    page = (tmp_path / "p.html").read_text()
+    assert "<title>textgen inspect: lm on &quot;a &lt;b&gt; &amp; c&quot;</title>" in page
+    assert str(tmp_path) not in page.split("</title>")[0]  # no file path in the title
+
+
+def test_characters_the_model_never_saw_are_shown_as_themselves_and_marked(tmp_path, capsys):
+    model, tokenizer = planted_counter()
+    text = "a(é)b—"
+    trace = trace_text(model, tokenizer, text)
+    assert trace.tokens == list(text) and trace.unknown.tolist() == [False, False, True, False, False, True]
+    rendered = render_unit(trace, Unit(0, "cell", 0))
+    assert rendered.plain == text and "\ufffd" not in rendered.plain
+    styles = {rendered.plain[span.start:span.end]: str(span.style) for span in rendered.spans}
+    assert styles["é"].endswith(" underline") and not styles["a"].endswith("underline")
+    checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    assert main(["inspect", "--model", str(checkpoint), "--text", text, "--html", str(tmp_path / "p.html")]) == 0
+    page = (tmp_path / "p.html").read_text()
+    data = json.loads(page_parts(page).scripts[0])
+    assert data["tokens"] == list(text) and data["unknown"] == [2, 5] and "\\ufffd" not in page
+    assert "#text span.unknown" in page  # styled, not replaced
+    assert main(["inspect", "--model", str(checkpoint), "--text", text]) == 0
+    out = capsys.readouterr().out
+    assert "(red high, blue low, underlined: unknown to the model):\na(é)b—\n" in out
+    if shutil.which("node"):
+        shown = run_page_script(page, tmp_path)
+        assert shown["classes"] == ["", "", "unknown", "", "", "unknown"] and "".join(shown["text"]) == text
+        assert "not in the model's vocabulary" in shown["titles"][2]
+
+
+def test_prediction_chart_has_axes_ticks_token_labels_and_colours_apart_from_the_units(tmp_path):
+    torch.manual_seed(3)
+    tokenizer = CharTokenizer(CHARS)
+    config = ModelConfig(num_layers=1, hidden_size=8, embed_size=8, vocab_size=tokenizer.vocab_size)
+    classifier = Classifier(config, ClassifierConfig(label_names=["neg", "<pos>"], head_hidden=4))
+    save_checkpoint(tmp_path / "clf.pt", {"kind": "classifier", "model_config": to_dict(config),
+                                          "classifier_config": to_dict(classifier.config),
+                                          "model": classifier.state_dict(), "tokenizer": tokenizer.to_data()})
+    assert main(["inspect", "--model", str(tmp_path / "clf.pt"), "--text", "ab c<a>\n",
+                 "--html", str(tmp_path / "page.html")]) == 0
+    page = (tmp_path / "page.html").read_text()
+    chart = page[page.index('<svg xmlns="http://www.w3.org/2000/svg" id="prediction-chart"'):page.index("</svg>")]
+
+    class Chart(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.elements, self._open = [], None
+
+        def handle_starttag(self, tag, attrs):
+            self.elements.append((tag, dict(attrs), ""))
+            self._open = tag
+
+        def handle_endtag(self, tag):
+            self._open = None
+
+        def handle_data(self, data):
+            if self._open == "text":
+                tag, attrs, text = self.elements[-1]
+                self.elements[-1] = (tag, attrs, text + data)
+
+    parsed = Chart()
+    parsed.feed(chart)
+    texts = {(attrs.get("class"), text) for tag, attrs, text in parsed.elements if tag == "text"}
+    assert sum(attrs.get("class") == "axis" for tag, attrs, _ in parsed.elements if tag == "line") == 2
+    assert {("ytick", tick) for tick in ("0", "0.25", "0.5", "0.75", "1")} <= texts
+    assert ("ylabel", "probability") in texts and ("xlabel", "token") in texts
+    # every token labelled, spaces and line breaks made visible, the text escaped
+    labels = [text for tag, attrs, text in parsed.elements if tag == "text" and attrs.get("class") == "xtick"]
+    assert labels == ["a", "b", "␣", "c", "<", "a", ">", "↵"]
+    assert {("legend", "neg"), ("legend", "<pos>")} <= texts and "<pos>" not in chart
+    strokes = [attrs["stroke"] for tag, attrs, _ in parsed.elements if tag == "polyline"]
+    assert strokes == CHART_PALETTE[:2]
+    assert not {colour.lower() for colour in strokes} & {"#ff0000", "#0000ff", "#1f77b4", "#d62728", "#ff3333",
+                                                         "#3333ff"}  # the units' red and blue
+
+
+def test_find_shows_its_progress_on_stderr(tmp_path, capsys, monkeypatch):
+    model, tokenizer = planted_counter()
+    calls = []
+    rows = ["(ab) c\n" * 20] * 5
+    find_units(model, tokenizer, rows, "paren", batch_size=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(280, 700), (560, 700), (700, 700)]
+    checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    corpus = tmp_path / "code.txt"
+    corpus.write_text("(ab) c\n" * 500)
+    # stderr counts as a terminal, as it does for a person (not FORCE_COLOR: rich reads the os.environ
+    # it was imported with, which a datasets.map with num_proc elsewhere in the run may have replaced)
+    monkeypatch.setattr(Console, "is_terminal", property(lambda console: True))
+    assert main(["inspect", "--model", str(checkpoint), "--find", "paren", "--corpus", str(corpus),
+                 "--split", "train", "--top", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "--find paren" in err and "tokens" in err
+
+
+def page_parts(page: str) -> Tags:
+    """The page's tags and the text of its two scripts (the data, then the code)."""
+    parts = Tags()
+    parts.feed(page)
+    return parts
+
+
+def test_terminal_prediction_is_shaded_in_the_charts_colour_not_the_units_red_and_blue():
+    probabilities = np.array([[0.5, 0.5], [0.2, 0.8], [0.0, 1.0]])
+    trace = Trace(list("abc"), [{"cell": np.zeros((3, 1))}], probabilities, ["neg", "pos"], np.zeros(3, dtype=bool))
+    rendered = render_prediction(trace)
+    styles = [str(span.style) for span in rendered.spans]
+    gold = tuple(int(CHART_PALETTE[1][i:i + 2], 16) for i in (1, 3, 5))
+    assert styles[0] == "black on rgb(255,255,255)" and styles[2] == "black on rgb({},{},{})".format(*gold)

@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "candidate, hidden; rnn: hidden (default: cell, else hidden; with --find, "
                                         "limits the search)")
     inspect.add_argument("--unit", type=int, action="append",
-                         help="unit to show, repeatable (default: the best found by --find, else 0)")
+                         help="unit to show, repeatable (default: the best found by --find, else the unit of --layer "
+                              "and --gate that varies most along the text, or for a classifier moves most "
+                              "with its prediction)")
     inspect.add_argument("--find", choices=("quote", "paren", "line-position", "line-start", "label"),
                          help="rank units by how they track a feature over --corpus: inside double quotes, inside "
                               "parentheses, characters since the line break, first character of a line, or the "

@@ -247,11 +247,13 @@ def memory_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen inspect`: chosen units' values along a text, and with --find the units that best
     track a feature of a corpus split; in the terminal, as JSON, or as one HTML page."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
     from textgen.corpus import load_corpus
-    from textgen.inspection import (EXCERPT_CHARS, check_unit, corpus_rows, find_units, html_page, load_model,
-                                    render_prediction, render_unit, score_json, trace_json, trace_text)
+    from textgen.inspection import (EXCERPT_CHARS, check_unit, corpus_rows, find_units, found_unit,
+                                    html_page, informative_unit, load_model, page_title, render_prediction,
+                                    render_unit, score_json, trace_json, trace_text)
 
     if args.text is not None and args.file is not None:
         raise ConfigError("--text and --file both give the text to inspect; choose one")
@@ -263,17 +265,24 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         raise ConfigError("--max-chars and --top must be positive")
     model, tokenizer, payload = load_model(args.model)
     units = [check_unit(model, args.layer, args.gate, unit) for unit in args.unit or [None]]
-    ranking, rows = [], []
+    ranking, rows, choice = [], [], None
     if args.find:
         corpus = load_corpus(corpus_config(args), task="classify" if args.find == "label" else "lm")
         rows, labels = corpus_rows(corpus, args.split, args.find, args.max_chars)
         log.info("ranking units by how they track %s over %s characters of %s %s", args.find,
                  f"{sum(map(len, rows)):,}", corpus.name, args.split)
         started = time.perf_counter()
-        ranking = find_units(model, tokenizer, rows, args.find, labels, args.layer, args.gate)[:args.top]
+        with Progress(TextColumn(f"--find {args.find}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TextColumn("{task.completed:,.0f} of {task.total:,.0f} tokens"), TimeElapsedColumn(),
+                      TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
+                      disable=not console.is_terminal) as progress:
+            task = progress.add_task("find", total=sum(map(len, rows)))  # characters until the tokens are counted
+            ranking = find_units(model, tokenizer, rows, args.find, labels, args.layer, args.gate,
+                                 progress=lambda done, total: progress.update(task, completed=done, total=total))
+        ranking = ranking[:args.top]
         log.info("measured in %.1f s", time.perf_counter() - started)
         if not args.unit:
-            units = [ranking[0].unit]
+            choice = found_unit(ranking[0], args.find, f"{corpus.name} {args.split}")
     if args.file is not None:
         try:
             text = Path(args.file).read_text(encoding=args.encoding)
@@ -286,19 +295,26 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     else:
         raise ConfigError("give the text to inspect with --text or --file (or --find FEATURE --corpus NAME)")
     trace = trace_text(model, tokenizer, text)
+    if not args.unit and choice is None:  # unit 0 usually shows little: open on the unit that shows most
+        choice = informative_unit(trace, units[0].layer, units[0].gate)
+    if choice is not None:
+        units = [choice.unit]
 
     if args.html:
-        source = args.file or ("your text" if args.text is not None else f"{args.corpus} {args.split}")
-        title = f"{payload['path']}: {source}"
-        page = html_page(trace, title, units[0], ranking, args.find, args.layer, args.gate)
+        page = html_page(trace, page_title(args.model, text), units[0], ranking, args.find, args.layer, args.gate,
+                         reason=choice.reason if choice else "")
         try:
             Path(args.html).write_text(page, encoding="utf-8")
         except OSError as error:
             raise TextgenError(f"could not write --html {args.html} ({error.strerror or error}); "
                                f"choose another path") from error
         log.info("wrote %s (%.1f MB): open it in a browser", args.html, len(page) / 1e6)
+        if choice is not None:
+            log.info("it opens on %s: %s", choice.unit, choice.reason)
     if args.json:
         result = {"model": payload["path"], **trace_json(trace, units)}
+        if choice is not None:
+            result["reason"] = choice.reason
         if args.find:
             result.update(feature=args.find, corpus=args.corpus, split=args.split,
                           ranking=[score_json(score) for score in ranking])
@@ -315,14 +331,17 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         output.print(table)
     if args.html:
         return ExitStatus.SUCCESS
+    if choice is not None:
+        output.print(f"why this unit: {choice.reason}", markup=False, highlight=False)
+    key = "red high, blue low" + (", underlined: unknown to the model" if trace.unknown.any() else "")
     for unit in units:
-        output.print(f"{unit} (red high, blue low):", markup=False, highlight=False)
+        output.print(f"{unit} ({key}):", markup=False, highlight=False)
         output.print(render_unit(trace, unit))
     if trace.probabilities is not None:
         final = int(trace.probabilities[-1].argmax())
         output.print(f"the classifier's probability of {trace.label_names[final]} had the text ended at each "
                      f"token ({trace.probabilities[0, final]:.2f} at the start, {trace.probabilities[-1, final]:.2f} "
-                     f"at the end):", markup=False, highlight=False)
+                     f"at the end; deeper is surer):", markup=False, highlight=False)
         output.print(render_prediction(trace))
     return ExitStatus.SUCCESS
 

@@ -9,7 +9,8 @@ import html
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ class Trace:
     layers: list[dict[str, np.ndarray]]   # per layer: gate -> (tokens, width)
     probabilities: np.ndarray | None      # (tokens, classes), classifiers only
     label_names: list[str] | None
+    unknown: np.ndarray                   # (tokens,) True where the model read <unk>: it never saw that character
 
     def values(self, unit: Unit) -> np.ndarray:
         """The unit's value after each token."""
@@ -136,9 +138,71 @@ def trace_text(model: LanguageModel | Classifier, tokenizer: Tokenizer, text: st
     if isinstance(model, Classifier):
         probabilities = prefix_probabilities(model, ids, layers[-1]["hidden"])
         label_names = list(model.config.label_names)
-    return Trace(token_texts(tokenizer, ids[0].tolist()),
-                 [{name: value[0].numpy() for name, value in layer.items()} for layer in layers],
-                 probabilities, label_names)
+    # a character model has one token per character: show the user's own, even those it reads as <unk>
+    tokens = list(text) if tokenizer.kind == "char" else token_texts(tokenizer, ids[0].tolist())
+    return Trace(tokens, [{name: value[0].numpy() for name, value in layer.items()} for layer in layers],
+                 probabilities, label_names, (ids[0] == tokenizer.unk_id).numpy())
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The unit a view opens on, and why, in one line."""
+
+    unit: Unit
+    reason: str
+
+
+def informative_unit(trace: Trace, layer: int, gate: str) -> Choice:
+    """The unit of `layer`'s `gate` that shows most along this text: for a classifier, the one that
+    moves most in step with its prediction (r squared times its spread); else the one that varies most."""
+    values = trace.layers[layer][gate].astype(np.float64)  # (tokens, width)
+    among = f"of layer {layer}'s {values.shape[1]} {gate} units"
+    spread = values.std(axis=0)
+    if len(values) < 2 or spread.max() == 0:
+        return Choice(Unit(layer, gate, 0), "the text is too short for any unit to vary, so unit 0; "
+                                            "--unit N shows another")
+    if trace.probabilities is not None and trace.probabilities.std(axis=0).max() > 0:
+        final = int(trace.probabilities[-1].argmax())
+        correlation = pearson(values, trace.probabilities[:, final])
+        # r squared: a wide-ranging unit that barely follows the prediction (a counter) must not win
+        best = int(np.argmax(correlation ** 2 * spread))
+        return Choice(Unit(layer, gate, best),
+                      f"{among}, it moves most in step with the classifier's probability of {trace.label_names[final]} "
+                      f"along this text (r = {correlation[best]:+.2f}, standard deviation {spread[best]:.2f}); "
+                      f"--unit N shows another")
+    best = int(np.argmax(spread))
+    return Choice(Unit(layer, gate, best),
+                  f"{among}, it varies most along this text (standard deviation {spread[best]:.2f}, the median "
+                  f"unit's {np.median(spread):.2f}); --unit N shows another")
+
+
+def found_unit(score: UnitScore, feature: str, source: str) -> Choice:
+    """The unit --find ranked first, and why."""
+    return Choice(score.unit, f"of all units, it tracks {FEATURES[feature]} best over {source} "
+                              f"(r = {score.correlation:+.3f} over {score.positions:,} positions)")
+
+
+def pearson(values: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Pearson's correlation of each column of `values` (positions, width) with `target` (positions,)."""
+    centred, target = values - values.mean(axis=0), target - target.mean()
+    spread = np.sqrt((centred ** 2).sum(axis=0) * (target ** 2).sum())
+    return np.divide(centred.T @ target, spread, out=np.zeros(values.shape[1]), where=spread > 0)
+
+
+def model_name(model: str) -> str:
+    """What to call `model` (as the user typed it) in a title: a bundled name, a run folder's name, a file's name."""
+    path = Path(model)
+    if path.suffix == ".pt" and path.stem in ("best", "last") and path.parent.name:
+        return f"{path.parent.name}/{path.stem}"
+    return path.stem if path.suffix == ".pt" else path.name or model
+
+
+def page_title(model: str, text: str, words: int = 6, max_chars: int = 40) -> str:
+    """"textgen inspect: MODEL on "FIRST WORDS…"": what the page shows, in a few words."""
+    split = text.split()
+    opening = " ".join(split[:words])[:max_chars]
+    cut = len(opening) < len(" ".join(split))
+    return f'textgen inspect: {model_name(model)} on "{opening}{"…" if cut else ""}"'
 
 
 @torch.inference_mode()
@@ -239,10 +303,11 @@ class _Moments:
 @torch.inference_mode()
 def find_units(model: LanguageModel | Classifier, tokenizer: Tokenizer, rows: list[str], feature: str,
                labels: np.ndarray | None = None, layer: int | None = None, gate: str | None = None,
-               batch_size: int = 16) -> list[UnitScore]:
+               batch_size: int = 16, progress: Callable[[int, int], None] | None = None) -> list[UnitScore]:
     """Every unit (of `layer` and `gate` where given), best first by how closely it tracks
     `feature` along `rows`: the absolute Pearson correlation of its value after each token with the
-    feature there, or for "label", of its value after each row's last token with the row's label."""
+    feature there, or for "label", of its value after each row's last token with the row's label.
+    `progress(tokens_read, tokens_in_all)` is called after each batch."""
     model.eval()
     encoded = [np.asarray(ids, dtype=np.int64) for ids in tokenizer.encode_batch(rows)]
     keep = [index for index, ids in enumerate(encoded) if len(ids)]
@@ -257,6 +322,7 @@ def find_units(model: LanguageModel | Classifier, tokenizer: Tokenizer, rows: li
                            f"track it; choose another --find feature, --corpus or --split")
     moments: dict[tuple[int, str], _Moments] = {}
     order = sorted(range(len(keep)), key=lambda index: len(encoded[keep[index]]))  # little padding
+    total, done = sum(len(encoded[index]) for index in keep), 0
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         lengths = torch.as_tensor([len(encoded[keep[index]]) for index in batch])
@@ -276,6 +342,9 @@ def find_units(model: LanguageModel | Classifier, tokenizer: Tokenizer, rows: li
                 else:
                     picked = values[valid]
                 moments.setdefault((number, name), _Moments(values.shape[-1])).add(picked.numpy(), target)
+        done += int(lengths.sum())
+        if progress is not None:
+            progress(done, total)
     scores = [UnitScore(Unit(number, name, unit), float(r), stats.count)
               for (number, name), stats in moments.items() for unit, r in enumerate(stats.correlation())]
     return sorted(scores, key=lambda score: -abs(score.correlation))
@@ -300,24 +369,32 @@ def shown(token: str) -> str:
     return token.replace("\n", "↵\n")
 
 
+UNKNOWN_STYLE = "underline"  # a character the model never saw (read as <unk>): shown as itself, underlined
+
+
 def render_unit(trace: Trace, unit: Unit) -> Text:
-    """The text coloured by `unit`'s value after each token, for a rich console."""
+    """The text coloured by `unit`'s value after each token, for a rich console; characters the
+    model does not know are underlined."""
     values = trace.values(unit)
     scale = colour_scale(values)
     text = Text()
-    for token, value in zip(trace.tokens, values.tolist()):
+    for token, value, unknown in zip(trace.tokens, values.tolist(), trace.unknown.tolist()):
         red, green, blue = colour(value, scale)
-        text.append(shown(token), style=f"black on rgb({red},{green},{blue})")
+        style = f"black on rgb({red},{green},{blue})" + (f" {UNKNOWN_STYLE}" if unknown else "")
+        text.append(shown(token), style=style)
     return text
 
 
 def render_prediction(trace: Trace) -> Text:
-    """The text coloured by a classifier's probability, after each token, of the class it predicts
-    at the end (red above one half, blue below)."""
+    """The text shaded by a classifier's probability, after each token, of the class it predicts at
+    the end: white at chance or below, that class's chart colour (never a unit's red or blue) at 1."""
     final = int(trace.probabilities[-1].argmax())
+    chance = 1 / trace.probabilities.shape[1]
+    target = np.asarray([int(CHART_PALETTE[final % len(CHART_PALETTE)][i:i + 2], 16) for i in (1, 3, 5)])
     text = Text()
     for token, probability in zip(trace.tokens, trace.probabilities[:, final].tolist()):
-        red, green, blue = colour(2 * probability - 1, 1.0)
+        strength = min(1.0, max(0.0, (probability - chance) / (1 - chance)))
+        red, green, blue = np.round(255 + strength * (target - 255)).astype(int).tolist()
         text.append(shown(token), style=f"black on rgb({red},{green},{blue})")
     return text
 
@@ -326,6 +403,7 @@ def trace_json(trace: Trace, units: list[Unit]) -> dict[str, Any]:
     """Plain data: the tokens, each unit's value after each token, a classifier's predictions."""
     data: dict[str, Any] = {
         "tokens": trace.tokens,
+        "unknown": np.flatnonzero(trace.unknown).tolist(),
         "units": [{"layer": u.layer, "gate": u.gate, "unit": u.unit,
                    "values": np.round(trace.values(u).astype(np.float64), 6).tolist()} for u in units],
     }
@@ -350,11 +428,69 @@ def _quantized(values: np.ndarray) -> dict[str, Any]:
             "data": base64.b64encode(levels.tobytes()).decode("ascii")}
 
 
+# the prediction chart's colours: none of them red or blue, which colour the units' values
+CHART_PALETTE = ["#1b9e77", "#b8860b", "#7b3294", "#66a61e", "#666666"]
+CHART_LABELS = 60  # tokens labelled on the chart's axis at most; longer texts label every k-th
+
+
+def token_label(token: str, max_chars: int = 10) -> str:
+    """A token as an axis label: line breaks and spaces made visible, long ones cut."""
+    label = token.replace("\n", "↵").replace("\t", "⇥")
+    label = "␣" if label == " " else label.strip() or label.replace(" ", "␣")
+    return label if len(label) <= max_chars else label[:max_chars - 1] + "…"
+
+
+def prediction_svg(probabilities: np.ndarray, label_names: list[str], tokens: list[str]) -> str:
+    """An SVG line chart of a classifier's class probabilities (tokens, classes) after each token,
+    with axes, ticks, a legend and the tokens as labels along the bottom."""
+    left, top, plot_width, plot_height, bottom, right = 56, 12, 760, 180, 78, 110
+    count = len(tokens)
+    x = (lambda i: left + (i / (count - 1) if count > 1 else 0.5) * plot_width)
+    y = (lambda p: top + (1 - p) * plot_height)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="prediction-chart" role="img" '
+             f'width="{left + plot_width + right}" height="{top + plot_height + bottom}" '
+             f'font-family="ui-monospace, monospace" font-size="11">',
+             '<title>the classifier\'s probability of each label, had the text ended at each token</title>']
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_width}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
+                     f'stroke="#ddd"/>')
+        parts.append(f'<text class="ytick" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_height}" stroke="#222"/>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_width}" y1="{top + plot_height}" '
+                 f'y2="{top + plot_height}" stroke="#222"/>')
+    parts.append(f'<text class="ylabel" transform="translate(14 {top + plot_height / 2}) rotate(-90)" '
+                 f'text-anchor="middle">probability</text>')
+    every = -(-count // CHART_LABELS)
+    for i in range(0, count, every):
+        parts.append(f'<line class="xtick" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{top + plot_height}" '
+                     f'y2="{top + plot_height + 4}" stroke="#222"/>')
+        parts.append(f'<text class="xtick" transform="translate({x(i) + 3:.1f} {top + plot_height + 10}) rotate(60)">'
+                     f'{html.escape(token_label(tokens[i]))}</text>')
+    parts.append(f'<text class="xlabel" x="{left + plot_width / 2}" y="{top + plot_height + bottom - 4}" '
+                 f'text-anchor="middle">token{"" if every == 1 else f" (every {every}th labelled)"}</text>')
+    for k, label in enumerate(label_names):
+        colour_k = CHART_PALETTE[k % len(CHART_PALETTE)]
+        points = " ".join(f"{x(i):.1f},{y(float(p)):.1f}" for i, p in enumerate(probabilities[:, k]))
+        parts.append(f'<polyline class="series" points="{points}" fill="none" stroke="{colour_k}" stroke-width="2"/>')
+        if count <= CHART_LABELS:
+            parts.extend(f'<circle cx="{x(i):.1f}" cy="{y(float(p)):.1f}" r="2.5" fill="{colour_k}"/>'
+                         for i, p in enumerate(probabilities[:, k]))
+        legend_y = top + 10 + 16 * k
+        parts.append(f'<line x1="{left + plot_width + 10}" x2="{left + plot_width + 30}" y1="{legend_y - 4}" '
+                     f'y2="{legend_y - 4}" stroke="{colour_k}" stroke-width="3"/>')
+        parts.append(f'<text class="legend" x="{left + plot_width + 35}" y="{legend_y}" fill="{colour_k}">'
+                     f'{html.escape(str(label))}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
 def html_page(trace: Trace, title: str, initial: Unit, ranking: Sequence[UnitScore] = (),
-              feature: str | None = None, layer: int | None = None, gate: str | None = None) -> str:
+              feature: str | None = None, layer: int | None = None, gate: str | None = None,
+              reason: str = "") -> str:
     """One self-contained HTML page (no external resources) where the reader picks a layer, gate
-    and unit and sees the text coloured by it; it opens on `initial`, lists `ranking` when given,
-    and charts a classifier's prediction along the text. Holds only `layer` / `gate` where given."""
+    and unit and sees the text coloured by it; it opens on `initial` and says why (`reason`), lists
+    `ranking` when given, and charts a classifier's prediction along the text. Holds only `layer` /
+    `gate` where given."""
     layers = [{name: values for name, values in gates.items() if gate is None or name == gate}
               if layer is None or number == layer else {} for number, gates in enumerate(trace.layers)]
     count = sum(values.size for gates in layers for values in gates.values())
@@ -362,18 +498,23 @@ def html_page(trace: Trace, title: str, initial: Unit, ranking: Sequence[UnitSco
         raise TextgenError(f"the page would hold {count:,} values (over {PAGE_VALUES:,}, about "
                            f"{count * 1.4 / 1e6:.0f} MB); narrow it with --layer and --gate, or give a shorter text")
     data = {
-        "title": title, "tokens": trace.tokens,
+        "title": title, "tokens": trace.tokens, "unknown": np.flatnonzero(trace.unknown).tolist(),
         "layers": [{name: _quantized(values) for name, values in gates.items()} for gates in layers],
         "initial": {"layer": initial.layer, "gate": initial.gate, "unit": initial.unit},
+        "reason": reason,
         "feature": FEATURES.get(feature or "", None),
         "ranking": [score_json(score) for score in ranking],
         "prediction": None if trace.probabilities is None else
         {"labels": trace.label_names, "probabilities": np.round(trace.probabilities.astype(np.float64), 4).tolist()},
     }
+    chart = "" if trace.probabilities is None else (
+        "<div>the classifier's prediction had the text ended at each token:</div>\n"
+        + prediction_svg(trace.probabilities, trace.label_names, trace.tokens))
     # inside <script>, "<", ">" and "&" as JSON escapes: no text can close the element or open another
     payload = json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    filled = {"title": html.escape(title), "data": payload}
-    return re.sub(r"\{(title|data)\}", lambda match: filled[match.group(1)], PAGE)  # one pass: no text is read twice
+    filled = {"title": html.escape(title), "data": payload, "chart": chart}
+    # one pass: no text is read twice
+    return re.sub(r"\{(title|data|chart)\}", lambda match: filled[match.group(1)], PAGE)
 
 
 PAGE = """<!DOCTYPE html>
@@ -392,6 +533,8 @@ h1 { font-size: 1.2em; }
         padding: .8em; max-height: 60vh; overflow-y: auto; }
 #text span { color: #000; }
 #readout, #about { font-family: ui-monospace, monospace; margin: .5em 0; min-height: 1.2em; }
+#why { margin: .3em 0; color: #555; }
+#text span.unknown, .unknown-key { text-decoration: underline wavy #222; text-underline-offset: .25em; }
 #ranking button { font-family: ui-monospace, monospace; margin: .1em; }
 #ranking button.current { font-weight: bold; }
 #legend span { display: inline-block; width: 3em; text-align: center; font-family: ui-monospace, monospace; }
@@ -408,10 +551,12 @@ svg { border: 1px solid #ccc; margin-top: .5em; }
   <span id="legend"></span>
 </div>
 <div id="about"></div>
+<div id="why"></div>
 <div id="ranking"></div>
 <div id="readout">hover over the text to read the values</div>
 <div id="text"></div>
-<div id="prediction"></div>
+<div id="unknown-note"></div>
+<div id="prediction">{chart}</div>
 <script type="application/json" id="data">{data}</script>
 <script>
 "use strict";
@@ -441,14 +586,17 @@ function unitValues(layer, gate, unit) {
   for (let i = 0; i < count; i++) out[i] = low + stored.bytes[unit * count + i] / 255 * span;
   return out;
 }
+const unknown = new Set(data.unknown);
 const spans = data.tokens.map((token, i) => {
   const span = element("span", token.replace(/\\n/g, "\\u21b5\\n"));
+  if (unknown.has(i)) span.className = "unknown";
   span.addEventListener("mouseenter", () => readout(i));
   $("text").appendChild(span);
   return span;
 });
 function readout(i) {
-  let line = `token ${i} ${JSON.stringify(data.tokens[i])}: ${values[i].toFixed(4)}`;
+  let line = `token ${i} ${JSON.stringify(data.tokens[i])}${unknown.has(i) ? " (unknown to the model)" : ""}: ` +
+    values[i].toFixed(4);
   if (data.prediction) {
     line += "   prediction: " + data.prediction.labels.map((label, k) =>
       `${label} ${data.prediction.probabilities[i][k].toFixed(3)}`).join(", ");
@@ -477,7 +625,10 @@ function show() {
   let largest = 0;
   for (const v of values) largest = Math.max(largest, Math.abs(v));
   scale = largest <= 1 ? 1 : largest;
-  spans.forEach((span, i) => { span.style.background = colour(values[i]); span.title = values[i].toFixed(4); });
+  spans.forEach((span, i) => {
+    span.style.background = colour(values[i]);
+    span.title = values[i].toFixed(4) + (unknown.has(i) ? " (not in the model's vocabulary: read as unknown)" : "");
+  });
   $("legend").replaceChildren(...[-1, -0.5, 0, 0.5, 1].map((f) => {
     const s = element("span", (f * scale).toPrecision(2)); s.style.background = colour(f * scale); return s; }));
   const ranked = data.ranking.find((r) =>
@@ -503,28 +654,12 @@ $("gate").addEventListener("change", (e) => { current.gate = e.target.value; sho
 $("unit").addEventListener("change", (e) => { current.unit = Number(e.target.value) || 0; show(); });
 $("previous").addEventListener("click", () => { current.unit -= 1; show(); });
 $("next").addEventListener("click", () => { current.unit += 1; show(); });
-if (data.prediction) {
-  const svgNS = "http://www.w3.org/2000/svg", width = 800, height = 160;
-  const palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
-  const svg = document.createElementNS(svgNS, "svg");
-  svg.setAttribute("width", width); svg.setAttribute("height", height + 20);
-  data.prediction.labels.forEach((label, k) => {
-    const line = document.createElementNS(svgNS, "polyline");
-    const points = data.prediction.probabilities.map((p, i) =>
-      `${(count > 1 ? i / (count - 1) : 0) * width},${(1 - p[k]) * height + 10}`);
-    line.setAttribute("points", points.join(" "));
-    line.setAttribute("fill", "none");
-    line.setAttribute("stroke", palette[k % palette.length]);
-    svg.appendChild(line);
-    const name = document.createElementNS(svgNS, "text");
-    name.setAttribute("x", 5); name.setAttribute("y", 22 + 14 * k);
-    name.setAttribute("fill", palette[k % palette.length]);
-    name.textContent = label;
-    svg.appendChild(name);
-  });
-  $("prediction").appendChild(element("div",
-    "the classifier's prediction had the text ended at each token (probability, 0 to 1):"));
-  $("prediction").appendChild(svg);
+if (data.reason) $("why").textContent = `why this unit: ${data.reason}`;
+if (unknown.size) {
+  const key = element("span", "wavy underline");
+  key.className = "unknown-key";
+  $("unknown-note").append(key, `: ${unknown.size} character${unknown.size > 1 ? "s" : ""} the model never saw ` +
+    "in training; it reads each as one unknown symbol");
 }
 show();
 </script>
