@@ -50,6 +50,17 @@ MODELS = {
         "data": "imdb train (less the 10% stratified validation rows, seed 0) + unsupervised: 72,500 reviews, "
                 "about 96 million characters, HTML line breaks turned into newlines",
     },
+    "english": {
+        "train": ["--corpus", "gutenberg", "--layers", "2", "--hidden", "512", "--embed", "512",
+                  "--batch-size", "32", "--seq-len", "128", "--lr", "2e-3", "--eval-interval", "500",
+                  "--checkpoint-interval", "250", "--time-budget", "80m"],
+        "scores": [["gutenberg", "validation"], ["gutenberg", "test"], ["tiny_shakespeare", "validation"],
+                   ["imdb", "validation"]],
+        "about": "A general English character-level LSTM language model (books of the 19th and early 20th "
+                 "century), to fine-tune on your own text: `textgen train --corpus my.txt --init-from english`.",
+        "data": "gutenberg train: 18 public-domain books, 13,360,573 characters (validation: 3 other books, "
+                "380,197 characters; test: 3 more, 557,553 characters; split by whole books)",
+    },
     "sentiment": {
         # first whole reviews and sentences together, then the sentences alone, which were 3% of the
         # first stage's tokens
