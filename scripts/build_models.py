@@ -170,8 +170,10 @@ def main() -> None:
     for name in args.only or list(MODELS):
         spec = MODELS[name]
         run = RUNS / spec.get("run", name)
-        stages = [[*stage, "--out", str((RUNS / out).relative_to(ROOT))] for out, stage in spec.get("before", {}).items()]
-        stages.append([*spec["train"], "--out", str(run.relative_to(ROOT))])
+        # a rebuild starts each run again: --overwrite replaces what an earlier build left
+        stages = [[*stage, "--out", str((RUNS / out).relative_to(ROOT)), "--overwrite"]
+                  for out, stage in spec.get("before", {}).items()]
+        stages.append([*spec["train"], "--out", str(run.relative_to(ROOT)), "--overwrite"])
         stages += [[*extra, "--resume", "--out", str(run.relative_to(ROOT))] for extra in spec.get("resume", [])]
         command = "\n    ".join("textgen train " + shlex.join(stage) for stage in stages)
         if not args.pack_only:

@@ -119,7 +119,7 @@ def test_a_live_run_blocks_its_folder_and_a_killed_one_does_not(corpus, tmp_path
         while not (run / "last.pt").exists():
             assert live.poll() is None and time.monotonic() < deadline, "the live run did not start training"
             time.sleep(0.1)
-        for extra in (["--resume"], []):
+        for extra in (["--resume"], ["--overwrite"]):  # without either, a folder holding a run is refused
             assert cli.main(train_args(corpus, run, "--max-steps", "3", *extra)) == 1
             assert "is in use by another textgen train" in error_line(capsys.readouterr().err)
         assert live.poll() is None, "the refused runs left the live one alone"

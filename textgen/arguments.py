@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 import re
+from pathlib import Path
 
 from textgen import __version__
 from textgen.config import (PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, SampleConfig,
                             TrainConfig, flag_of)
+from textgen.errors import ConfigError
 
 
 _LINE_BREAKS = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")  # what str.splitlines splits at
@@ -27,7 +31,61 @@ class ArgumentParser(argparse.ArgumentParser):
         super().error(one_line(message))
 
 
-_TYPES = {"int": int, "float": float, "str": str}
+def finite_float(text: str) -> float:
+    """A float flag's value: a finite number (nan and inf would pass every range check unnoticed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give a value such as 0.5")
+    return value
+
+
+_TYPES = {"int": int, "float": finite_float, "str": str}
+HTML_FORMATS = ("html", "htm")
+
+
+def image_formats() -> tuple[str, ...]:
+    """The file extensions matplotlib can write (none when it is not installed: the command says so)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return ()
+    return tuple(Figure().canvas.get_supported_filetypes())
+
+
+def check_output(flag: str, path: str, inputs: list[Path], formats: tuple[str, ...]) -> None:
+    """Refuse, before any work, an output file that would replace one of the command's `inputs`, that
+    is a folder or in a folder that cannot be written, or whose extension is not among `formats`."""
+    target = Path(path)
+    suffix = target.suffix.lower().lstrip(".")
+    if formats and suffix not in formats:
+        raise ConfigError(f"{flag} {path}: cannot write a {'.' + suffix if suffix else 'file without an extension'}"
+                          f" file; name it with one of .{', .'.join(formats)}")
+    if target.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a file name such as {target / ('out.' + formats[0])}")
+    folder = target.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist or cannot be written; create it or "
+                          f"choose another path")
+    for given in inputs:
+        if target.exists() and given.exists() and os.path.samefile(target, given):
+            raise ConfigError(f"{flag} {path} is also an input of this command ({given}); writing it would "
+                              f"replace that file; choose another output path")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Checks across flags that argparse cannot make alone, run before any work: output files."""
+    if args.command == "inspect" and args.html:
+        model = Path(args.model)
+        inputs = [model, model / "best.pt", model / "last.pt", *([Path(args.file)] if args.file else [])]
+        check_output("--html", args.html, inputs, HTML_FORMATS)
+    elif args.command == "plot":
+        inputs = [Path(run) / name for run in args.runs for name in ("metrics.jsonl", "config.json")]
+        check_output("--out", args.out, inputs + [Path(run) for run in args.runs], image_formats())
+    elif args.command == "memory" and args.plot:
+        check_output("--plot", args.plot, [], image_formats())
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, exclude: tuple[str, ...] = (),

@@ -17,7 +17,7 @@ from typing import Callable
 from rich.console import Console
 from rich.logging import RichHandler
 
-from textgen.arguments import build_parser, corpus_config, one_line
+from textgen.arguments import build_parser, check_arguments, corpus_config, one_line
 from textgen.config import SampleConfig, typed_fields
 from textgen.errors import ConfigError, TextgenError
 from textgen.output import RichReporter, print_classifier_metrics, print_memory, print_models, print_predictions
@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_arguments(args)
         return COMMANDS[args.command](args, console)
     except TextgenError as error:
         if args.traceback:

@@ -129,6 +129,8 @@ class TrainConfig:
     preset: str = option("small", "model and batch sizes to start from", choices=("tiny", "small", "medium", "large"))
     out: str | None = option(None, "run folder (default: runs/<corpus>-<cell>-<time>)")
     resume: bool = option(False, "continue the run in --out from its last.pt")
+    overwrite: bool = option(False, "start again in an --out that holds a run (its files are replaced once the "
+                                    "new run's first checkpoint is written)")
     batch_size: int = option(64, "sequences per batch (per process under DDP)")
     seq_len: int = option(128, "tokens per truncated-backprop window")
     lr: float = option(2e-3, "peak learning rate (AdamW)")
@@ -158,6 +160,8 @@ class TrainConfig:
             self.time_budget_seconds  # validates the text
         if self.resume and not self.out:
             raise ConfigError("--resume needs --out RUN_DIR naming the run to continue")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues the run in --out and --overwrite starts it again; choose one")
 
     @property
     def time_budget_seconds(self) -> float | None:

@@ -29,7 +29,7 @@ from textgen.model import Classifier, LanguageModel, count_parameters, grow_voca
 from textgen.precision import resolve_precision
 from textgen.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, tokenizer_from_data
 from textgen.tasks import ClassificationTask, LanguageModelTask
-from textgen.trainer import Reporter, RunResult, check_resumable, fit
+from textgen.trainer import Reporter, RunResult, check_resumable, check_run_folder, fit
 
 log = logging.getLogger("textgen")
 
@@ -86,6 +86,7 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
     kind = model_config.cell if train.task == "lm" else "classifier"
     run_dir = Path(train.out or f"runs/{Path(data.corpus).name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = Path(dist.gather(str(run_dir))[0])  # every rank writes into rank 0's folder name
+    check_run_folder(run_dir, train)
     tokenizer = pretrained = None
     if train.resume:
         # A typed model flag that contradicts the checkpoint is refused by check_resumable.

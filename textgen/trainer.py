@@ -12,6 +12,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -125,12 +126,53 @@ def check_resumable(payload: dict[str, Any], configs: dict[str, dict], world_siz
                               f"processes and this job has {world_size}; use --nproc-per-node {saved_world}")
 
 
+# What a run writes in its folder; `lm` holds a classifier's language-model stage, REPLACED the run
+# that --overwrite replaces, kept until the new run's first checkpoint is written.
+RUN_FILES = ("best.pt", "last.pt", "config.json", "metrics.jsonl")
+REPLACED = ".replaced"
+
+
+def _written_by_textgen(path: Path) -> bool:
+    if path.name in ("lm", REPLACED):
+        return path.is_dir()
+    if path.name == "config.json":  # a name users choose too: textgen's holds the run's configs
+        try:
+            return "train" in json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            return False
+    return path.name in RUN_FILES or path.name.endswith((".pt.tmp", ".pt.damaged"))
+
+
+def check_run_folder(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse an --out that is not a folder, that holds files textgen did not write, or that holds a
+    trained run which neither --resume nor --overwrite names."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a run folder; choose another --out")
+    try:
+        foreign = sorted(entry.name for entry in run_dir.iterdir() if not _written_by_textgen(entry))
+    except OSError as error:
+        raise ConfigError(f"cannot read --out {run_dir} ({error.strerror or error}); choose another --out") from error
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"--out {run_dir} holds files textgen did not write ({shown}); training there could "
+                          f"replace them; choose a new or empty --out")
+    trained = [name for name in ("last.pt", "best.pt", f"{REPLACED}/last.pt") if (run_dir / name).exists()]
+    if trained and not (config.resume or config.overwrite):
+        raise ConfigError(f"--out {run_dir} holds a trained run ({', '.join(trained)}); add --resume to continue "
+                          f"it, --overwrite to start again (its files are replaced once the new run's first "
+                          f"checkpoint is written), or choose another --out")
+
+
 @contextmanager
 def run_folder_lock(run_dir: Path, dist: Distributed) -> Iterator[None]:
     """One writer per run folder: rank 0 holds an exclusive flock on the folder itself while the block
     runs. The kernel drops it when the process ends, however it ends, so a killed run never blocks
     the next; every rank learns the outcome, so none waits on a refused run."""
     descriptor = None
+    # the topmost folder this run makes: removed again if the run fails before its first checkpoint
+    created = next((folder for folder in reversed([run_dir, *run_dir.parents]) if not folder.exists()), None)
     if dist.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +190,10 @@ def run_folder_lock(run_dir: Path, dist: Distributed) -> Iterator[None]:
                             f"running; wait for it to finish (or stop it), or choose another --out")
     try:
         yield
+    except BaseException:
+        if dist.is_main and created is not None and not any(created.rglob("*.pt")):
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     finally:
         if descriptor is not None:
             os.close(descriptor)
@@ -161,9 +207,14 @@ def fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs
     Refuses a run folder that another live run holds."""
     dist = dist or Distributed()
     with run_folder_lock(Path(run_dir), dist):
+        check_run_folder(Path(run_dir), config)
         loop = _Loop(model, task, config, Path(run_dir), configs, checkpoint_extra, device, precision,
                      reporter or SilentReporter(), dist)
-        return loop.run()
+        try:
+            return loop.run()
+        except BaseException:
+            loop.restore_replaced()
+            raise
 
 
 class _Loop:
@@ -185,6 +236,7 @@ class _Loop:
         self.last_eval: dict[str, float] = {}
         self.evaluated_at: int | None = None
         self.last_path, self.best_path = run_dir / "last.pt", run_dir / "best.pt"
+        self.replaced: Path | None = None  # the run --overwrite replaces, until this one's first checkpoint
         self.started = time.perf_counter()
 
     def resume_or_start(self) -> None:
@@ -201,8 +253,22 @@ class _Loop:
             self.step, self.elapsed_before = payload["step"], payload["elapsed"]
             self.best, self.best_metrics, self.saved_step = payload["best"], payload["best_metrics"], self.step
         elif self.dist.is_main:
+            self.replaced = self.run_dir / REPLACED
+            if self.last_path.exists() or self.best_path.exists():  # --overwrite: the old run moves aside
+                shutil.rmtree(self.replaced, ignore_errors=True)
+                self.replaced.mkdir()
+                for name in RUN_FILES:
+                    if (self.run_dir / name).exists():
+                        os.replace(self.run_dir / name, self.replaced / name)
             (self.run_dir / "config.json").write_text(json.dumps(self.configs, indent=2) + "\n")
             (self.run_dir / "metrics.jsonl").write_text("")
+
+    def restore_replaced(self) -> None:
+        """Put back the run that --overwrite moved aside, when this one failed before its first checkpoint."""
+        if self.replaced is not None and self.replaced.is_dir():
+            for path in self.replaced.iterdir():
+                os.replace(path, self.run_dir / path.name)
+            self.replaced.rmdir()
 
     def log(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
@@ -219,6 +285,9 @@ class _Loop:
                    "metrics": metrics, "best": self.best, "best_metrics": self.best_metrics}
         if self.dist.is_main:
             save_checkpoint(path, payload)
+            if self.replaced is not None:  # the new run is safely on disk: the one it replaces goes
+                shutil.rmtree(self.replaced, ignore_errors=True)
+                self.replaced = None
         self.saved_step = self.step
 
     def evaluate(self) -> None:

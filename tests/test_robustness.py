@@ -1,0 +1,96 @@
+"""Issue 19: nothing a user hands textgen loses their files, is misread without a word, or ends in a
+traceback. One test per kind of probe, each first seen failing."""
+
+import hashlib
+import json
+
+import pytest
+
+from textgen import cli
+from textgen.checkpoint import load_checkpoint
+
+
+def train_args(corpus, out, *extra):
+    return ["train", "--corpus", str(corpus), "--preset", "tiny", "--out", str(out), "--device", "cpu",
+            "--precision", "fp32", "--eval-interval", "4", "--checkpoint-interval", "4", "--log-interval", "1",
+            *extra]
+
+
+def digest(folder):
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())
+            if path.is_file()}
+
+
+@pytest.fixture
+def trained(corpus, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(train_args(corpus, run, "--max-steps", "8")) == 0
+    return run
+
+
+def test_training_into_a_finished_run_without_resume_or_overwrite_is_refused_and_keeps_its_files(
+        corpus, trained, capsys):
+    before = digest(trained)
+    assert cli.main(train_args(corpus, trained, "--max-steps", "4")) == 1
+    err = capsys.readouterr().err
+    assert "holds a trained run" in err and "--resume" in err and "--overwrite" in err
+    assert digest(trained) == before
+
+
+def test_overwrite_starts_again_and_replaces_the_old_run(corpus, trained):
+    assert cli.main(train_args(corpus, trained, "--max-steps", "4", "--overwrite")) == 0
+    assert load_checkpoint(trained / "last.pt")["step"] == 4
+    assert not (trained / ".replaced").exists()
+    assert json.loads((trained / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
+
+
+def test_an_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_back(corpus, trained, capsys):
+    before = digest(trained)
+    code = cli.main(train_args(corpus, trained, "--max-steps", "50", "--overwrite", "--lr", "1e20",
+                               "--warmup-steps", "0", "--grad-clip", "0", "--checkpoint-interval", "100",
+                               "--eval-interval", "100"))
+    assert code == 1 and "the training loss became" in capsys.readouterr().err
+    assert digest(trained) == before and not (trained / ".replaced").exists()
+
+
+def test_a_folder_with_files_textgen_did_not_write_is_refused(corpus, tmp_path, capsys):
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"my": "settings"}')
+    assert cli.main(train_args(corpus, mine, "--max-steps", "4")) == 1
+    assert "holds files textgen did not write (config.json)" in capsys.readouterr().err
+    assert (mine / "config.json").read_text() == '{"my": "settings"}'
+    assert sorted(p.name for p in mine.iterdir()) == ["config.json"]
+
+
+def test_a_run_that_fails_at_the_start_leaves_no_half_made_folder(corpus, tmp_path, capsys):
+    run = tmp_path / "new" / "run"
+    code = cli.main(train_args(corpus, run, "--max-steps", "50", "--lr", "1e20", "--warmup-steps", "0",
+                               "--grad-clip", "0", "--checkpoint-interval", "100", "--eval-interval", "100"))
+    assert code == 1 and "the training loss became" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_inspect_html_refuses_to_write_over_its_own_input_file(tmp_path, capsys):
+    text = tmp_path / "text.html"
+    text.write_text("my own words")
+    assert cli.main(["inspect", "--file", str(text), "--html", str(text)]) == 1
+    assert "is also an input of this command" in capsys.readouterr().err
+    assert text.read_text() == "my own words"
+
+
+def test_plot_refuses_its_own_input_and_an_unknown_format_before_any_work(trained, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    before = digest(trained)
+    assert cli.main(["plot", str(trained), "--out", str(trained / "metrics.jsonl")]) == 1
+    assert "cannot write a .jsonl file" in capsys.readouterr().err
+    assert cli.main(["plot", str(trained), "--out", str(tmp_path / "chart.xyz")]) == 1
+    assert "cannot write a .xyz file; name it with one of" in capsys.readouterr().err
+    assert cli.main(["plot", str(trained), "--out", str(tmp_path)]) == 1
+    assert digest(trained) == before
+
+
+def test_memory_plot_of_an_unknown_format_fails_before_training(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert cli.main(["memory", "--quick", "--plot", str(tmp_path / "m.xyz")]) == 1
+    assert "cannot write a .xyz file" in capsys.readouterr().err
