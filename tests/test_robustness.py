@@ -94,3 +94,80 @@ def test_memory_plot_of_an_unknown_format_fails_before_training(tmp_path, capsys
     pytest.importorskip("matplotlib")
     assert cli.main(["memory", "--quick", "--plot", str(tmp_path / "m.xyz")]) == 1
     assert "cannot write a .xyz file" in capsys.readouterr().err
+
+
+# --- checkpoints verify themselves --------------------------------------------------------------
+
+def zero_bytes_inside_the_largest_tensor(path):
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        entry = max(archive.infolist(), key=lambda info: info.file_size)
+    data = bytearray(path.read_bytes())
+    start = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra)
+    middle = start + entry.file_size // 2
+    data[middle:middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+def test_zeroed_bytes_inside_a_checkpoint_are_found_by_its_checksum(trained, capsys):
+    from textgen.errors import CheckpointError
+    zero_bytes_inside_the_largest_tensor(trained / "best.pt")
+    with pytest.raises(CheckpointError, match="is damaged: its contents no longer match the checksum"):
+        load_checkpoint(trained / "best.pt")
+    assert cli.main(["sample", "--model", str(trained / "best.pt"), "--length", "5"]) == 1
+    assert "is damaged" in capsys.readouterr().err
+
+
+def test_resume_from_a_damaged_last_pt_takes_an_intact_best_pt_with_a_log_line(corpus, trained, capsys):
+    zero_bytes_inside_the_largest_tensor(trained / "last.pt")
+    best_step = load_checkpoint(trained / "best.pt")["step"]
+    assert cli.main(train_args(corpus, trained, "--max-steps", "12", "--resume")) == 0
+    err = "".join(capsys.readouterr().err.split())  # rich wraps log lines
+    assert "cannotbeused" in err and f"resumingfrom{trained / 'best.pt'},step{best_step}" in err
+    assert (trained / "last.pt.damaged").exists() and load_checkpoint(trained / "last.pt")["step"] == 12
+
+
+def test_resume_when_last_pt_and_best_pt_are_both_damaged_is_a_clear_error(corpus, trained, capsys):
+    for name in ("last.pt", "best.pt"):
+        zero_bytes_inside_the_largest_tensor(trained / name)
+    assert cli.main(train_args(corpus, trained, "--max-steps", "12", "--resume")) == 1
+    assert "last.pt is damaged" in capsys.readouterr().err
+
+
+def hand_made(trained, tmp_path, change):
+    import torch
+    from textgen.checkpoint import save_checkpoint
+    payload = load_checkpoint(trained / "best.pt")
+    for key in ("path", "checksum", "format", "version"):
+        payload.pop(key)
+    change(payload)
+    path = tmp_path / "hand_made.pt"
+    save_checkpoint(path, payload)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p.pop("model"), "model is missing"),
+    (lambda p: p.update(tokenizer="chars"), "tokenizer is str, not a dict"),
+    (lambda p: p["model_config"].update(hidden_size=10 ** 9), "hidden_size 1000000000 is not a whole number"),
+    (lambda p: p["model_config"].update(hidden_size="64"), "do not read back"),
+    (lambda p: p["model_config"].update(cell="transformer"), "do not read back"),
+    (lambda p: p["model"].update({"output.bias": p["model"]["output.bias"][:3]}), "do not fit its config"),
+    (lambda p: p["model"].pop("output.bias"), "output.bias missing"),
+])
+def test_a_hand_made_checkpoint_with_missing_keys_wrong_types_or_shapes_is_refused_in_one_line(
+        trained, tmp_path, capsys, change, message):
+    path = hand_made(trained, tmp_path, change)
+    for command in (["sample", "--model", str(path), "--length", "5"], ["inspect", "--model", str(path),
+                                                                         "--text", "ab"]):
+        assert cli.main(command) == 1
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_old_checkpoint_without_a_checksum_still_loads(trained, tmp_path):
+    import torch
+    payload = load_checkpoint(trained / "best.pt")
+    payload.pop("checksum"), payload.pop("path")
+    torch.save(payload, tmp_path / "old.pt")
+    assert cli.main(["sample", "--model", str(tmp_path / "old.pt"), "--length", "5"]) == 0

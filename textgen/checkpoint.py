@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import importlib.resources
+import logging
 import os
 import pickle
 import zipfile
@@ -14,13 +16,44 @@ from typing import Any
 import torch
 
 from textgen.config import ClassifierConfig, ModelConfig, from_dict
-from textgen.errors import CheckpointError
+from textgen.errors import CheckpointError, TextgenError
 from textgen.model import Classifier, LanguageModel
 from textgen.tokenizer import Tokenizer, tokenizer_from_data
+
+log = logging.getLogger("textgen")
 
 FORMAT = "textgen-checkpoint"
 VERSION = 1
 KINDS = ("language_model", "classifier")
+# Bounds a checkpoint's config must keep before a model of its shape is built (a hand-made file
+# could ask for gigabytes): far above any model textgen trains.
+LIMITS = {"vocab_size": 1 << 20, "num_layers": 64, "hidden_size": 1 << 14, "embed_size": 1 << 14,
+          "head_hidden": 1 << 14}
+
+
+def checksum(payload: dict[str, Any]) -> str:
+    """A SHA-256 of everything in `payload` but its own "checksum": keys, values and tensor bytes."""
+    hasher = hashlib.sha256()
+
+    def add(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            hasher.update(f"tensor {value.dtype} {tuple(value.shape)};".encode())
+            hasher.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(value, dict):
+            items = [(key, item) for key, item in value.items() if key != "checksum"]
+            hasher.update(f"dict {len(items)};".encode())
+            for key, item in items:
+                hasher.update(f"{key!r}:".encode())
+                add(item)
+        elif isinstance(value, (list, tuple)):
+            hasher.update(f"{type(value).__name__} {len(value)};".encode())
+            for item in value:
+                add(item)
+        else:
+            hasher.update(f"{value!r};".encode())
+
+    add(payload)
+    return "sha256:" + hasher.hexdigest()
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -28,8 +61,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
     try:
+        payload = {"format": FORMAT, "version": VERSION, **payload}
+        payload["checksum"] = checksum(payload)
         with open(temporary, "wb") as file:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, file)
+            torch.save(payload, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -87,6 +122,7 @@ def resolve_checkpoint_path(model: str | Path) -> Path:
 def describe_checkpoint(model: str | Path) -> dict[str, Any]:
     """What `textgen models` shows of a checkpoint: kind, tokenizer, parameters, corpus, validation."""
     payload = load_checkpoint(model)
+    check_schema(payload, Path(payload["path"]))
     seen, parameters = set(), 0
     for tensor in payload["model"].values():
         if tensor.data_ptr() not in seen:  # tied weights count once
@@ -137,6 +173,11 @@ def load_checkpoint(model: str | Path, kind: str | None = None) -> dict[str, Any
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer textgen (format {payload['version']}, "
                               f"this one reads {VERSION}); upgrade textgen")
+    if "checksum" not in payload:
+        log.debug("%s carries no checksum (written before textgen added them); loaded unchecked", path)
+    elif payload["checksum"] != checksum(payload):
+        raise CheckpointError(f"{path} is damaged: its contents no longer match the checksum written with it "
+                              f"(a bad disk, copy or edit); use another checkpoint (a run's best.pt) or retrain")
     if kind is not None and payload.get("kind") != kind:
         wanted = {"language_model": "a language model (textgen train --task lm)",
                   "classifier": "a classifier (textgen train --task classify)"}[kind]
@@ -146,6 +187,48 @@ def load_checkpoint(model: str | Path, kind: str | None = None) -> dict[str, Any
     return payload
 
 
+def check_schema(payload: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose keys, types, sizes or tensor shapes are not those its config says,
+    before any model is built from it."""
+    def refuse(what: str) -> CheckpointError:
+        return CheckpointError(f"{path} is not a usable textgen checkpoint: {what}; use a checkpoint written by "
+                               f"`textgen train`")
+
+    if payload.get("kind") not in KINDS:
+        raise refuse(f"its kind {payload.get('kind')!r} is not one of {', '.join(KINDS)}")
+    needed = {"model_config": dict, "tokenizer": dict, "model": dict,
+              **({"classifier_config": dict} if payload["kind"] == "classifier" else {})}
+    for key, wanted in needed.items():
+        if not isinstance(payload.get(key), wanted):
+            raise refuse(f"{key} is {type(payload.get(key)).__name__ if key in payload else 'missing'}, "
+                         f"not a {wanted.__name__}")
+    try:
+        model_config = from_dict(ModelConfig, payload["model_config"])
+        classifier_config = (from_dict(ClassifierConfig, payload["classifier_config"])
+                             if payload["kind"] == "classifier" else None)
+        sizes = {**dataclasses.asdict(model_config), **dataclasses.asdict(classifier_config or ClassifierConfig())}
+        for name, limit in LIMITS.items():
+            if not isinstance(sizes[name], int) or not 0 < sizes[name] <= limit:
+                raise refuse(f"its {name} {sizes[name]!r} is not a whole number from 1 to {limit}")
+        tokenizer = tokenizer_from_data(payload["tokenizer"])
+    except (TypeError, ValueError, KeyError, AttributeError, TextgenError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise refuse(f"its configs or tokenizer do not read back ({str(error)[:120] or type(error).__name__})") from None
+    if tokenizer.vocab_size != model_config.vocab_size:
+        raise refuse(f"its tokenizer has {tokenizer.vocab_size} tokens and its model {model_config.vocab_size}")
+    with torch.device("meta"):  # the shapes the config means, without allocating them
+        built = Classifier(model_config, classifier_config) if classifier_config else LanguageModel(model_config)
+    expected = {name: tuple(tensor.shape) for name, tensor in built.state_dict().items()}
+    found = {name: tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+             for name, tensor in payload["model"].items()}
+    if found != expected:
+        wrong = sorted(name for name in expected.keys() | found.keys() if found.get(name) != expected.get(name))
+        shown = "; ".join(f"{name} {found.get(name, 'missing')} vs {expected.get(name, 'unexpected')}"
+                          for name in wrong[:2])
+        raise refuse(f"its weights do not fit its config ({shown}{' ...' if len(wrong) > 2 else ''})")
+
+
 def load_model(model: str | Path, device: str | torch.device = "cpu", kind: str | None = None,
                max_len: int | None = None, long_text: str | None = None
                ) -> tuple[LanguageModel | Classifier, Tokenizer, dict[str, Any]]:
@@ -153,6 +236,7 @@ def load_model(model: str | Path, device: str | torch.device = "cpu", kind: str 
     enforced), its tokenizer, and the checkpoint payload. `max_len` and `long_text` change how a
     classifier reads long texts (default: as it was trained)."""
     payload = load_checkpoint(model, kind=kind)
+    check_schema(payload, Path(payload["path"]))
     model_config = from_dict(ModelConfig, payload["model_config"])
     if payload["kind"] == "classifier":
         config = from_dict(ClassifierConfig, payload["classifier_config"])

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
-from textgen.checkpoint import bundled_models, load_checkpoint, load_model
+from textgen.checkpoint import bundled_models, load_model
 from textgen.config import (LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig,
                             TrainConfig, flag_of, from_dict, to_dict, typed_fields)
 from textgen.corpus import Corpus, count_chars, language_model_split, load_corpus, split_texts
@@ -29,7 +29,7 @@ from textgen.model import Classifier, LanguageModel, count_parameters, grow_voca
 from textgen.precision import resolve_precision
 from textgen.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, tokenizer_from_data
 from textgen.tasks import ClassificationTask, LanguageModelTask
-from textgen.trainer import Reporter, RunResult, check_resumable, check_run_folder, fit
+from textgen.trainer import Reporter, RunResult, check_resumable, check_run_folder, fit, resume_checkpoint
 
 log = logging.getLogger("textgen")
 
@@ -90,7 +90,7 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
     tokenizer = pretrained = None
     if train.resume:
         # A typed model flag that contradicts the checkpoint is refused by check_resumable.
-        saved = load_checkpoint(run_dir / "last.pt", kind="language_model" if train.task == "lm" else "classifier")
+        saved = resume_checkpoint(run_dir, "language_model" if train.task == "lm" else "classifier", dist)
 
         def resumed(name: str) -> Any:  # the saved config overlaid with what was typed now (a longer --max-steps, say)
             return from_dict(CONFIGS[name], {**saved["configs"][name], **typed[name]})

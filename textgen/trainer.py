@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import os
 import shutil
@@ -24,11 +25,13 @@ from typing import Any, Iterator, Protocol
 import torch
 from torch import nn
 
-from textgen.checkpoint import load_checkpoint, save_checkpoint
+from textgen.checkpoint import check_schema, load_checkpoint, save_checkpoint
 from textgen.config import TrainConfig
 from textgen.distributed import Distributed
 from textgen.errors import CheckpointError, ConfigError, TrainingError
 from textgen.precision import precision_context
+
+log = logging.getLogger("textgen")
 
 
 class Reporter(Protocol):
@@ -165,6 +168,44 @@ def check_run_folder(run_dir: Path, config: TrainConfig) -> None:
                           f"checkpoint is written), or choose another --out")
 
 
+# what a checkpoint written by the loop holds to continue exactly, besides its configs and ranks
+TRAINING_STATE = ("optimizer", "scaler", "step", "elapsed", "best", "best_metrics")
+
+
+def resume_checkpoint(run_dir: Path, kind: str, dist: Distributed) -> dict[str, Any]:
+    """The run's last.pt, to resume from; when it is damaged and best.pt is intact, best.pt takes its
+    place (said in a log line; the damaged file is kept as last.pt.damaged)."""
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+
+    def training_state(path: Path) -> dict[str, Any]:
+        payload = load_checkpoint(path, kind=kind)
+        check_schema(payload, path)
+        configs, ranks = payload.get("configs"), payload.get("ranks")
+        if not (isinstance(configs, dict) and all(isinstance(configs.get(name), dict) for name in ("data", "model",
+                "train")) and isinstance(ranks, list) and ranks and all(key in payload for key in TRAINING_STATE)):
+            raise CheckpointError(f"cannot resume from {path}: it holds no training state (an exported or "
+                                  f"hand-made checkpoint); pass it to --init-from instead, or choose another --out")
+        return payload
+
+    try:
+        return training_state(last)
+    except CheckpointError as error:
+        if not (last.is_file() and best.is_file()):
+            raise
+        damaged = error
+    try:
+        payload = training_state(best)
+    except CheckpointError:
+        raise damaged from None
+    log.warning("%s cannot be used (%s); resuming from %s, step %d, instead; the damaged file is kept as "
+                "last.pt.damaged", last, str(damaged).split("; ")[0], best, payload["step"])
+    if dist.is_main:
+        os.replace(last, last.with_name("last.pt.damaged"))
+        shutil.copyfile(best, last)
+    dist.barrier()
+    return payload
+
+
 @contextmanager
 def run_folder_lock(run_dir: Path, dist: Distributed) -> Iterator[None]:
     """One writer per run folder: rank 0 holds an exclusive flock on the folder itself while the block
@@ -243,15 +284,20 @@ class _Loop:
         """Continue from last.pt with --resume (refusing another model or job), else start the run's files."""
         if self.config.resume:
             payload = load_checkpoint(self.last_path)
-            check_resumable(payload, self.configs, self.dist.world_size)
-            self.model.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-            self.scaler.load_state_dict(payload["scaler"])
-            rank_state = payload["ranks"][self.dist.rank]
-            self.task.load_state_dict(rank_state["task"], self.device)
-            _set_rng_state(rank_state["rng"], self.device)
-            self.step, self.elapsed_before = payload["step"], payload["elapsed"]
-            self.best, self.best_metrics, self.saved_step = payload["best"], payload["best_metrics"], self.step
+            try:
+                check_resumable(payload, self.configs, self.dist.world_size)
+                self.model.load_state_dict(payload["model"])
+                self.optimizer.load_state_dict(payload["optimizer"])
+                self.scaler.load_state_dict(payload["scaler"])
+                rank_state = payload["ranks"][self.dist.rank]
+                self.task.load_state_dict(rank_state["task"], self.device)
+                _set_rng_state(rank_state["rng"], self.device)
+                self.step, self.elapsed_before = int(payload["step"]), float(payload["elapsed"])
+                self.best, self.best_metrics, self.saved_step = payload["best"], payload["best_metrics"], self.step
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+                raise CheckpointError(f"cannot resume from {self.last_path}: it lacks a usable training state "
+                                      f"({type(error).__name__}: {str(error)[:100]}); resume from a last.pt written "
+                                      f"by textgen train, or start again with --overwrite") from error
         elif self.dist.is_main:
             self.replaced = self.run_dir / REPLACED
             if self.last_path.exists() or self.best_path.exists():  # --overwrite: the old run moves aside
