@@ -171,3 +171,74 @@ def test_an_old_checkpoint_without_a_checksum_still_loads(trained, tmp_path):
     payload.pop("checksum"), payload.pop("path")
     torch.save(payload, tmp_path / "old.pt")
     assert cli.main(["sample", "--model", str(tmp_path / "old.pt"), "--length", "5"]) == 0
+
+
+# --- clean behaviour at the edges ---------------------------------------------------------------
+
+class ClosedPipe:
+    """A stdout whose reader has gone, as `textgen sample | head` leaves it."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self):
+        raise OSError("no file")
+
+
+def test_a_closed_pipe_ends_quietly_with_status_0(trained, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert cli.main(["sample", "--model", str(trained), "--length", "50", "--seed", "0"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_long_prompt_is_read_in_bounded_chunks(trained, write_file, monkeypatch, capsys):
+    from textgen.model import LanguageModel
+    widths, forward = [], LanguageModel.forward
+
+    def recorded(self, ids, state=None):
+        widths.append(ids.size(1))
+        return forward(self, ids, state)
+
+    monkeypatch.setattr(LanguageModel, "forward", recorded)
+    prompt = write_file("prompt.txt", "the quick brown fox jumps over a lazy dog.\n" * 5_000)
+    assert cli.main(["sample", "--model", str(trained), "--prompt-file", str(prompt), "--length", "5"]) == 0
+    assert max(widths) <= 4096 and sum(widths) >= 215_000
+
+
+def with_stdin(monkeypatch, text):
+    import io
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8"))
+
+
+@pytest.mark.parametrize("dash", [["-"], ["--file", "-"]])
+def test_dash_means_standard_input_for_classify(monkeypatch, capsys, dash):
+    with_stdin(monkeypatch, "a gripping, beautiful film\n")
+    assert cli.main(["classify", *dash, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "a gripping, beautiful film"
+
+
+def test_dash_means_standard_input_for_prompt_and_inspect_files(trained, monkeypatch, capsys):
+    with_stdin(monkeypatch, "the quick")
+    assert cli.main(["sample", "--model", str(trained), "--prompt-file", "-", "--length", "5", "--json"]) == 0
+    assert capsys.readouterr().out.strip()
+    with_stdin(monkeypatch, "the quick")
+    assert cli.main(["inspect", "--model", str(trained), "--file", "-", "--json"]) == 0
+    assert "".join(json.loads(capsys.readouterr().out)["tokens"]) == "the quick"
+
+
+def test_memory_results_are_printed_before_a_plot_that_fails(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from textgen.errors import TextgenError
+
+    def fails(summaries, path):
+        raise TextgenError(f"could not write {path}: the disk is full")
+
+    monkeypatch.setattr("textgen.memory.plot", fails)
+    code = cli.main(["memory", "--tasks", "adding", "--cells", "rnn", "--lags", "5", "--steps", "2",
+                     "--hidden", "4", "--json", "--plot", str(tmp_path / "m.png")])
+    captured = capsys.readouterr()
+    assert code == 1 and "the disk is full" in captured.err
+    assert json.loads(captured.out)["results"]

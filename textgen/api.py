@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ from textgen.evaluation import evaluate_classifier, evaluate_language_model, sco
 from textgen.model import Classifier, resolve_device
 from textgen.sampling import Chunk, generate, stream
 from textgen.tokenizer import Tokenizer
+
+log = logging.getLogger("textgen")
 
 
 class TextGenerator:
@@ -183,3 +186,15 @@ def train(corpus: str | Path | None = None, task: str | None = None, reporter: r
                           f"TrainConfig, ClassifierConfig and FinetuneConfig")
     _, result = recipes.run(settings, lambda chars_per_token: reporter)
     return Run(result.run_dir, result.step, result.stop_reason, result.metrics, result.best_metrics)
+
+
+def logged_copy_checks(chunks, copies: CopyIndex):
+    """`chunks` passed on unchanged; each finished sample's copy check is logged."""
+    for chunk in chunks:
+        yield chunk
+        if chunk.sample is not None:
+            report = copies.check(chunk.sample.text)
+            found = f" ({report.longest_text[:60]!r})" if report.longest else ""
+            log.info("copy check, sample %d: longest span found in the training text %d characters%s; "
+                     "%.1f%% of its %d characters lie in copied spans of 50 or more",
+                     chunk.index + 1, report.longest, found, 100 * report.copied_share, report.chars)

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
 from textgen import __version__
@@ -75,8 +76,21 @@ def check_output(flag: str, path: str, inputs: list[Path], formats: tuple[str, .
                               f"replace that file; choose another output path")
 
 
+def read_text_file(flag: str, path: str, encoding: str = "utf-8") -> str:
+    """The text of the file `flag` names; `-` is standard input."""
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read().decode(encoding)
+        return Path(path).read_text(encoding=encoding)
+    except (OSError, UnicodeDecodeError, LookupError) as error:
+        raise ConfigError(f"{flag} {path} cannot be read ({error}); give a text file in {encoding}") from error
+
+
 def check_arguments(args: argparse.Namespace) -> None:
-    """Checks across flags that argparse cannot make alone, run before any work: output files."""
+    """Checks across flags that argparse cannot make alone, run before any work: output files; and `-`
+    for standard input where a text or file is expected."""
+    if args.command == "classify" and (args.texts == ["-"] or args.file == "-"):
+        args.texts, args.file = [], None  # what classify reads when given no text
     if args.command == "inspect" and args.html:
         model = Path(args.model)
         inputs = [model, model / "best.pt", model / "last.pt", *([Path(args.file)] if args.file else [])]

@@ -4,6 +4,7 @@ into messages. stdout carries only what the user asked for; logs and progress go
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -17,7 +18,7 @@ from typing import Callable
 from rich.console import Console
 from rich.logging import RichHandler
 
-from textgen.arguments import build_parser, check_arguments, corpus_config, one_line
+from textgen.arguments import build_parser, check_arguments, corpus_config, one_line, read_text_file
 from textgen.config import SampleConfig, typed_fields
 from textgen.errors import ConfigError, TextgenError
 from textgen.output import RichReporter, print_classifier_metrics, print_memory, print_models, print_predictions
@@ -135,20 +136,14 @@ def score_text_command(args: argparse.Namespace) -> ExitStatus:
 
 def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen sample`: text from a language model, streamed to stdout as it is generated."""
-    from textgen.api import load
+    from textgen.api import load, logged_copy_checks
 
     config = SampleConfig(**typed_fields(vars(args), SampleConfig))
     if args.prompt is not None and args.prompt_file is not None:
         raise ConfigError("--prompt and --prompt-file both give a prompt; choose one")
     if args.interactive and (args.prompt is not None or args.prompt_file is not None):
         raise ConfigError("--interactive reads each prompt from the terminal; drop --prompt/--prompt-file")
-    prompt = args.prompt or ""
-    if args.prompt_file is not None:
-        try:
-            prompt = Path(args.prompt_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise TextgenError(f"--prompt-file {args.prompt_file} cannot be read ({error}); "
-                               f"give a UTF-8 text file") from error
+    prompt = read_text_file("--prompt-file", args.prompt_file) if args.prompt_file is not None else args.prompt or ""
     if config.greedy:
         log.info("--temperature %g is <= 0: greedy decoding, always the most likely next token",
                  config.temperature)
@@ -164,7 +159,7 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         keep_text = args.json or config.num_samples > 1 or copies is not None
         chunks = generator.chunks(text, config, keep_text=keep_text)
         if copies is not None:
-            chunks = checked_for_copies(chunks, copies)
+            chunks = logged_copy_checks(chunks, copies)
         shown_prompt = text if echo_prompt else ""
         if args.json:
             for chunk in chunks:
@@ -195,18 +190,6 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         show(line.rstrip("\n"), echo_prompt=False)
 
 
-def checked_for_copies(chunks, copies):
-    """`chunks` passed on unchanged; each finished sample's copy check is logged on stderr."""
-    for chunk in chunks:
-        yield chunk
-        if chunk.sample is not None:
-            report = copies.check(chunk.sample.text)
-            found = f" ({report.longest_text[:60]!r})" if report.longest else ""
-            log.info("copy check, sample %d: longest span found in the training text %d characters%s; "
-                     "%.1f%% of its %d characters lie in copied spans of 50 or more",
-                     chunk.index + 1, report.longest, found, 100 * report.copied_share, report.chars)
-
-
 def models_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen models`: the bundled models with their kind, size, data and validation figure."""
     from textgen.api import models
@@ -234,13 +217,13 @@ def memory_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
     results = run_benchmark(config, report)
     summaries = summarize(results)
-    if args.plot:
-        plot(summaries, args.plot)
-        log.info("wrote %s", args.plot)
-    if args.json:
+    if args.json:  # the results first: a plot that cannot be written loses nothing
         print(json.dumps(to_json(config, results)))
     else:
         print_memory(config, summaries)
+    if args.plot:
+        plot(summaries, args.plot)
+        log.info("wrote %s", args.plot)
     return ExitStatus.SUCCESS
 
 
@@ -284,10 +267,7 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         if not args.unit:
             choice = found_unit(ranking[0], args.find, f"{corpus.name} {args.split}")
     if args.file is not None:
-        try:
-            text = Path(args.file).read_text(encoding=args.encoding)
-        except (OSError, UnicodeDecodeError) as error:
-            raise TextgenError(f"--file {args.file} cannot be read ({error}); give a text file") from error
+        text = read_text_file("--file", args.file, args.encoding)
     elif args.text is not None:
         text = args.text
     elif rows:  # the first labelled text, or the start of the split
@@ -300,7 +280,24 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     if choice is not None:
         units = [choice.unit]
 
-    if args.html:
+    if args.json:
+        result = {"model": payload["path"], **trace_json(trace, units)}
+        if choice is not None:
+            result["reason"] = choice.reason
+        if args.find:
+            result.update(feature=args.find, corpus=args.corpus, split=args.split,
+                          ranking=[score_json(score) for score in ranking])
+        print(json.dumps(result))
+    output = Console(soft_wrap=True)
+    if ranking and not args.json:
+        table = Table(title=f"units that best track {args.find} ({args.corpus} {args.split}, "
+                            f"{ranking[0].positions:,} positions)")
+        for column in ("layer", "gate", "unit", "correlation"):
+            table.add_column(column, justify="left" if column == "gate" else "right")
+        for score in ranking:
+            table.add_row(str(score.unit.layer), score.unit.gate, str(score.unit.unit), f"{score.correlation:+.3f}")
+        output.print(table)
+    if args.html:  # after the results: a page that cannot be written loses no --find ranking
         page = html_page(trace, page_title(args.model, text), units[0], ranking, args.find, args.layer, args.gate,
                          reason=choice.reason if choice else "")
         try:
@@ -311,25 +308,7 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         log.info("wrote %s (%.1f MB): open it in a browser", args.html, len(page) / 1e6)
         if choice is not None:
             log.info("it opens on %s: %s", choice.unit, choice.reason)
-    if args.json:
-        result = {"model": payload["path"], **trace_json(trace, units)}
-        if choice is not None:
-            result["reason"] = choice.reason
-        if args.find:
-            result.update(feature=args.find, corpus=args.corpus, split=args.split,
-                          ranking=[score_json(score) for score in ranking])
-        print(json.dumps(result))
-        return ExitStatus.SUCCESS
-    output = Console(soft_wrap=True)
-    if ranking:
-        table = Table(title=f"units that best track {args.find} ({args.corpus} {args.split}, "
-                            f"{ranking[0].positions:,} positions)")
-        for column in ("layer", "gate", "unit", "correlation"):
-            table.add_column(column, justify="left" if column == "gate" else "right")
-        for score in ranking:
-            table.add_row(str(score.unit.layer), score.unit.gate, str(score.unit.unit), f"{score.correlation:+.3f}")
-        output.print(table)
-    if args.html:
+    if args.json or args.html:
         return ExitStatus.SUCCESS
     if choice is not None:
         output.print(f"why this unit: {choice.reason}", markup=False, highlight=False)
@@ -390,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         console.print("textgen: interrupted", markup=False, highlight=False)
         return ExitStatus.INTERRUPTED
+    except BrokenPipeError:  # the reader left (textgen sample | head): the Unix norm is to end quietly
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush does not fail
+        return ExitStatus.SUCCESS
 
 
 def run() -> None:

@@ -259,12 +259,18 @@ class _Uniforms:
         self.values = self.values[rows]
 
 
+# tokens per forward call while reading a prompt: memory stays bounded at any prompt length, and
+# Ctrl-C is heard between calls
+PRIME_CHUNK = 4096
+
+
 def _prime(model: LanguageModel, tokenizer: Tokenizer, prompt: str, device: torch.device
            ) -> tuple[list[int], torch.Tensor, State]:
-    """The prompt's ids, and the logits (1, vocab) and state after reading it in one forward call."""
+    """The prompt's ids, and the logits (1, vocab) and state after reading it, chunk by chunk."""
     prompt_ids = encode_text(tokenizer, prompt)
-    inputs = torch.tensor([[start_token(tokenizer), *prompt_ids]], device=device)
-    logits, state = model(inputs)
+    ids, state = [start_token(tokenizer), *prompt_ids], None
+    for begin in range(0, len(ids), PRIME_CHUNK):
+        logits, state = model(torch.tensor([ids[begin:begin + PRIME_CHUNK]], device=device), state)
     return prompt_ids, logits[:, -1], state
 
 
