@@ -242,3 +242,58 @@ def test_memory_results_are_printed_before_a_plot_that_fails(tmp_path, monkeypat
     captured = capsys.readouterr()
     assert code == 1 and "the disk is full" in captured.err
     assert json.loads(captured.out)["results"]
+
+
+# --- every argument validated at the parser -----------------------------------------------------
+
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--dropout=-inf"], "--dropout"),
+    (["sample", "--temperature", "inf"], "--temperature"),
+    (["sample", "--top-p", "nan"], "--top-p"),
+    (["sample", "--repetition-penalty", "nan"], "--repetition-penalty"),
+])
+def test_a_float_flag_refuses_nan_and_inf_naming_the_flag(argv, flag, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and f"argument {flag}: " in err and "not a finite number" in err
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["sample", "--beams", "100000"], "--beams"),
+    (["sample", "--num-samples", "100000"], "--num-samples"),
+    (["sample", "--length", "0"], "--length"),
+    (["train", "--vocab-size", "1000000000"], "--vocab-size"),
+    (["train", "--seq-len", "1000000000000"], "--seq-len"),
+    (["memory", "--lags", "1000000000"], "--lags"),
+    (["memory", "--steps", "0"], "--steps"),
+    (["classify", "--max-len", "0", "a text"], "--max-len"),
+    (["eval", "--seq-len", "0"], "--seq-len"),
+    (["inspect", "--layer", "-1"], "--layer"),
+])
+def test_an_int_flag_out_of_its_range_is_refused_with_the_range(argv, flag, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and f"argument {flag}: " in err and "give a whole number from" in err
+    assert len(err.strip().splitlines()[-1]) < 200
+
+
+def test_a_zero_time_budget_is_an_error_not_no_limit(corpus, tmp_path, capsys):
+    assert cli.main(train_args(corpus, tmp_path / "run", "--time-budget", "0")) == 1
+    assert "--time-budget 0 must be longer than 0" in capsys.readouterr().err
+
+
+def test_training_that_would_ask_for_terabytes_is_refused_before_allocating(corpus, tmp_path, capsys):
+    assert cli.main(train_args(corpus, tmp_path / "run", "--hidden", "16384", "--layers", "64",
+                               "--batch-size", "65536", "--max-steps", "1")) == 1
+    err = capsys.readouterr().err
+    assert "of memory, more than the" in err and "lower them" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_sampling_history_that_would_not_fit_is_refused_before_allocating(trained, capsys):
+    assert cli.main(["sample", "--model", str(trained), "--num-samples", "1000", "--length", "10000000",
+                     "--no-repeat-ngram", "3"]) == 1
+    assert "of memory, more than the" in capsys.readouterr().err

@@ -43,7 +43,35 @@ def finite_float(text: str) -> float:
     return value
 
 
-_TYPES = {"int": int, "float": finite_float, "str": str}
+def whole_number(low: int, high: int):
+    """An int flag's type: a whole number from `low` to `high`; the ceiling is far above any useful value
+    and keeps a typo from asking for terabytes or running for days."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; give a whole number from {low:,} to {high:,}")
+        return value
+    return parse
+
+
+SEED = whole_number(0, 2**32 - 1)
+STEPS = whole_number(1, 10**9)
+WIDTH = whole_number(1, 1 << 14)  # units or embedding width: textgen's largest preset has 1024
+BATCH = whole_number(1, 1 << 16)
+WINDOW = whole_number(1, 1_000_000)  # tokens per window, text or chunk
+# int config fields by name: what each accepts (others: STEPS)
+INT_RANGES = {"vocab_size": whole_number(1, 1 << 20), "num_proc": whole_number(1, 256), "split_seed": SEED,
+              "num_layers": whole_number(1, 64), "hidden_size": WIDTH, "embed_size": WIDTH, "batch_size": BATCH,
+              "seq_len": WINDOW, "warmup_steps": whole_number(0, 10**9), "eval_tokens": whole_number(1, 10**12),
+              "seed": SEED, "length": whole_number(1, 10_000_000), "top_k": whole_number(1, 1 << 20),
+              "repetition_window": WINDOW, "no_repeat_ngram": whole_number(0, 1000), "beams": whole_number(1, 64),
+              "num_samples": whole_number(1, 1000), "head_hidden": WIDTH, "max_len": WINDOW,
+              "lm_finetune_steps": whole_number(0, 10**9), "unfreeze_every": whole_number(0, 10**6),
+              "patience": whole_number(1, 10**6)}
+_TYPES = {"float": finite_float, "str": str}
 HTML_FORMATS = ("html", "htm")
 
 
@@ -118,7 +146,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, ex
                                default=None, help=help_text)
             continue
         type_name = spec.type.replace(" | None", "")
-        group.add_argument(flag, dest=spec.name, type=_TYPES[type_name], default=None,
+        kind = INT_RANGES.get(spec.name, STEPS) if type_name == "int" else _TYPES[type_name]
+        group.add_argument(flag, dest=spec.name, type=kind, default=None,
                            choices=meta.get("choices"), help=help_text,
                            metavar=None if meta.get("choices") else spec.name.upper())
 
@@ -206,11 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "confusion matrix")
     add_corpus_arguments(classify, "labelled corpus for --eval", "validation", "split to score with --eval",
                          labels=True, files="--file or local corpora")
-    classify.add_argument("--max-len", type=int, help="tokens per text or chunk (default: the classifier's)")
+    classify.add_argument("--max-len", type=WINDOW, help="tokens per text or chunk (default: the classifier's)")
     classify.add_argument("--long-text", choices=("whole", "truncate", "chunk"),
                           help="texts over --max-len: read whole in chunks, truncate, or average over chunks "
                                "(default: the classifier's)")
-    classify.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    classify.add_argument("--batch-size", type=BATCH, default=64, help="texts per forward pass")
     add_output_arguments(classify, "one JSON object per text (or the metrics)")
 
     evaluate = commands.add_parser("eval", parents=[common], help="score a checkpoint on a corpus split",
@@ -219,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_argument(evaluate, "shakespeare")
     evaluate.add_argument("--text", help="score this text instead of a corpus split")
     add_corpus_arguments(evaluate, "corpus to score", "test", "split to score")
-    evaluate.add_argument("--batch-size", type=int, default=16, help="streams scored at once")
-    evaluate.add_argument("--seq-len", type=int, default=256, help="tokens per forward call")
+    evaluate.add_argument("--batch-size", type=BATCH, default=16, help="streams scored at once")
+    evaluate.add_argument("--seq-len", type=WINDOW, default=256, help="tokens per forward call")
     add_output_arguments(evaluate, "print one JSON object")
     commands.add_parser("models", parents=[common], help="list the bundled models",
                         description="The models that ship with textgen, usable by name as --model NAME; "
@@ -233,11 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--tasks", nargs="+", choices=("adding", "recall", "reber"),
                         help="tasks to run (default: all three)")
     memory.add_argument("--cells", nargs="+", choices=("rnn", "gru", "lstm"), help="cells to compare (default: all)")
-    memory.add_argument("--lags", nargs="+", type=int, metavar="T",
+    memory.add_argument("--lags", nargs="+", type=whole_number(1, 100_000), metavar="T",
                         help="lags to measure (default: 10 30 100 300 1000; --quick: 10 30 100)")
-    memory.add_argument("--steps", type=int, help="training steps per model, the budget (default: 300)")
-    memory.add_argument("--hidden", dest="hidden_size", type=int, help="units per model (default: 16)")
-    memory.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+    memory.add_argument("--steps", type=whole_number(1, 10**6), help="training steps per model, the budget (default: 300)")
+    memory.add_argument("--hidden", dest="hidden_size", type=whole_number(1, 4096), help="units per model (default: 16)")
+    memory.add_argument("--seeds", nargs="+", type=SEED, metavar="SEED",
                         help="one run per seed; several give a spread (default: 0)")
     memory.add_argument("--quick", action="store_true", help="the short lags only (10 30 100), a tenth of the time")
     memory.add_argument("--json", action="store_true", help="print one JSON object: every run and the summary")
@@ -253,12 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_argument(inspect, "shakespeare", "language model or classifier: ")
     inspect.add_argument("--text", help="the text to inspect")
     inspect.add_argument("--file", help="a text file to inspect (whole, as one text)")
-    inspect.add_argument("--layer", type=int, help="layer, 0 next to the embedding (default: the top layer; "
+    inspect.add_argument("--layer", type=whole_number(0, 63), help="layer, 0 next to the embedding (default: the top layer; "
                                                    "with --find, limits the search)")
     inspect.add_argument("--gate", help="lstm: input, forget, candidate, cell, output, hidden; gru: reset, update, "
                                         "candidate, hidden; rnn: hidden (default: cell, else hidden; with --find, "
                                         "limits the search)")
-    inspect.add_argument("--unit", type=int, action="append",
+    inspect.add_argument("--unit", type=whole_number(0, (1 << 14) - 1), action="append",
                          help="unit to show, repeatable (default: the best found by --find, else the unit of --layer "
                               "and --gate that varies most along the text, or for a classifier moves most "
                               "with its prediction)")
@@ -268,9 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "label of a labelled corpus (each text's label against the unit after its last token)")
     add_corpus_arguments(inspect, "corpus for --find", "validation", "split for --find", labels=True,
                          files="--file and local corpora")
-    inspect.add_argument("--max-chars", type=int, default=200_000,
+    inspect.add_argument("--max-chars", type=whole_number(1, 100_000_000), default=200_000,
                          help="characters of the split that --find reads (default: 200000)")
-    inspect.add_argument("--top", type=int, default=10, help="units --find lists (default: 10)")
+    inspect.add_argument("--top", type=whole_number(1, 100_000), default=10, help="units --find lists (default: 10)")
     inspect.add_argument("--json", action="store_true",
                          help="print one JSON object: tokens, each unit's values, predictions, the ranking")
     inspect.add_argument("--html", metavar="OUT.html",

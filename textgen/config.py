@@ -156,8 +156,8 @@ class TrainConfig:
         _check_fraction(self, "min_lr_ratio", upper=1.0000001)
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("--warmup-steps, --weight-decay and --grad-clip cannot be negative")
-        if self.time_budget is not None:
-            self.time_budget_seconds  # validates the text
+        if self.time_budget is not None and not self.time_budget_seconds > 0:  # also validates the text
+            raise ConfigError(f"--time-budget {self.time_budget} must be longer than 0; write it like 90s or 10m")
         if self.resume and not self.out:
             raise ConfigError("--resume needs --out RUN_DIR naming the run to continue")
         if self.resume and self.overwrite:

@@ -21,7 +21,7 @@ from textgen.cells import gate_names, trace_layers
 from textgen.checkpoint import load_checkpoint, load_classifier, load_language_model
 from textgen.corpus import Corpus, split_texts
 from textgen.errors import TextgenError
-from textgen.model import Classifier, LanguageModel
+from textgen.model import GATE_COUNT, Classifier, LanguageModel, check_memory
 from textgen.tokenizer import Tokenizer
 
 FEATURES = {
@@ -132,6 +132,9 @@ def trace_text(model: LanguageModel | Classifier, tokenizer: Tokenizer, text: st
     ids = torch.as_tensor(tokenizer.encode(text), dtype=torch.long)[None]  # (1, tokens)
     if ids.shape[1] == 0:
         raise TextgenError("the text to inspect is empty; give it some characters")
+    rnn = model.rnn
+    check_memory(4.0 * ids.shape[1] * rnn.num_layers * rnn.hidden_size * (2 * GATE_COUNT["lstm"] + 2) * 2,
+                 f"tracing every unit along {ids.shape[1]:,} tokens", "inspect a shorter text")
     model.eval()
     layers = trace_layers(model.rnn, model.embedding(ids))
     probabilities, label_names = None, None

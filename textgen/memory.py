@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from textgen.config import ModelConfig
 from textgen.errors import ConfigError
-from textgen.model import gate_rows, recurrent_layers
+from textgen.model import GATE_COUNT, check_memory, gate_rows, recurrent_layers
 
 CELLS = ("rnn", "gru", "lstm")
 BRIDGED = 0.5  # halfway from chance to perfect: clearly remembering, though not yet solved
@@ -262,6 +262,9 @@ def train_and_score(task_name: str, cell: str, lag: int, seed: int, config: Memo
 
 def run_benchmark(config: MemoryConfig, on_result: Callable[[Result], None] | None = None) -> list[Result]:
     """Every (task, cell, lag, seed) of `config`, trained and scored; `on_result` sees each as it ends."""
+    rows = max(config.batch_size, config.eval_size)  # sequences of lag steps through gates kept for backward
+    check_memory(4.0 * rows * (max(config.lags) + 10) * config.hidden_size * (2 * GATE_COUNT["lstm"] + 2),
+                 f"--lags {max(config.lags)} with --hidden {config.hidden_size}", "lower them")
     results = []
     for task in config.tasks:
         for cell in config.cells:

@@ -19,6 +19,30 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from textgen.config import ClassifierConfig, ModelConfig
 from textgen.errors import ConfigError
 
+GATE_COUNT = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer
+
+
+def check_memory(needed: float, what: str, fix: str, device: torch.device | None = None) -> None:
+    """Refuse, before allocating, `what` when it needs about `needed` bytes, more than the machine
+    (or the GPU) has."""
+    if device is not None and device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > total:
+        raise ConfigError(f"{what} needs about {needed / 1e9:,.1f} GB of memory, more than the {total / 1e9:,.1f} GB "
+                          f"{'this GPU' if device is not None and device.type == 'cuda' else 'this machine'} has; "
+                          f"{fix}")
+
+
+def training_bytes(config: ModelConfig, vocab_size: int, batch_size: int, seq_len: int) -> float:
+    """About how many bytes training `config` takes in float32: the weights with their gradients and
+    AdamW's two moments, and one window's activations kept for the backward pass."""
+    gates, hidden, embed = GATE_COUNT[config.cell], config.hidden_size, config.embed_size
+    weights = 2 * vocab_size * embed + config.num_layers * gates * hidden * (max(embed, hidden) + hidden + 2)
+    activations = batch_size * seq_len * (embed + config.num_layers * hidden * (2 * gates + 2) + 3 * vocab_size)
+    return 4.0 * (4 * weights + activations)
+
 State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor
 
 

@@ -25,7 +25,8 @@ from textgen.config import (LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, 
 from textgen.corpus import Corpus, count_chars, language_model_split, load_corpus, split_texts
 from textgen.distributed import Distributed
 from textgen.errors import ConfigError
-from textgen.model import Classifier, LanguageModel, count_parameters, grow_vocabulary, resolve_device
+from textgen.model import (Classifier, LanguageModel, check_memory, count_parameters, grow_vocabulary,
+                           resolve_device, training_bytes)
 from textgen.precision import resolve_precision
 from textgen.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, tokenizer_from_data
 from textgen.tasks import ClassificationTask, LanguageModelTask
@@ -343,6 +344,12 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
 
 def train(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
     """The recipe for `setup.train.task`: a language model (lm) or a classifier (classify)."""
+    model, train_config = setup.model, setup.train
+    vocab_size = setup.data.vocab_size if setup.data.tokenizer == "sentencepiece" else 256  # before the data says
+    check_memory(training_bytes(model, vocab_size, train_config.batch_size, train_config.seq_len),
+                 f"training a {model.num_layers}x{model.hidden_size} {model.cell} (--embed {model.embed_size}) on "
+                 f"batches of --batch-size {train_config.batch_size} x --seq-len {train_config.seq_len}",
+                 "lower them", setup.device)
     recipe = train_language_model if setup.train.task == "lm" else train_classifier
     return recipe(setup, make_reporter)
 

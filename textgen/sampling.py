@@ -22,7 +22,7 @@ import torch
 
 from textgen.config import SampleConfig
 from textgen.errors import TextgenError
-from textgen.model import LanguageModel, State, gate_rows, select_state, split_gates
+from textgen.model import LanguageModel, State, check_memory, gate_rows, select_state, split_gates
 from textgen.processors import NEG_INF, Processor, SuppressTokens, apply_processors, build_processors
 from textgen.tokenizer import Tokenizer
 
@@ -328,6 +328,8 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
         first = torch.zeros(len(rows), dtype=torch.long, device=device)
         logits, state = logits[first], select_state(state, first)
         keep = None if config.no_repeat_ngram else config.repetition_window
+        check_memory(8 * len(rows) * (len(prompt_ids) + max_tokens if keep is None else 2 * keep), "the token "
+                     f"history of --num-samples {len(rows)} x --length {config.length}", "lower them", device)
         history = _History(prompt_ids, len(rows), keep, max_tokens, device)
         log_prob_sums = torch.zeros(len(rows), device=device)
         stepper = Stepper(model, int8=config.quantize == "int8")
