@@ -107,16 +107,44 @@ def check_output(flag: str, path: str, inputs: list[Path], formats: tuple[str, .
 def read_text_file(flag: str, path: str, encoding: str = "utf-8") -> str:
     """The text of the file `flag` names; `-` is standard input."""
     try:
-        if path == "-":
-            return sys.stdin.buffer.read().decode(encoding)
+        if path == "-":  # as bytes, so that --encoding applies (a stand-in stdin may have text only)
+            stdin = sys.stdin
+            return stdin.buffer.read().decode(encoding) if hasattr(stdin, "buffer") else stdin.read()
         return Path(path).read_text(encoding=encoding)
     except (OSError, UnicodeDecodeError, LookupError) as error:
         raise ConfigError(f"{flag} {path} cannot be read ({error}); give a text file in {encoding}") from error
 
 
+# the arguments that name files or folders, by dest (a corpus or model may also be a name)
+PATH_ARGUMENTS = ("model", "corpus", "data_dir", "file", "prompt_file", "html", "out", "init_from", "check_copy",
+                  "runs", "plot")
+
+
+def check_path_text(flag: str, path: str) -> None:
+    """Refuse a path that no file system takes (a null byte, a name too long, text with no bytes)."""
+    try:
+        encoded = os.fsencode(path)
+    except UnicodeEncodeError:
+        encoded = None
+    if encoded is None or b"\0" in encoded:
+        raise ConfigError(f"{flag} {path!r} is not a usable path (it holds a null byte or unencodable text); "
+                          f"give a file or folder name")
+    if len(encoded) > 4096 or any(len(part) > 255 for part in encoded.split(b"/")):
+        raise ConfigError(f"{flag} {path[:60]}... is too long a path ({len(encoded):,} bytes; names stop at 255, "
+                          f"paths at 4,096); give a shorter one")
+
+
 def check_arguments(args: argparse.Namespace) -> None:
-    """Checks across flags that argparse cannot make alone, run before any work: output files; and `-`
-    for standard input where a text or file is expected."""
+    """Checks across flags that argparse cannot make alone, run before any work: paths and encodings
+    that no system takes, output files; and `-` for standard input where a text or file is expected."""
+    for dest in PATH_ARGUMENTS:
+        values = getattr(args, dest, None)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str):
+                check_path_text("RUN" if dest == "runs" else "--" + dest.replace("_", "-"), value)
+    encoding = getattr(args, "encoding", None)
+    if encoding is not None and not (encoding.isascii() and encoding.isprintable()):
+        raise ConfigError(f"--encoding {encoding!r} is not an encoding name; give one such as utf-8 or latin-1")
     if args.command == "classify" and (args.texts == ["-"] or args.file == "-"):
         args.texts, args.file = [], None  # what classify reads when given no text
     if args.command == "inspect" and args.html:

@@ -149,14 +149,15 @@ def _written_by_textgen(path: Path) -> bool:
 def check_run_folder(run_dir: Path, config: TrainConfig) -> None:
     """Refuse an --out that is not a folder, that holds files textgen did not write, or that holds a
     trained run which neither --resume nor --overwrite names."""
-    if not run_dir.exists():
-        return
-    if not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file, not a run folder; choose another --out")
     try:
+        if not run_dir.exists():
+            return
+        if not run_dir.is_dir():
+            raise ConfigError(f"--out {run_dir} is a file, not a run folder; choose another --out")
         foreign = sorted(entry.name for entry in run_dir.iterdir() if not _written_by_textgen(entry))
-    except OSError as error:
-        raise ConfigError(f"cannot read --out {run_dir} ({error.strerror or error}); choose another --out") from error
+    except OSError as error:  # a name too long, a folder that cannot be read
+        raise ConfigError(f"cannot use {run_dir} as a run folder ({error.strerror or error}); choose another "
+                          f"--out") from error
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ConfigError(f"--out {run_dir} holds files textgen did not write ({shown}); training there could "
