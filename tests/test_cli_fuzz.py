@@ -42,6 +42,7 @@ MEMORY_CEILING = 3 << 30  # bytes a case may add to the process's peak resident 
 COUNTS: collections.Counter = collections.Counter()  # (subcommand, outcome) -> cases
 SLOWEST: dict[str, float] = {}
 SKIPPED_FLAGS = {"--help", "--version", "--traceback"}  # --traceback re-raises on purpose
+INPUT_FLAGS = {"--model", "--file", "--prompt-file", "--corpus", "--init-from", "--data-dir", "--check-copy"}
 
 
 class OverTime(BaseException):
@@ -167,9 +168,14 @@ BASE = {  # a valid call that each case then overrides with hostile flags (argpa
 
 def check_case(world, command: str, argv: list[str]) -> None:
     inputs = world.inputs
+    # a file an output flag names may be written, unless it is also an input of the command (issue 19)
+    given = lambda flags: {Path(argv[i + 1]).resolve() for i, word in enumerate(argv[:-1]) if word in flags}
+    read = given(INPUT_FLAGS) | ({Path(word).resolve() for word in argv[1:] if not word.startswith("-")}
+                                if command == "plot" else set())
+    written = given({"--html", "--plot"} | ({"--out"} if command == "plot" else set()))
     if command == "train" and {"--resume", "--overwrite"} & set(argv):  # the run it continues or replaces is its output
-        outs = {Path(argv[i + 1]).resolve() for i, word in enumerate(argv[:-1]) if word == "--out"}
-        inputs = [path for path in inputs if path.resolve() not in outs]
+        written |= given({"--out"})
+    inputs = [path for path in inputs if path.resolve() not in written - read]
     before = checksums(inputs)
     status, out, err, seconds, added = run(argv)
     lines = err.rstrip("\n").splitlines()
