@@ -187,3 +187,18 @@ def test_char_vocabularies_extend_in_place():
     grown = tokenizer.extended("cab dé")
     assert grown.chars == "abc dé"
     assert grown.encode("abc").tolist() == tokenizer.encode("abc").tolist()
+
+
+def test_a_small_local_text_gets_the_compact_preset_unless_told_otherwise(corpus, tmp_path, capsys, monkeypatch):
+    def trained(run, *extra):
+        assert cli.main(["train", "--corpus", str(corpus), "--out", str(tmp_path / run), "--max-steps", "1",
+                         "--device", "cpu", "--precision", "fp32", *extra]) == 0
+        return json.loads((tmp_path / run / "config.json").read_text())
+
+    saved = trained("auto")
+    assert "the compact preset (2x256, dropout 0.3)" in " ".join(capsys.readouterr().err.split())
+    assert (saved["model"]["hidden_size"], saved["model"]["dropout"], saved["train"]["preset"]) == (256, 0.3, "auto")
+    assert trained("typed", "--hidden", "128", "--dropout", "0.1")["model"]["hidden_size"] == 128
+    assert trained("small", "--preset", "small")["model"]["hidden_size"] == 384
+    monkeypatch.setattr(recipes, "AUTO_COMPACT_BELOW", 1000)  # a "large" text: the small preset
+    assert trained("large")["model"]["hidden_size"] == 384
