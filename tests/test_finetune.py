@@ -76,10 +76,14 @@ def test_new_characters_start_neither_dominating_nor_vanishing():
         assert 0.05 * typical < probabilities[30:].min() and probabilities[30:].max() < 20 * typical, tie
 
 
-def test_fine_tuning_starts_from_what_the_model_knows(pretrained, corpus, tmp_path):
+def test_fine_tuning_starts_from_what_the_model_knows(pretrained, corpus, tmp_path, capsys):
     assert cli.main(train_args(corpus, tmp_path / "scratch", "--max-steps", "4")) == 0
+    capsys.readouterr()
     assert cli.main(train_args(corpus, tmp_path / "tuned", "--max-steps", "4", "--init-from", str(pretrained))) == 0
     assert validation_losses(tmp_path / "tuned")[0] < validation_losses(tmp_path / "scratch")[0] - 0.3
+    # the next steps it suggests sample from the new run and check the samples for copying
+    assert f"textgen sample --model {tmp_path / 'tuned'} --length 500 --temperature 0.8 --check-copy" in \
+        " ".join(capsys.readouterr().err.split())
 
 
 def test_fine_tuning_takes_its_own_defaults_unless_typed(pretrained, corpus, tmp_path):
