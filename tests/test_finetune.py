@@ -206,3 +206,12 @@ def test_a_small_local_text_gets_the_compact_preset_unless_told_otherwise(corpus
     assert trained("small", "--preset", "small")["model"]["hidden_size"] == 384
     monkeypatch.setattr(recipes, "AUTO_COMPACT_BELOW", 1000)  # a "large" text: the small preset
     assert trained("large")["model"]["hidden_size"] == 384
+
+
+def test_the_python_api_fine_tunes_a_language_model_too(pretrained, corpus, tmp_path):
+    import textgen
+
+    run = textgen.train(corpus=corpus, init_from=pretrained, out=tmp_path / "api", max_steps=2, device="cpu",
+                        precision="fp32")
+    assert run.step == 2 and load_checkpoint(run.folder / "last.pt")["configs"]["finetune"]["init_from"] == str(pretrained)
+    assert isinstance(run.load(device="cpu").generate("the ", length=20, seed=0), str)
