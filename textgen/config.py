@@ -193,7 +193,7 @@ AUTO_COMPACT_BELOW = 300_000
 # scripts/bench_transfer.py on 100 KB slices of the gutenberg validation books (see docs).
 LM_FINETUNE: dict[str, dict[str, Any]] = {
     "model": dict(dropout=0.2, output_dropout=0.2, embed_dropout=0.0),
-    "train": dict(lr=1e-3, warmup_steps=50, eval_interval=50),
+    "train": dict(lr=3e-4, warmup_steps=50, eval_interval=50),
 }
 
 
