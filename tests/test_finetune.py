@@ -3,8 +3,6 @@ characters given rows, the source never written to, resume exact, bad input one 
 
 import hashlib
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -98,19 +96,11 @@ def test_fine_tuning_takes_its_own_defaults_unless_typed(pretrained, corpus, tmp
 
 
 def test_resuming_a_fine_tuned_run_reaches_the_weights_of_an_uninterrupted_one(pretrained, corpus, tmp_path,
-                                                                              monkeypatch):
+                                                                              press_ctrl_c_at):
     extra = ("--max-steps", "8", "--checkpoint-interval", "100", "--init-from", str(pretrained))
     assert cli.main(train_args(corpus, tmp_path / "whole", *extra)) == 0
-    original_step = cli.RichReporter.step
-
-    def press_ctrl_c_at_step_3(self, step, fraction, metrics):
-        original_step(self, step, fraction, metrics)
-        if step == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(cli.RichReporter, "step", press_ctrl_c_at_step_3)
+    press_ctrl_c_at(3)
     assert cli.main(train_args(corpus, tmp_path / "split", *extra)) == 130
-    monkeypatch.undo()
     assert cli.main(train_args(corpus, tmp_path / "split", *extra, "--resume")) == 0
     whole = load_checkpoint(tmp_path / "whole" / "last.pt")["model"]
     split = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
