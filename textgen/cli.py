@@ -254,8 +254,8 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
     from textgen.corpus import load_corpus
     from textgen.inspection import (EXCERPT_CHARS, check_unit, corpus_rows, find_units, found_unit,
-                                    html_page, informative_unit, load_model, page_title, render_prediction,
-                                    render_unit, score_json, trace_json, trace_text)
+                                    informative_unit, load_model, trace_text)
+    from textgen.views import html_page, page_title, render_prediction, render_unit, score_json, trace_json
 
     if args.text is not None and args.file is not None:
         raise ConfigError("--text and --file both give the text to inspect; choose one")
