@@ -25,7 +25,8 @@ from rich.console import Console
 
 from textgen import cli
 from textgen.config import ModelConfig
-from textgen.inspection import Unit, html_page, load_model, render_unit, trace_json, trace_text
+from textgen.inspection import Unit, load_model, trace_text
+from textgen.views import html_page, render_unit, trace_json
 from textgen.model import LanguageModel
 from textgen.tokenizer import CharTokenizer
 

@@ -10,7 +10,7 @@ Books: the three gutenberg validation books (never a test book: those are report
 model card) and tiny_shakespeare (verse, another register). Run it pinned to one core, alone:
 
     OMP_NUM_THREADS=1 taskset -c 0 python scripts/bench_transfer.py --books jekyll,darkness \\
-        --sizes 100 --minutes 10 --methods english,scratch_small,scratch_default
+        --sizes 100 --minutes 10 --methods english,scratch_default,scratch_small
 
 Prints one JSON object per run, then a summary; needs TEXTGEN_DATA to hold the gutenberg corpus.
 """
@@ -29,13 +29,13 @@ from pathlib import Path
 
 from textgen.cli import main as textgen
 
-# what each method adds to `textgen train --corpus SLICE --time-budget T`
+# what each method adds to `textgen train --corpus SLICE --time-budget T`; each keeps its own defaults
+# (evaluation interval included), as a user gets them
 METHODS = {
-    "english": ["--init-from", "english"],  # fine-tuned with the fine-tuning defaults
-    "scratch_default": [],  # no flag at all, as a new user runs it
-    # the best from-scratch setting found for ~100 KB: smaller and more regularised than the default
-    "scratch_small": ["--layers", "2", "--hidden", "256", "--embed", "256", "--dropout", "0.3",
-                      "--output-dropout", "0.3"],
+    "english": ["--init-from", "english"],  # fine-tuned, with the fine-tuning defaults
+    "scratch_default": [],  # no flag at all: preset auto (compact under 300 KB, else small)
+    "scratch_compact": ["--preset", "compact"],  # 2x256, dropout 0.3
+    "scratch_small": ["--preset", "small"],  # 2x384, dropout 0.1: the default before preset auto
 }
 VALIDATION_CHARS = 100_000
 
@@ -125,7 +125,7 @@ def main() -> None:
                     shutil.rmtree(run, ignore_errors=True)  # a fresh run each time
                     started = time.perf_counter()
                     captured(["train", "--corpus", str(folder), "--out", str(run), "--time-budget", f"{minutes:g}m",
-                              "--eval-interval", "50", *flags])
+                              *flags])
                     bits, step = best_bits_per_char(run)
                     record = {"book": book, "kb": size, "minutes": minutes, "method": method, "flags": flags,
                               "bits_per_char": bits, "best_step": step, **copy_share(run, args.samples),

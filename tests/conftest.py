@@ -58,3 +58,24 @@ def corpus(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("".join(lines))
     return path
+
+
+@pytest.fixture
+def press_ctrl_c_at(monkeypatch):
+    """A function that makes the next `textgen train` in this test receive Ctrl-C after the given step."""
+    import signal
+
+    from textgen import cli
+
+    def press(at_step: int) -> None:
+        original_step = cli.RichReporter.step
+
+        def step(self, step, fraction, metrics):
+            original_step(self, step, fraction, metrics)
+            if step == at_step:
+                monkeypatch.undo()  # once only: the resumed run goes on
+                os.kill(os.getpid(), signal.SIGINT)
+
+        monkeypatch.setattr(cli.RichReporter, "step", step)
+
+    return press

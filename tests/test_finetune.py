@@ -3,8 +3,6 @@ characters given rows, the source never written to, resume exact, bad input one 
 
 import hashlib
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -76,10 +74,14 @@ def test_new_characters_start_neither_dominating_nor_vanishing():
         assert 0.05 * typical < probabilities[30:].min() and probabilities[30:].max() < 20 * typical, tie
 
 
-def test_fine_tuning_starts_from_what_the_model_knows(pretrained, corpus, tmp_path):
+def test_fine_tuning_starts_from_what_the_model_knows(pretrained, corpus, tmp_path, capsys):
     assert cli.main(train_args(corpus, tmp_path / "scratch", "--max-steps", "4")) == 0
+    capsys.readouterr()
     assert cli.main(train_args(corpus, tmp_path / "tuned", "--max-steps", "4", "--init-from", str(pretrained))) == 0
     assert validation_losses(tmp_path / "tuned")[0] < validation_losses(tmp_path / "scratch")[0] - 0.3
+    # the next steps it suggests sample from the new run and check the samples for copying
+    assert f"textgen sample --model {tmp_path / 'tuned'} --length 500 --temperature 0.8 --check-copy" in \
+        " ".join(capsys.readouterr().err.split())
 
 
 def test_fine_tuning_takes_its_own_defaults_unless_typed(pretrained, corpus, tmp_path):
@@ -94,19 +96,11 @@ def test_fine_tuning_takes_its_own_defaults_unless_typed(pretrained, corpus, tmp
 
 
 def test_resuming_a_fine_tuned_run_reaches_the_weights_of_an_uninterrupted_one(pretrained, corpus, tmp_path,
-                                                                              monkeypatch):
+                                                                              press_ctrl_c_at):
     extra = ("--max-steps", "8", "--checkpoint-interval", "100", "--init-from", str(pretrained))
     assert cli.main(train_args(corpus, tmp_path / "whole", *extra)) == 0
-    original_step = cli.RichReporter.step
-
-    def press_ctrl_c_at_step_3(self, step, fraction, metrics):
-        original_step(self, step, fraction, metrics)
-        if step == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(cli.RichReporter, "step", press_ctrl_c_at_step_3)
+    press_ctrl_c_at(3)
     assert cli.main(train_args(corpus, tmp_path / "split", *extra)) == 130
-    monkeypatch.undo()
     assert cli.main(train_args(corpus, tmp_path / "split", *extra, "--resume")) == 0
     whole = load_checkpoint(tmp_path / "whole" / "last.pt")["model"]
     split = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
@@ -187,3 +181,27 @@ def test_char_vocabularies_extend_in_place():
     grown = tokenizer.extended("cab dé")
     assert grown.chars == "abc dé"
     assert grown.encode("abc").tolist() == tokenizer.encode("abc").tolist()
+
+
+def test_a_small_local_text_gets_the_compact_preset_unless_told_otherwise(corpus, tmp_path, capsys, monkeypatch):
+    def trained(run, *extra):
+        assert cli.main(["train", "--corpus", str(corpus), "--out", str(tmp_path / run), "--max-steps", "1",
+                         "--device", "cpu", "--precision", "fp32", *extra]) == 0
+        return json.loads((tmp_path / run / "config.json").read_text())
+
+    saved = trained("auto")
+    assert "the compact preset (2x256, dropout 0.3)" in " ".join(capsys.readouterr().err.split())
+    assert (saved["model"]["hidden_size"], saved["model"]["dropout"], saved["train"]["preset"]) == (256, 0.3, "auto")
+    assert trained("typed", "--hidden", "128", "--dropout", "0.1")["model"]["hidden_size"] == 128
+    assert trained("small", "--preset", "small")["model"]["hidden_size"] == 384
+    monkeypatch.setattr(recipes, "AUTO_COMPACT_BELOW", 1000)  # a "large" text: the small preset
+    assert trained("large")["model"]["hidden_size"] == 384
+
+
+def test_the_python_api_fine_tunes_a_language_model_too(pretrained, corpus, tmp_path):
+    import textgen
+
+    run = textgen.train(corpus=corpus, init_from=pretrained, out=tmp_path / "api", max_steps=2, device="cpu",
+                        precision="fp32")
+    assert run.step == 2 and load_checkpoint(run.folder / "last.pt")["configs"]["finetune"]["init_from"] == str(pretrained)
+    assert isinstance(run.load(device="cpu").generate("the ", length=20, seed=0), str)

@@ -14,9 +14,9 @@ from rich.console import Console
 from textgen.checkpoint import save_checkpoint
 from textgen.cli import main
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
-from textgen.inspection import (CHART_PALETTE, Trace, Unit, colour, feature_values, find_units, html_page,
-                                informative_unit, load_model, model_name, page_title, render_prediction, render_unit,
+from textgen.inspection import (Trace, Unit, feature_values, find_units, informative_unit, load_model,
                                 token_texts, trace_text)
+from textgen.views import CHART_PALETTE, colour, html_page, model_name, page_title, render_prediction, render_unit
 from textgen.model import Classifier, LanguageModel
 from textgen.tokenizer import CharTokenizer, SentencePieceTokenizer
 

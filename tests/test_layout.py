@@ -8,10 +8,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
 ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "processors", "sampling", "copying", "classify",
-         "distributed", "precision", "evaluation", "tasks", "trainer", "inspection", "memory", "recipes", "api", "plots",
+         "distributed", "precision", "evaluation", "tasks", "trainer", "inspection", "views", "memory", "recipes", "api", "plots",
          "arguments", "output", "cli"]
 # what the command line may call: the workflows' entry modules and its own grammar and output
-CLI_CALLS = {"recipes", "api", "evaluation", "sampling", "classify", "inspection", "memory", "plots", "arguments",
+CLI_CALLS = {"recipes", "api", "evaluation", "sampling", "classify", "inspection", "views", "memory", "plots", "arguments",
              "output"}
 FREE = {"config", "errors", "__init__"}
 

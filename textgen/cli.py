@@ -47,11 +47,11 @@ def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
                     result.step, run_dir / "last.pt", task_flag, run_dir)
         return ExitStatus.INTERRUPTED
     if setup.dist.is_main:
-        show_next_steps(console, setup.train.task, run_dir, setup.data.corpus)
+        show_next_steps(console, setup.train.task, run_dir, setup.data.corpus, bool(setup.finetune.init_from))
     return ExitStatus.SUCCESS
 
 
-def show_next_steps(console: Console, task: str, run_dir: Path, corpus: str) -> None:
+def show_next_steps(console: Console, task: str, run_dir: Path, corpus: str, finetuned: bool = False) -> None:
     """After training: a short sample of a language model, and the commands to try next."""
     from textgen.api import load
 
@@ -60,8 +60,10 @@ def show_next_steps(console: Console, task: str, run_dir: Path, corpus: str) -> 
         sample = load(run_dir, device="cpu").generate("", length=200, temperature=0.8, seed=0)
         console.print(f"\na sample from {run}:\n", markup=False, highlight=False)
         console.print(sample, markup=False, highlight=False)
-        commands = [f"textgen sample --model {run} --length 500 --temperature 0.8",
-                    f"textgen eval --model {run} --corpus {corpus} --split test"]
+        # a model fine-tuned on a small text may recite it: the copy check says how much
+        check = " --check-copy" if finetuned else ""
+        commands = [f"textgen sample --model {run} --length 500 --temperature 0.8{check}",
+                    f"textgen eval --model {run} --corpus {corpus} --split validation"]
     else:
         commands = [f'textgen classify --model {run} "a text to label"',
                     f"textgen classify --model {run} --eval --corpus {corpus} --split validation"]
@@ -235,8 +237,8 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
     from textgen.corpus import load_corpus
     from textgen.inspection import (EXCERPT_CHARS, check_unit, corpus_rows, find_units, found_unit,
-                                    html_page, informative_unit, load_model, page_title, render_prediction,
-                                    render_unit, score_json, trace_json, trace_text)
+                                    informative_unit, load_model, trace_text)
+    from textgen.views import html_page, page_title, render_prediction, render_unit, score_json, trace_json
 
     if args.text is not None and args.file is not None:
         raise ConfigError("--text and --file both give the text to inspect; choose one")

@@ -126,7 +126,9 @@ class TrainConfig:
     """One training run: optimisation, schedule, precision, checkpointing."""
 
     task: str = option("lm", "what to train", choices=("lm", "classify"))
-    preset: str = option("small", "model and batch sizes to start from", choices=("tiny", "small", "medium", "large"))
+    preset: str = option("auto", "model and batch sizes to start from (auto: compact for a language model of a "
+                                 "local text under 300 KB, else small)",
+                         choices=("auto", "tiny", "compact", "small", "medium", "large"))
     out: str | None = option(None, "run folder (default: runs/<corpus>-<cell>-<time>)")
     resume: bool = option(False, "continue the run in --out from its last.pt")
     overwrite: bool = option(False, "start again in an --out that holds a run (its files are replaced once the "
@@ -173,6 +175,10 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {"model": dict(num_layers=1, hidden_size=64, embed_size=64, dropout=0.0, output_dropout=0.0),
              "train": dict(batch_size=16, seq_len=32, lr=3e-3, warmup_steps=20, eval_interval=100)},
+    # a small text (under AUTO_COMPACT_BELOW): fewer units and more dropout, evaluated often, so that the
+    # best checkpoint comes before the model learns the text by heart
+    "compact": {"model": dict(num_layers=2, hidden_size=256, embed_size=256, dropout=0.3, output_dropout=0.3),
+                "train": dict(batch_size=32, seq_len=128, lr=4e-3, warmup_steps=100, eval_interval=100)},
     "small": {"model": dict(num_layers=2, hidden_size=384, embed_size=384, dropout=0.1, output_dropout=0.1),
               "train": dict(batch_size=32, seq_len=128, lr=4e-3, warmup_steps=100, eval_interval=500)},
     "medium": {"model": dict(num_layers=2, hidden_size=512, embed_size=512, dropout=0.1, output_dropout=0.1),
@@ -182,12 +188,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+# --preset auto picks compact for a language model trained from scratch on a local text of fewer
+# bytes than this, else small (measured with scripts/bench_transfer.py; see docs/own-text.md).
+AUTO_COMPACT_BELOW = 300_000
+
 # Fine-tuning a language model (--init-from) starts from these where nothing was typed: the model's
 # shape comes from the pretrained model and the batches from the preset. Measured with
 # scripts/bench_transfer.py on 100 KB slices of the gutenberg validation books (see docs).
 LM_FINETUNE: dict[str, dict[str, Any]] = {
     "model": dict(dropout=0.2, output_dropout=0.2, embed_dropout=0.0),
-    "train": dict(lr=1e-3, warmup_steps=50),
+    "train": dict(lr=3e-4, warmup_steps=50, eval_interval=50),
 }
 
 

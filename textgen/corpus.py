@@ -121,6 +121,24 @@ def hub_offline() -> Iterator[None]:
         yield
 
 
+def local_text_bytes(config: DataConfig) -> int | None:
+    """The size on disk of a local corpus's training files (a whole single file), or None for a Hub
+    corpus: a cheap measure of the text before loading it."""
+    path = Path(config.corpus).expanduser()
+    if not path.exists() and config.corpus in NAMED_CORPORA:
+        path = resolve_data_dir(config.data_dir) / config.corpus
+        path = path if path.is_dir() else bundled_corpus(config.corpus)
+    if path is None or not path.exists():
+        return None
+    if path.is_file():
+        return path.stat().st_size
+    try:
+        files = _split_files(path)
+    except CorpusError:
+        return None
+    return sum(file.stat().st_size for file in files.get("train", []))
+
+
 def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = None) -> Corpus:
     """The corpus `config.corpus` names, with `train` and `validation` splits ready for `task` ("lm" or
     "classify"); to `evaluate` one split, a corpus with only that split (e.g. test files) is enough."""

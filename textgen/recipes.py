@@ -20,9 +20,9 @@ import torch
 
 from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
 from textgen.checkpoint import bundled_models, load_model
-from textgen.config import (LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig,
-                            TrainConfig, flag_of, from_dict, to_dict, typed_fields)
-from textgen.corpus import Corpus, count_chars, language_model_split, load_corpus, split_texts
+from textgen.config import (AUTO_COMPACT_BELOW, LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig,
+                            ModelConfig, TrainConfig, flag_of, from_dict, to_dict, typed_fields)
+from textgen.corpus import Corpus, count_chars, language_model_split, load_corpus, local_text_bytes, split_texts
 from textgen.distributed import Distributed
 from textgen.errors import ConfigError
 from textgen.model import (Classifier, LanguageModel, check_memory, count_parameters, grow_vocabulary,
@@ -75,7 +75,7 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
     (config name -> the fields the user set), and validated before any data loads. Every
     checkpoint the run starts from is read here, once."""
     typed = {name: typed.get(name, {}) for name in CONFIGS}
-    preset = PRESETS[typed["train"].get("preset") or TrainConfig.preset]
+    preset = PRESETS[_preset_name(typed)]
     data = DataConfig(**typed["data"])
     model_config = ModelConfig(**{**preset["model"], **typed["model"]})
     train = TrainConfig(**{**preset["train"], **typed["train"]})
@@ -213,6 +213,24 @@ def _suggest_finetuning(corpus: Corpus, train_split: str, data: DataConfig) -> N
         log.info("%s is a small English text (%s characters): --init-from english (fine-tuning a general "
                  "English model) usually predicts such text better than training from scratch",
                  corpus.name, f"{length:,}")
+
+
+def _preset_name(typed: dict[str, dict[str, Any]]) -> str:
+    """The preset typed, or for auto: compact for a language model trained from scratch on a small
+    local text (where the small preset learns the text by heart before it generalises), else small."""
+    name = typed["train"].get("preset") or TrainConfig.preset
+    if name != "auto":
+        return name
+    train, finetune = typed["train"], typed["finetune"]
+    if train.get("task", "lm") != "lm" or train.get("resume") or finetune.get("init_from"):
+        return "small"
+    size = local_text_bytes(DataConfig(**typed["data"]))
+    if size is None or size >= AUTO_COMPACT_BELOW:
+        return "small"
+    log.info("a small text (%s KB): the compact preset (2x256, dropout 0.3), which fits texts under %d KB "
+             "better than the larger small preset; --preset small to override", f"{size / 1000:,.0f}",
+             AUTO_COMPACT_BELOW // 1000)
+    return "compact"
 
 
 def validation_streams(tokens, train: TrainConfig, dist: Distributed) -> StreamBatches:
