@@ -297,3 +297,14 @@ def test_sampling_history_that_would_not_fit_is_refused_before_allocating(traine
     assert cli.main(["sample", "--model", str(trained), "--num-samples", "1000", "--length", "10000000",
                      "--no-repeat-ngram", "3"]) == 1
     assert "of memory, more than the" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("below", ["", "tokens"])
+def test_a_token_cache_setting_that_names_a_file_is_a_one_line_error(corpus, tmp_path, monkeypatch, capsys, below):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    monkeypatch.setenv("TEXTGEN_CACHE", str(mine / below) if below else str(mine))
+    assert cli.main(train_args(corpus, tmp_path / "run", "--max-steps", "1")) == 1
+    err = capsys.readouterr().err
+    assert "could not write the token cache" in err and "Traceback" not in err
+    assert mine.read_text() == "mine"
