@@ -169,13 +169,13 @@ BASE = {  # a valid call that each case then overrides with hostile flags (argpa
 def check_case(world, command: str, argv: list[str]) -> None:
     inputs = world.inputs
     # a file an output flag names may be written, unless it is also an input of the command (issue 19)
-    given = lambda flags: {Path(argv[i + 1]).resolve() for i, word in enumerate(argv[:-1]) if word in flags}
-    read = given(INPUT_FLAGS) | ({Path(word).resolve() for word in argv[1:] if not word.startswith("-")}
+    given = lambda flags: {os.path.abspath(argv[i + 1]) for i, word in enumerate(argv[:-1]) if word in flags}
+    read = given(INPUT_FLAGS) | ({os.path.abspath(word) for word in argv[1:] if not word.startswith("-")}
                                 if command == "plot" else set())
     written = given({"--html", "--plot"} | ({"--out"} if command == "plot" else set()))
     if command == "train" and {"--resume", "--overwrite"} & set(argv):  # the run it continues or replaces is its output
         written |= given({"--out"})
-    inputs = [path for path in inputs if path.resolve() not in written - read]
+    inputs = [path for path in inputs if str(path) not in written - read]
     before = checksums(inputs)
     status, out, err, seconds, added = run(argv)
     lines = err.rstrip("\n").splitlines()

@@ -308,3 +308,16 @@ def test_a_token_cache_setting_that_names_a_file_is_a_one_line_error(corpus, tmp
     err = capsys.readouterr().err
     assert "could not write the token cache" in err and "Traceback" not in err
     assert mine.read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv, message", [  # found by tests/test_cli_fuzz.py
+    (["sample", "--model", "x" * 5000], "is too long a path"),
+    (["train", "--corpus", "x" * 300, "--max-steps", "1"], "is too long a path"),
+    (["inspect", "--file", "a\x00b"], "is not a usable path"),
+    (["train", "--encoding", "\udcff\udcfe", "--max-steps", "1"], "is not an encoding name"),
+    (["train", "--corpus", "/proc/version", "--max-steps", "1", "--preset", "tiny"], "could not read /proc/version"),
+])
+def test_a_path_or_encoding_no_system_takes_is_a_one_line_error(argv, message, capsys):
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

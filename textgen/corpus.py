@@ -304,7 +304,7 @@ def _load_local(path: Path, encoding: str) -> tuple[datasets.DatasetDict, bool]:
     try:
         splits = datasets.load_dataset(builder, data_files={split: [str(f) for f in files]
                                                             for split, files in data_files.items()}, **options)
-    except (datasets.exceptions.DatasetGenerationError, ValueError) as error:
+    except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as error:  # OSError: /proc files
         raise CorpusError(f"could not read {path} as {builder} ({_first_line(error.__cause__ or error)}); "
                           "check the file's format") from error
     return splits, builder == "text"
