@@ -36,6 +36,9 @@ METHODS = {
     "scratch_default": [],  # no flag at all: preset auto (compact under 300 KB, else small)
     "scratch_compact": ["--preset", "compact"],  # 2x256, dropout 0.3
     "scratch_small": ["--preset", "small"],  # 2x384, dropout 0.1: the default before preset auto
+    # compact with heavier regularisation, a candidate for the best from-scratch setting on ~100 KB
+    "scratch_regularised": ["--preset", "compact", "--dropout", "0.5", "--output-dropout", "0.5",
+                            "--embed-dropout", "0.1", "--weight-decay", "0.1"],
 }
 VALIDATION_CHARS = 100_000
 
