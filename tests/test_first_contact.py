@@ -101,7 +101,7 @@ def test_each_bundled_model_has_a_card_with_the_sha256_of_its_weights():
         assert hashlib.sha256(path.read_bytes()).hexdigest() in card
         assert "textgen train " in card
         total += path.stat().st_size
-    assert total <= 24 * 2**20
+    assert total < 40 * 10**6  # all bundled weights together stay under 40 MB
 
 
 @pytest.mark.slow
