@@ -173,9 +173,8 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
                     write(json.dumps(record) + "\n")
         elif config.num_samples == 1:
             write(shown_prompt)
-            for chunk in chunks:
-                write(chunk.text)
-            write("\n")
+            for chunk in chunks:  # the sample's last chunk ends its line, before any log line about it
+                write(chunk.text + ("\n" if chunk.sample else ""))
         else:  # samples finish at different steps; each is shown whole when it does
             for chunk in chunks:
                 if chunk.sample:
