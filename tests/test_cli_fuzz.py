@@ -18,20 +18,19 @@ import json
 import os
 import resource
 import shutil
-import signal
 import time
 import traceback
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest import mock
 
-import datasets
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textgen import cli
 from textgen.arguments import build_parser
+from fuzzing import time_limit, work_folder
 
 PROFILE = os.environ.get("TEXTGEN_CLI_FUZZ_PROFILE", "short")
 EXAMPLES = int(os.environ.get("TEXTGEN_CLI_FUZZ_EXAMPLES", {"short": 15, "long": 400}[PROFILE]))  # per subcommand
@@ -43,24 +42,6 @@ COUNTS: collections.Counter = collections.Counter()  # (subcommand, outcome) -> 
 SLOWEST: dict[str, float] = {}
 SKIPPED_FLAGS = {"--help", "--version", "--traceback"}  # --traceback re-raises on purpose
 INPUT_FLAGS = {"--model", "--file", "--prompt-file", "--corpus", "--init-from", "--data-dir", "--check-copy"}
-
-
-class OverTime(BaseException):
-    """A case that ran past CASE_SECONDS (a BaseException, so no `except Exception` swallows it)."""
-
-
-@contextmanager
-def time_limit(seconds: float):
-    def alarm(signum, frame):
-        raise OverTime(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def peak_bytes() -> int:
@@ -89,14 +70,7 @@ def world(tmp_path_factory):
     tiny language model and classifier trained once; `inputs` are the files no case may change."""
     root = tmp_path_factory.mktemp("cli-fuzz")
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("TEXTGEN_CACHE", str(root / "token-cache"))
-        patch.setattr(datasets.config, "HF_DATASETS_CACHE", root / "datasets-cache")
-        text = root / "tiny.txt"
-        text.write_text("".join(f"the {word} sat on the mat.\n" for word in ("cat", "dog", "fox") * 60))
-        labelled = root / "reviews.csv"
-        labelled.write_text("text,label\n" + "".join(f"{word} film {i},{label}\n" for i in range(20)
-                                                     for word, label in (("good", "pos"), ("bad", "neg"))))
+        text, labelled = work_folder(root, patch)
         page = root / "page.html"
         page.write_text("the cat sat on the mat")
         binary = root / "binary.bin"

@@ -14,21 +14,20 @@ import csv
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import traceback
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-import datasets
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from textgen import cli
+from fuzzing import time_limit, work_folder
 
 PROFILE = os.environ.get("TEXTGEN_FUZZ_PROFILE", "short")
 EXAMPLES, PROCESS_EXAMPLES, LONG_LINE_MB = {"short": (6, 2, 2), "long": (300, 40, 50)}[PROFILE]
@@ -38,24 +37,6 @@ CASE_SECONDS = 300  # a case still running after this is a hang
 CASES: collections.Counter = collections.Counter()  # property -> cases run (scripts/fuzz.py reports them)
 FAILED: collections.Counter = collections.Counter()  # property -> cases that failed, shrinking included
 STATUSES: collections.Counter = collections.Counter()  # exit status -> cases
-
-
-class Hang(BaseException):
-    """A case that ran past CASE_SECONDS (a BaseException, so no `except Exception` swallows it)."""
-
-
-@contextmanager
-def time_limit(seconds: float):
-    def alarm(signum, frame):
-        raise Hang(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -107,14 +88,7 @@ def world(tmp_path_factory):
     language model and classifier trained once for the whole module."""
     root = tmp_path_factory.mktemp("fuzz")
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("TEXTGEN_CACHE", str(root / "token-cache"))
-        patch.setattr(datasets.config, "HF_DATASETS_CACHE", root / "datasets-cache")
-        text = root / "tiny.txt"
-        text.write_text("".join(f"the {word} sat on the mat.\n" for word in ("cat", "dog", "fox") * 60))
-        labelled = root / "reviews.csv"
-        labelled.write_text("text,label\n" + "".join(f"{word} film {i},{label}\n" for i in range(20)
-                                                     for word, label in (("good", "pos"), ("bad", "neg"))))
+        text, labelled = work_folder(root, patch)
         small = ["--hidden", "8", "--embed", "8", "--device", "cpu", "--precision", "fp32", "--max-steps", "2"]
         for argv in (["train", "--corpus", str(text), "--preset", "tiny", "--batch-size", "2", "--seq-len", "8",
                       "--out", "lm", *small],
