@@ -156,3 +156,71 @@ def trace_layers(rnn: nn.LSTM | nn.GRU | nn.RNN, inputs: torch.Tensor, lengths: 
         layers.append({name: torch.cat([d[name] for d in directions], dim=2) for name in directions[0]})
         inputs = layers[-1]["hidden"]
     return layers
+
+
+# --- the article's two variants, as trainable layers ---------------------------------------------
+# Neither is what torch or cuDNN compute (see above); `textgen memory --cells article-lstm article-gru`
+# trains them beside torch's cells. Plain autograd over a Python loop: slower than torch's kernels.
+
+class ArticleLSTM(nn.Module):
+    """One LSTM layer as the article writes it: the output gate reads [h_{t-1}, c_t] (a peephole
+    from the new cell state) instead of [h_{t-1}, x_t]. Gates stacked (input, forget, candidate,
+    output) in `bias` as torch stacks them.
+
+        i_t, f_t, c~_t from [h_{t-1}, x_t] as in torch's LSTM;  c_t = f_t ⊙ c_{t-1} + i_t ⊙ c~_t
+        o_t = σ(W_oh h_{t-1} + W_oc c_t + b_o);  h_t = o_t ⊙ tanh(c_t)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        bound = hidden_size ** -0.5  # torch's own initialisation for its recurrent layers
+        self.hidden_size = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size).uniform_(-bound, bound))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size).uniform_(-bound, bound))
+        self.weight_co = nn.Parameter(torch.empty(hidden_size, hidden_size).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size).uniform_(-bound, bound))
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Every step's h_t (batch, time, hidden) from a zero state, like nn.LSTM(batch_first=True)."""
+        size, batch = self.hidden_size, inputs.shape[0]
+        input_part = (inputs @ self.weight_ih.T).unbind(1)  # (batch, 3 * hidden) per step
+        hidden, cell, outputs = inputs.new_zeros(batch, size), inputs.new_zeros(batch, size), []
+        for step_input in input_part:
+            recurrent = hidden @ self.weight_hh.T + self.bias
+            gate = split_gates("lstm", recurrent)
+            input_gate, forget, candidate = (step_input + recurrent[:, :3 * size]).chunk(3, dim=1)
+            cell = torch.sigmoid(forget) * cell + torch.sigmoid(input_gate) * torch.tanh(candidate)
+            hidden = torch.sigmoid(gate.output + cell @ self.weight_co.T) * torch.tanh(cell)
+            outputs.append(hidden)
+        return torch.stack(outputs, dim=1), None
+
+
+class ArticleGRU(nn.Module):
+    """The article's "GRU": an update gate, an output gate and a cell state apart from h_t, and no
+    reset gate (a coupled input-forget LSTM, in the literature's terms). Gates stacked (update,
+    candidate, output) in `bias`; z_t keeps memory as torch's GRU update gate does.
+
+        z_t, c~_t, o_t from [h_{t-1}, x_t];  c_t = z_t ⊙ c_{t-1} + (1 - z_t) ⊙ c~_t;  h_t = o_t ⊙ tanh(c_t)
+    """
+
+    GATES = ("update", "candidate", "output")
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        bound = hidden_size ** -0.5
+        self.hidden_size = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size).uniform_(-bound, bound))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(3 * hidden_size).uniform_(-bound, bound))
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Every step's h_t (batch, time, hidden) from a zero state, like nn.GRU(batch_first=True)."""
+        size, batch = self.hidden_size, inputs.shape[0]
+        input_part = (inputs @ self.weight_ih.T + self.bias).unbind(1)
+        hidden, cell, outputs = inputs.new_zeros(batch, size), inputs.new_zeros(batch, size), []
+        for step_input in input_part:
+            update, candidate, output = (step_input + hidden @ self.weight_hh.T).chunk(3, dim=1)
+            cell = torch.lerp(torch.tanh(candidate), cell, torch.sigmoid(update))
+            hidden = torch.sigmoid(output) * torch.tanh(cell)
+            outputs.append(hidden)
+        return torch.stack(outputs, dim=1), None

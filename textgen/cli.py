@@ -200,28 +200,39 @@ def models_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
 
 def memory_command(args: argparse.Namespace, console: Console) -> ExitStatus:
-    """`textgen memory`: how long a lag each cell bridges on synthetic tasks, scored against chance."""
-    from textgen.memory import QUICK, MemoryConfig, check_plot_path, plot, run_benchmark, summarize, to_json
+    """`textgen memory`: the sequences each cell needs to bridge each lag of synthetic tasks."""
+    from textgen.memory import PROFILES, MemoryConfig, check_plot_path, plot, run_benchmark, summarize, to_json
 
-    typed = {name: getattr(args, name) for name in ("tasks", "cells", "lags", "steps", "hidden_size", "seeds")
-             if getattr(args, name) is not None}
-    config = MemoryConfig(**{**(QUICK if args.quick else {}), **typed})
+    if args.quick and args.profile not in ("default", "quick"):
+        raise ConfigError(f"--quick is --profile quick; drop one of --quick and --profile {args.profile}")
+    typed = {name: getattr(args, name) for name in ("tasks", "cells", "lags", "budget", "check_every", "hidden_size",
+                                                    "lr", "init", "seeds", "threads") if getattr(args, name) is not None}
+    config = MemoryConfig(**{**PROFILES["quick" if args.quick else args.profile], **typed})
     if args.plot:
         check_plot_path(args.plot)
-    log.info("%d models of %d steps each: tasks %s, cells %s, lags %s, seeds %s", len(config.tasks) *
-             len(config.cells) * len(config.lags) * len(config.seeds), config.steps, " ".join(config.tasks),
-             " ".join(config.cells), " ".join(map(str, config.lags)), " ".join(map(str, config.seeds)))
+    plan = (f"{config.models} models ({' '.join(config.tasks)}; {' '.join(config.cells)}; lags "
+            f"{' '.join(map(str, config.lags))}; seeds {' '.join(map(str, config.seeds))}), each trained on at most "
+            f"{config.budget:,} sequences until solved, checked every {config.check_every:,} on {config.eval_size:,} "
+            f"held-out ones; {config.hidden_size} units, Adam lr {config.lr:g}, batch {config.batch_size}, "
+            f"init {config.init}, {config.threads} thread{'s' if config.threads > 1 else ''}")
+    if args.dry_run:
+        print(json.dumps({"config": dataclasses.asdict(config), "models": config.models}) if args.json
+              else f"would train {plan}")
+        return ExitStatus.SUCCESS
+    log.info("training %s", plan)
 
     def report(result) -> None:
-        log.info("%s %s lag %d seed %d: %s %.4f (chance %.4f), skill %.2f in %.1f s", result.task, result.cell,
-                 result.lag, result.seed, result.metric, result.score, result.chance, result.skill, result.seconds)
+        log.info("%s %s lag %d seed %d: beat the baseline after %s, solved after %s; %s %.4f (chance %.4f), skill "
+                 "%.2f after %s sequences in %.1f s", result.task, result.cell, result.lag, result.seed,
+                 f"{result.beat_at:,}" if result.beat_at else "-", f"{result.solved_at:,}" if result.solved_at else "-",
+                 result.metric, result.score, result.chance, result.skill, f"{result.sequences:,}", result.seconds)
 
     results = run_benchmark(config, report)
     summaries = summarize(results)
     if args.json:  # the results first: a plot that cannot be written loses nothing
         print(json.dumps(to_json(config, results)))
     else:
-        print_memory(config, summaries)
+        print_memory(config, summaries, results)
     if args.plot:
         plot(summaries, args.plot)
         log.info("wrote %s", args.plot)

@@ -2,17 +2,22 @@
 
 The adding problem and the embedded Reber grammar follow Hochreiter and Schmidhuber (1997),
 experiments 4 and 1; delayed recall is the plainest lag task. Every (task, cell, lag, seed) trains
-a fresh one-layer network for the same number of steps on sequences generated on the fly from the
-seed, then is scored on held-out sequences against chance. All cells see the same sequences.
+a fresh one-layer network on sequences generated on the fly from the seed until it meets the
+paper's criterion on held-out sequences or spends its budget of sequences, checking every so often;
+what it reports is the number of sequences it needed, as the paper does. All cells see the same
+sequences.
 
 Skill puts every task on one scale: 0 is chance (guessing, or always predicting the mean), 1 is
-perfect. A cell bridges a lag when its skill there is at least `BRIDGED`.
+perfect. Two criteria: a model *beats the baseline* at skill `BRIDGED` or more, and *solves* a
+task when every held-out answer is right (for the adding problem: off by under `ADDING_TOLERANCE`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +28,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from textgen.cells import ArticleGRU, ArticleLSTM
 from textgen.config import ModelConfig
 from textgen.errors import ConfigError
 from textgen.model import GATE_COUNT, check_memory, gate_rows, recurrent_layers
 
-CELLS = ("rnn", "gru", "lstm")
+CELLS = ("rnn", "gru", "lstm", "article-lstm", "article-gru")
+INITS = ("chrono", "chrono-forget", "forget-1")
 BRIDGED = 0.5  # halfway from chance to perfect: clearly remembering, though not yet solved
+ADDING_TOLERANCE = 0.04  # the paper's: an adding answer is right when off by less than this
 RECALL_SYMBOLS = 8
 GRAD_CLIP = 1.0  # a plain RNN's gradients explode over long lags without it
 
@@ -130,75 +138,117 @@ TASKS = {
 
 @dataclass
 class MemoryConfig:
-    """The benchmark: which tasks, cells and lags, and each model's size and training budget."""
+    """The benchmark: which tasks, cells and lags, each model's size, and its budget of sequences."""
 
     tasks: tuple[str, ...] = tuple(TASKS)
     """tasks to run: adding, recall, reber"""
-    cells: tuple[str, ...] = CELLS
-    """recurrent cells to compare"""
-    lags: tuple[int, ...] = (10, 30, 100, 300, 1000)
+    cells: tuple[str, ...] = ("rnn", "gru", "lstm")
+    """recurrent cells to compare: rnn, gru, lstm (torch's), article-lstm, article-gru (cells.py)"""
+    lags: tuple[int, ...] = (10, 30, 100, 300)
     """lags T: steps between the information and the answer"""
-    steps: int = 300
-    """training steps per model (the budget)"""
+    budget: int = 100_000
+    """training sequences per model at most; it stops earlier once solved"""
+    check_every: int = 1_600
+    """sequences between two checks on the held-out set"""
     hidden_size: int = 16
     """units in each model's recurrent layer"""
-    seeds: tuple[int, ...] = (0,)
-    """a full run per seed; several give a spread"""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """a full run per seed; the table shows the median and range"""
     batch_size: int = 32
     """sequences per training step"""
     lr: float = 1e-2
     """Adam learning rate"""
     eval_size: int = 512
-    """held-out sequences scored per model"""
+    """held-out sequences scored at each check"""
+    init: str = "chrono"
+    """gate biases at the start: chrono, chrono-forget (input gate bias 0), forget-1"""
+    threads: int = 1
+    """torch threads; these models are too small for more to help"""
 
     def __post_init__(self) -> None:
-        self.tasks, self.cells, self.lags, self.seeds = map(tuple, (self.tasks, self.cells, self.lags, self.seeds))
+        self.tasks, self.cells, self.seeds = map(tuple, (self.tasks, self.cells, self.seeds))
+        self.lags = tuple(sorted(set(self.lags)))  # shortest first: a cell that fails one lag skips the longer
         for flag, values, allowed in (("--tasks", self.tasks, tuple(TASKS)), ("--cells", self.cells, CELLS)):
             unknown = [v for v in values if v not in allowed]
             if unknown or not values:
                 raise ConfigError(f"{flag} {' '.join(unknown) or '(none)'}: choose from {', '.join(allowed)}")
-        for flag, name in (("--steps", "steps"), ("--hidden", "hidden_size"), ("batch_size", "batch_size"),
-                           ("eval_size", "eval_size")):
+        if self.init not in INITS:
+            raise ConfigError(f"--init {self.init}: choose from {', '.join(INITS)}")
+        for flag, name in (("--budget", "budget"), ("--check-every", "check_every"), ("--hidden", "hidden_size"),
+                           ("batch_size", "batch_size"), ("eval_size", "eval_size"), ("--threads", "threads")):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{flag} must be positive, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
         if not self.seeds or not self.lags:
             raise ConfigError("--seeds and --lags need at least one value each")
+        if self.budget < self.batch_size:
+            raise ConfigError(f"--budget {self.budget} is less than one step of {self.batch_size} sequences; "
+                              f"give {self.batch_size} or more")
         for task in self.tasks:
             shortest = TASKS[task].min_lag
             if min(self.lags) < shortest:
                 raise ConfigError(f"--lags {min(self.lags)} is too short for {task}, which needs {shortest} or "
                                   f"more ({TASKS[task].what}); drop it or raise it")
 
+    @property
+    def models(self) -> int:
+        """How many models the benchmark trains."""
+        return len(self.tasks) * len(self.cells) * len(self.lags) * len(self.seeds)
 
-QUICK = {"lags": (10, 30, 100)}
-"""--quick: the short lags only, a tenth of the default's time (the time grows with the lag)."""
+
+PROFILES = {
+    "quick": {"lags": (10, 30, 100), "budget": 12_800, "seeds": (0,), "check_every": 1_600, "eval_size": 256},
+    "default": {},  # under 20 minutes on one core
+    # the literature's budgets: Hochreiter and Schmidhuber (1997) needed up to 853,000 sequences
+    # (adding, T=1000) and tested on 2,560; hours on a CPU
+    "paper": {"lags": (100, 500, 1000), "budget": 1_000_000, "check_every": 10_000, "eval_size": 2_560},
+}
+"""--profile NAME: overrides of MemoryConfig's defaults (the default profile); flags override them in turn."""
 
 
 class LagModel(nn.Module):
-    """One recurrent layer of the chosen cell (the language model's own) and a linear readout of
-    its last output.
+    """One recurrent layer of the chosen cell (the language model's own, or the article's from
+    cells.py) and a linear readout of its last output.
 
     Gated cells start with chrono initialisation (Tallec and Ollivier 2018) for dependencies up to
     `lag` steps: each unit's forget (LSTM) or update (GRU) gate bias is log U(1, lag), so it first
-    keeps its memory for between 1 and `lag` steps, and an LSTM's input gate bias is its negative.
-    With the language model's forget bias of 1 (memory for a few steps), neither gated cell learned
-    delayed recall at T=30 in 1,000 steps; a plain RNN has no gate to set.
+    keeps its memory for between 1 and `lag` steps, and an LSTM's input gate bias is its negative
+    (`init` "chrono"); "chrono-forget" leaves the input gate bias at 0, and "forget-1" sets the
+    keeping gate's bias to 1 as the language models do (memory for a few steps). A plain RNN has
+    no gate to set.
     """
 
-    def __init__(self, cell: str, features: int, hidden_size: int, outputs: int, lag: int):
+    def __init__(self, cell: str, features: int, hidden_size: int, outputs: int, lag: int, init: str = "chrono"):
         super().__init__()
-        self.rnn = recurrent_layers(ModelConfig(cell=cell, num_layers=1, hidden_size=hidden_size,
-                                                embed_size=features, dropout=0.0, tie_weights=False))
+        if cell == "article-lstm":
+            self.rnn = ArticleLSTM(features, hidden_size)
+        elif cell == "article-gru":
+            self.rnn = ArticleGRU(features, hidden_size)
+        else:
+            self.rnn = recurrent_layers(ModelConfig(cell=cell, num_layers=1, hidden_size=hidden_size,
+                                                    embed_size=features, dropout=0.0, tie_weights=False))
         self.readout = nn.Linear(hidden_size, outputs)
-        if cell != "rnn":
-            keep = torch.empty(hidden_size).uniform_(1.0, max(2.0, lag)).log()
-            memory = gate_rows(cell, "forget" if cell == "lstm" else "update", hidden_size)
-            with torch.no_grad():
-                self.rnn.bias_ih_l0[memory] = keep
-                self.rnn.bias_hh_l0[memory] = 0.0
-                if cell == "lstm":
-                    self.rnn.bias_ih_l0[gate_rows(cell, "input", hidden_size)] = -keep
-                    self.rnn.bias_hh_l0[gate_rows(cell, "input", hidden_size)] = 0.0
+        if cell == "rnn":
+            return
+        keep = torch.empty(hidden_size).uniform_(1.0, max(2.0, lag)).log() if init != "forget-1" else torch.ones(hidden_size)
+        memory, writing = ("update", None) if cell.endswith("gru") else ("forget", "input")
+        self._set_bias(cell, memory, keep)
+        if writing:
+            self._set_bias(cell, writing, -keep if init == "chrono" else torch.zeros(hidden_size))
+
+    def _set_bias(self, cell: str, gate: str, value: torch.Tensor) -> None:
+        """Make `gate`'s total bias `value`."""
+        size = len(value)
+        with torch.no_grad():
+            if cell == "article-gru":
+                index = ArticleGRU.GATES.index(gate)
+                self.rnn.bias[index * size:(index + 1) * size] = value
+            elif cell == "article-lstm":
+                self.rnn.bias[gate_rows("lstm", gate, size)] = value
+            else:
+                self.rnn.bias_ih_l0[gate_rows(cell, gate, size)] = value
+                self.rnn.bias_hh_l0[gate_rows(cell, gate, size)] = 0.0
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Outputs (batch, outputs) after reading `inputs` (batch, time, features)."""
@@ -213,8 +263,31 @@ def _loss(task: Task, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 @dataclass
+class Check:
+    """One look at the held-out set during training."""
+
+    sequences: int
+    """training sequences seen so far"""
+    score: float
+    skill: float
+    solved: bool
+
+
+def score(task: Task, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[float, float, float, bool]:
+    """(score, chance, skill, solved) of `outputs` for `targets`: accuracy against guessing, or the
+    mean squared error against always predicting the mean; solved when every answer is right."""
+    if task.classes is None:
+        errors = outputs.squeeze(1) - targets
+        mse, chance = float(errors.pow(2).mean()), float(targets.var(unbiased=False))
+        return mse, chance, 1.0 - mse / chance, bool((errors.abs() < ADDING_TOLERANCE).all())
+    right = outputs.argmax(1) == targets
+    accuracy, chance = float(right.float().mean()), 1.0 / task.classes
+    return accuracy, chance, (accuracy - chance) / (1.0 - chance), bool(right.all())
+
+
+@dataclass
 class Result:
-    """One trained model's score on held-out sequences."""
+    """One model trained to the criterion (or its budget): what it needed, and its final score."""
 
     task: str
     cell: str
@@ -223,57 +296,94 @@ class Result:
     metric: str
     """accuracy, or mse (mean squared error)"""
     score: float
+    """at the last check"""
     chance: float
     """accuracy of guessing, or the mse of always predicting the mean"""
     skill: float
-    """0 at chance, 1 perfect"""
+    """at the last check: 0 at chance, 1 perfect"""
+    beat_at: int | None
+    """training sequences seen at the first check with skill >= BRIDGED (None: not within the budget)"""
+    solved_at: int | None
+    """training sequences seen at the first check where every held-out answer was right"""
+    sequences: int
+    """training sequences seen in all"""
     seconds: float
+    checks: list[Check] = dataclasses.field(default_factory=list)
 
 
-def train_and_score(task_name: str, cell: str, lag: int, seed: int, config: MemoryConfig) -> Result:
-    """Train a fresh model on `task_name` at `lag` for `config.steps` steps; its held-out score."""
+def train_to_criterion(task_name: str, cell: str, lag: int, seed: int, config: MemoryConfig) -> Result:
+    """Train a fresh model on `task_name` at `lag`, checking the held-out set every `check_every`
+    sequences, until it solves the task or has seen `budget` sequences."""
     task = TASKS[task_name]
     start = time.perf_counter()
     torch.manual_seed(seed)
-    model = LagModel(cell, task.features, config.hidden_size, task.classes or 1, lag)
+    model = LagModel(cell, task.features, config.hidden_size, task.classes or 1, lag, config.init)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     data = torch.Generator().manual_seed(seed)
-    for _ in range(config.steps):
+    # held-out sequences from a stream the training never draws from
+    held_inputs, held_targets = task.generate(config.eval_size, lag, torch.Generator().manual_seed(2**31 + seed))
+    seen, next_check, checks, beat_at, solved_at = 0, config.check_every, [], None, None
+    while solved_at is None and seen < config.budget:
         inputs, targets = task.generate(config.batch_size, lag, data)
         loss = _loss(task, model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
-    # held-out sequences from a stream the training never drew from
-    inputs, targets = task.generate(config.eval_size, lag, torch.Generator().manual_seed(2**31 + seed))
-    with torch.no_grad():
-        outputs = model.eval()(inputs)
-    if task.classes is None:
-        score = float(F.mse_loss(outputs.squeeze(1), targets))
-        chance = float(targets.var(unbiased=False))
-        metric, skill = "mse", 1.0 - score / chance
-    else:
-        score = float((outputs.argmax(1) == targets).float().mean())
-        chance = 1.0 / task.classes
-        metric, skill = "accuracy", (score - chance) / (1.0 - chance)
-    return Result(task_name, cell, lag, seed, metric, score, chance, skill, time.perf_counter() - start)
+        seen += config.batch_size
+        if seen >= next_check or seen >= config.budget:
+            next_check += config.check_every
+            with torch.no_grad():
+                outputs = model.eval()(held_inputs)
+            model.train()
+            value, chance, skill, solved = score(task, outputs, held_targets)
+            checks.append(Check(seen, value, skill, solved))
+            beat_at = beat_at if beat_at is not None or skill < BRIDGED else seen
+            solved_at = seen if solved else None
+    last = checks[-1]
+    return Result(task_name, cell, lag, seed, "mse" if task.classes is None else "accuracy", last.score, chance,
+                  last.skill, beat_at, solved_at, seen, time.perf_counter() - start, checks)
 
 
 def run_benchmark(config: MemoryConfig, on_result: Callable[[Result], None] | None = None) -> list[Result]:
-    """Every (task, cell, lag, seed) of `config`, trained and scored; `on_result` sees each as it ends."""
+    """Every (task, cell, lag, seed) of `config`, trained to the criterion, from the shortest lag up;
+    a cell that no seed taught to beat the baseline at one lag is not trained at longer ones
+    (`skipped` lists them). `on_result` sees each result as it ends."""
     rows = max(config.batch_size, config.eval_size)  # sequences of lag steps through gates kept for backward
     check_memory(4.0 * rows * (max(config.lags) + 10) * config.hidden_size * (2 * GATE_COUNT["lstm"] + 2),
                  f"--lags {max(config.lags)} with --hidden {config.hidden_size}", "lower them")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
     results = []
-    for task in config.tasks:
-        for cell in config.cells:
-            for lag in config.lags:
-                for seed in config.seeds:
-                    results.append(train_and_score(task, cell, lag, seed, config))
-                    if on_result:
-                        on_result(results[-1])
+    try:
+        for task in config.tasks:
+            for cell in config.cells:
+                for lag in config.lags:
+                    runs = []
+                    for seed in config.seeds:
+                        runs.append(train_to_criterion(task, cell, lag, seed, config))
+                        if on_result:
+                            on_result(runs[-1])
+                    results += runs
+                    if all(run.beat_at is None for run in runs):  # longer lags would only burn their budgets
+                        break
+    finally:
+        torch.set_num_threads(threads)
     return results
+
+
+def skipped(config: MemoryConfig, results: list[Result]) -> list[tuple[str, str, int]]:
+    """(task, cell, lag) that `run_benchmark` did not train because a shorter lag failed every seed."""
+    done = {(r.task, r.cell, r.lag) for r in results}
+    return [(task, cell, lag) for task in config.tasks for cell in config.cells for lag in config.lags
+            if (task, cell, lag) not in done]
+
+
+def middle(values: list[int | None]) -> int | None:
+    """The median of sequence counts where None (not within the budget) counts as more than any
+    number; of an even count, the higher of the two middle values."""
+    ranked = sorted(values, key=lambda value: math.inf if value is None else value)
+    return ranked[len(ranked) // 2]
 
 
 @dataclass
@@ -284,15 +394,25 @@ class Summary:
     cell: str
     lag: int
     metric: str
-    score: float
-    """mean over seeds"""
-    score_min: float
-    score_max: float
+    seeds: int
+    beat: int
+    """seeds that beat the baseline within the budget"""
+    beat_median: int | None
+    """median sequences to beat the baseline (None: not within the budget)"""
+    beat_min: int | None
+    beat_max: int | None
+    solved: int
+    """seeds that solved the task within the budget"""
+    solved_median: int | None
+    solved_min: int | None
+    solved_max: int | None
     chance: float
     skill: float
-    """mean over seeds"""
+    """median over seeds, at each model's last check"""
     skill_min: float
     skill_max: float
+    score: float
+    """median over seeds"""
 
 
 def summarize(results: list[Result]) -> list[Summary]:
@@ -302,28 +422,32 @@ def summarize(results: list[Result]) -> list[Summary]:
         groups.setdefault((result.task, result.cell, result.lag), []).append(result)
     summaries = []
     for (task, cell, lag), group in groups.items():
-        scores, skills = [r.score for r in group], [r.skill for r in group]
-        summaries.append(Summary(task, cell, lag, group[0].metric, sum(scores) / len(group), min(scores),
-                                 max(scores), sum(r.chance for r in group) / len(group), sum(skills) / len(group),
-                                 min(skills), max(skills)))
+        spans = []
+        for counts in ([r.beat_at for r in group], [r.solved_at for r in group]):
+            met = [count for count in counts if count is not None]
+            spans += [len(met), middle(counts), min(met, default=None), max(met, default=None)]
+        skills = sorted(r.skill for r in group)
+        summaries.append(Summary(task, cell, lag, group[0].metric, len(group), *spans,
+                                 statistics.fmean(r.chance for r in group), skills[len(skills) // 2], skills[0],
+                                 skills[-1], sorted(r.score for r in group)[len(group) // 2]))
     return summaries
 
 
-def bridged_lags(summaries: list[Summary]) -> dict[str, dict[str, int | None]]:
-    """task -> cell -> the longest lag bridged before the first lag that is not (None: not even the
-    shortest)."""
-    bridged: dict[str, dict[str, int | None]] = {}
+def reach(summaries: list[Summary], criterion: str = "solved") -> dict[str, dict[str, int | None]]:
+    """task -> cell -> the longest lag at which most seeds met `criterion` ("solved" or "beat"),
+    before the first lag where most did not (None: not even the shortest)."""
+    longest: dict[str, dict[str, int | None]] = {}
     failed: set[tuple[str, str]] = set()
     for summary in sorted(summaries, key=lambda s: s.lag):
-        cells = bridged.setdefault(summary.task, {})
+        cells = longest.setdefault(summary.task, {})
         cells.setdefault(summary.cell, None)
         if (summary.task, summary.cell) in failed:
             continue
-        if summary.skill >= BRIDGED:
+        if getattr(summary, f"{criterion}_median") is not None:
             cells[summary.cell] = summary.lag
         else:
             failed.add((summary.task, summary.cell))
-    return bridged
+    return longest
 
 
 def check_plot_path(path: str) -> None:
@@ -359,7 +483,10 @@ def plot(summaries: list[Summary], path: str) -> None:
 
 
 def to_json(config: MemoryConfig, results: list[Result]) -> dict:
-    """The config, every run, the summaries over seeds and the bridged lags, as plain data."""
+    """The config, every run with its checks, the summaries over seeds and the longest lags
+    solved and beaten, as plain data."""
     summaries = summarize(results)
     return {"config": dataclasses.asdict(config), "results": [dataclasses.asdict(r) for r in results],
-            "summary": [dataclasses.asdict(s) for s in summaries], "bridged": bridged_lags(summaries)}
+            "summary": [dataclasses.asdict(s) for s in summaries], "solved": reach(summaries, "solved"),
+            "beat": reach(summaries, "beat"),
+            "skipped": [{"task": task, "cell": cell, "lag": lag} for task, cell, lag in skipped(config, results)]}

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # imported where used, so that `textgen --help` loads no torch
-    from textgen.memory import MemoryConfig, Summary
+    from textgen.memory import MemoryConfig, Result, Summary
 
 log = logging.getLogger("textgen")
 
@@ -120,27 +120,45 @@ def print_models(models: dict[str, dict[str, Any]]) -> None:
     output.print(table)
 
 
-def print_memory(config: MemoryConfig, summaries: list[Summary]) -> None:
-    """Each cell's score at each lag against chance, and the longest lag it bridges."""
-    from textgen.memory import BRIDGED, bridged_lags
+def print_memory(config: MemoryConfig, summaries: list[Summary], results: list[Result]) -> None:
+    """The sequences each cell needed at each lag to beat the baseline and to solve the task
+    (median, range over the seeds that did), its final skill, and the settings behind them."""
+    from textgen.memory import ADDING_TOLERANCE, BRIDGED, reach, skipped
 
-    def shown(value: float, metric: str) -> str:
-        return f"{value:.1%}" if metric == "accuracy" else f"{value:.4f}"
+    def thousands(count: int) -> str:
+        return f"{count / 1000:g}k"
 
-    bridged = bridged_lags(summaries)
-    table = Table(title="held-out accuracy (or mean squared error) after training at each lag T"
-                        + ("; in brackets the range over seeds" if len(config.seeds) > 1 else ""))
-    for column in ("task", "cell", "chance", *(f"T={lag}" for lag in config.lags), "bridges"):
+    def needed(met: int, median: int | None, low: int | None, high: int | None) -> str:
+        if median is None:
+            return f"not within {thousands(config.budget)}" + (f" ({met}/{config_seeds} did)" if met else "")
+        spread = f" ({thousands(low)}-{thousands(high)})" if config_seeds > 1 else ""
+        return thousands(median) + spread + (f", {met}/{config_seeds} did" if met < config_seeds else "")
+
+    config_seeds = len(config.seeds)
+    seeds = f"median (range) over {config_seeds} seeds" if config_seeds > 1 else f"seed {config.seeds[0]}"
+    table = Table(title=f"training sequences needed (k: thousands), {seeds}")
+    for column in ("task", "cell", "T", "beats baseline after", "solved after", "final skill"):
         table.add_column(column, justify="left" if column in ("task", "cell") else "right")
-    for task in config.tasks:
-        for cell in config.cells:
-            rows = [s for s in summaries if s.task == task and s.cell == cell]
-            scores = [shown(s.score, s.metric) + (f" ({shown(s.score_min, s.metric)}-{shown(s.score_max, s.metric)})"
-                                                  if len(config.seeds) > 1 else "") for s in rows]
-            longest = bridged[task][cell]
-            reach = "none" if longest is None else f"to {longest}" + (" (all)" if longest == max(config.lags) else "")
-            table.add_row(task, cell, shown(rows[0].chance, rows[0].metric), *scores, reach)
+    for summary in summaries:
+        skill = f"{summary.skill:.2f}" + (f" ({summary.skill_min:.2f}-{summary.skill_max:.2f})" if config_seeds > 1 else "")
+        table.add_row(summary.task, summary.cell, str(summary.lag),
+                      needed(summary.beat, summary.beat_median, summary.beat_min, summary.beat_max),
+                      needed(summary.solved, summary.solved_median, summary.solved_min, summary.solved_max), skill)
     output = Console(soft_wrap=True)
+    if not output.is_terminal:  # piped: no terminal width to fit, so keep every row on one line
+        output = Console(soft_wrap=True, width=160)
     output.print(table)
-    output.print(f"bridges: the longest lag up to which skill (0 at chance, 1 perfect) stays at least "
-                 f"{BRIDGED}", markup=False, highlight=False)
+    solved = reach(summaries, "solved")
+    longest = "; ".join(f"{task}: " + ", ".join(f"{cell} {'none' if lag is None else 'to ' + str(lag)}"
+                                               for cell, lag in cells.items()) for task, cells in solved.items())
+    for line in (f"beats baseline: skill (0 at chance, 1 perfect) at least {BRIDGED} on {config.eval_size:,} held-out "
+                 f"sequences; solved: every one of them right (adding: off by under {ADDING_TOLERANCE}); checked "
+                 f"every {config.check_every:,} training sequences",
+                 f"settings: {config.hidden_size} units, Adam lr {config.lr:g}, batch {config.batch_size}, init "
+                 f"{config.init}, budget {config.budget:,} sequences per model",
+                 f"solved by most seeds, up to the first lag that was not: {longest}"):
+        output.print(line, markup=False, highlight=False)
+    not_run = skipped(config, results)
+    if not_run:
+        output.print("not trained, as no seed beat the baseline at a shorter lag: "
+                     + ", ".join(f"{task} {cell} T={lag}" for task, cell, lag in not_run), markup=False, highlight=False)
