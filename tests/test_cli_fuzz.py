@@ -134,7 +134,7 @@ BASE = {  # a valid call that each case then overrides with hostile flags (argpa
     "classify": lambda w, case: ["--model", str(w.classifier), "--device", "cpu", "good film"],
     "eval": lambda w, case: ["--model", str(w.lm), "--text", "the cat", "--device", "cpu"],
     "models": lambda w, case: [],
-    "memory": lambda w, case: ["--tasks", "adding", "--cells", "rnn", "--lags", "5", "--steps", "2", "--hidden", "4"],
+    "memory": lambda w, case: ["--tasks", "adding", "--cells", "rnn", "--lags", "5", "--budget", "64", "--hidden", "4"],
     "inspect": lambda w, case: ["--model", str(w.lm), "--text", "the cat"],
     "plot": lambda w, case: [str(w.lm), "--out", f"plot-{case}.png"],
 }

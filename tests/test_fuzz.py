@@ -194,7 +194,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 # Flags that bound a case's work, typed last so that they win: a fuzzed argument vector must not
 # start a ten-minute training run or a 45-model benchmark.
 BOUNDS = {"train": ["--max-steps", "2", "--preset", "tiny", "--out", "fuzzed-run", "--device", "cpu"],
-          "memory": ["--steps", "1", "--lags", "10", "--seeds", "0", "--hidden", "4"],
+          "memory": ["--budget", "32", "--lags", "10", "--seeds", "0", "--hidden", "4"],
           "inspect": ["--max-chars", "2000"]}
 NUMBERS = ["-1", "0", "1", "2", "3", "7", "x", "", "2.5", "nan", "inf", "-inf", "1e-9", "٣"]
 WORDS = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=8)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import re
@@ -11,8 +12,10 @@ from textgen.checkpoint import load_classifier, load_language_model
 from textgen.cli import main
 from textgen.config import ModelConfig
 from textgen.errors import ConfigError
-from textgen.memory import (CELLS, REBER_SYMBOLS, TASKS, LagModel, MemoryConfig, Summary, adding_problem,
-                            bridged_lags, delayed_recall, embedded_reber, run_benchmark, summarize)
+from textgen.cells import ArticleGRU, ArticleLSTM
+from textgen.memory import (CELLS, PROFILES, REBER_SYMBOLS, TASKS, LagModel, MemoryConfig, Result, adding_problem,
+                            delayed_recall, embedded_reber, middle, reach, run_benchmark, score, skipped, summarize,
+                            train_to_criterion)
 from textgen.model import LanguageModel
 from textgen.sampling import Stepper
 
@@ -79,7 +82,12 @@ def test_embedded_reber_strings_follow_the_grammar_and_repeat_the_second_symbol_
     (dict(lags=(4, 10)), "--lags 4 is too short for reber, which needs 5 or more (the shortest Reber string); "
                          "drop it or raise it"),
     (dict(tasks=("adding", "sorting")), "--tasks sorting: choose from adding, recall, reber"),
-    (dict(steps=0), "--steps must be positive, got 0"),
+    (dict(cells=("lstm", "transformer")), "--cells transformer: choose from rnn, gru, lstm, article-lstm, article-gru"),
+    (dict(budget=0), "--budget must be positive, got 0"),
+    (dict(budget=10), "--budget 10 is less than one step of 32 sequences; give 32 or more"),
+    (dict(init="zeros"), "--init zeros: choose from chrono, chrono-forget, forget-1"),
+    (dict(lr=0.0), "--lr must be positive, got 0.0"),
+    (dict(threads=0), "--threads must be positive, got 0"),
 ])
 def test_invalid_benchmark_options_give_one_clear_error(options, message):
     with pytest.raises(ConfigError) as error:
@@ -89,17 +97,142 @@ def test_invalid_benchmark_options_give_one_clear_error(options, message):
 
 # --- models, training and scoring ----------------------------------------------------------------
 
-@pytest.mark.parametrize("cell, gate", [("lstm", 1), ("gru", 1)])
-def test_gated_cells_start_keeping_memory_for_up_to_the_lag(cell, gate):
-    model = LagModel(cell, 4, 8, 1, lag=50)
-    keep = (model.rnn.bias_ih_l0 + model.rnn.bias_hh_l0)[gate * 8:(gate + 1) * 8]
+def total_bias(model: LagModel, cell: str, gate: str) -> torch.Tensor:
+    rnn = model.rnn
+    if cell == "article-gru":
+        index = ArticleGRU.GATES.index(gate)
+        return rnn.bias[index * 8:(index + 1) * 8]
+    rows = slice(["input", "forget", "candidate", "output"].index(gate) * 8, None) if cell.endswith("lstm") else \
+        slice(["reset", "update", "candidate"].index(gate) * 8, None)
+    rows = slice(rows.start, rows.start + 8)
+    return rnn.bias[rows] if cell == "article-lstm" else (rnn.bias_ih_l0 + rnn.bias_hh_l0)[rows]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "article-lstm", "article-gru"])
+def test_gated_cells_start_keeping_memory_for_up_to_the_lag_and_the_controls_change_only_their_gates(cell):
+    keeping = "update" if cell.endswith("gru") else "forget"
+    torch.manual_seed(0)
+    chrono = LagModel(cell, 4, 8, 1, lag=50)
+    keep = total_bias(chrono, cell, keeping)
     assert (keep >= 0).all() and (keep <= math.log(50)).all() and keep.std() > 0
-    if cell == "lstm":
-        torch.testing.assert_close((model.rnn.bias_ih_l0 + model.rnn.bias_hh_l0)[:8], -keep)
+    plain = LagModel(cell, 4, 8, 1, lag=50, init="forget-1")
+    torch.testing.assert_close(total_bias(plain, cell, keeping), torch.ones(8))
+    if cell.endswith("lstm"):
+        torch.testing.assert_close(total_bias(chrono, cell, "input"), -keep)
+        torch.manual_seed(0)
+        forget_only = LagModel(cell, 4, 8, 1, lag=50, init="chrono-forget")
+        torch.testing.assert_close(total_bias(forget_only, cell, "forget"), keep)
+        torch.testing.assert_close(total_bias(forget_only, cell, "input"), torch.zeros(8))
+        torch.testing.assert_close(total_bias(plain, cell, "input"), torch.zeros(8))
+
+
+def test_the_articles_lstm_output_gate_reads_the_new_cell_state_and_its_gru_keeps_a_cell_with_z():
+    torch.manual_seed(0)
+    inputs = torch.randn(3, 6, 4)
+    lstm = ArticleLSTM(4, 8)
+    before, _ = lstm(inputs)
+    with torch.no_grad():
+        lstm.weight_co.add_(1.0)  # only the output gate's view of c_t changes
+    after, _ = lstm(inputs)
+    assert before.shape == (3, 6, 8) and not torch.allclose(before, after)
+    gru = ArticleGRU(4, 8)
+    with torch.no_grad():
+        gru.bias[:8] = 30.0  # z_t = 1: the cell keeps its zero start, so h_t = o_t * tanh(0) = 0
+    outputs, _ = gru(inputs)
+    assert outputs.shape == (3, 6, 8) and outputs.abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("cell", ["article-lstm", "article-gru"])
+def test_the_articles_cells_train_a_step_with_a_gradient_on_every_weight(cell):
+    torch.manual_seed(0)
+    model = LagModel(cell, 17, 8, 8, lag=5)
+    inputs, targets = delayed_recall(16, 5, torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_adding_is_solved_only_when_every_answer_is_off_by_under_0_04_and_recall_when_every_one_is_right():
+    targets = torch.tensor([0.5, 1.0, 1.5, 0.2])
+    close, one_off = targets[:, None] + 0.039, (targets + torch.tensor([0.0, 0.0, 0.05, 0.0]))[:, None]
+    mse, chance, skill, solved = score(TASKS["adding"], close, targets)
+    assert solved and mse == pytest.approx(0.039 ** 2) and chance == pytest.approx(float(targets.var(unbiased=False)))
+    assert skill == pytest.approx(1 - mse / chance)
+    assert not score(TASKS["adding"], one_off, targets)[3]
+    logits = torch.nn.functional.one_hot(torch.tensor([1, 2, 3, 0]), 8).float()
+    assert score(TASKS["recall"], logits, torch.tensor([1, 2, 3, 0]))[2:] == (1.0, True)
+    accuracy, _, skill, solved = score(TASKS["recall"], logits, torch.tensor([1, 2, 3, 4]))
+    assert (accuracy, solved) == (0.75, False) and skill == pytest.approx((0.75 - 1 / 8) / (1 - 1 / 8))
+
+
+def test_training_checks_every_k_sequences_and_stops_once_solved_else_at_the_budget():
+    config = MemoryConfig(tasks=("recall",), cells=("lstm",), lags=(3,), budget=6400, check_every=320, seeds=(0,),
+                          eval_size=128)
+    solved = train_to_criterion("recall", "lstm", 3, 0, config)
+    assert solved.solved_at is not None and solved.sequences == solved.solved_at < config.budget
+    assert solved.beat_at is not None and solved.beat_at <= solved.solved_at
+    assert [check.sequences for check in solved.checks] == list(range(320, solved.sequences + 1, 320))
+    assert solved.checks[-1].solved and not any(check.solved for check in solved.checks[:-1])
+    first_beat = next(check.sequences for check in solved.checks if check.skill >= 0.5)
+    assert solved.beat_at == first_beat and solved.skill == solved.checks[-1].skill == 1.0
+    unsolved = train_to_criterion("adding", "rnn", 20, 0, dataclasses.replace(config, budget=100, check_every=64))
+    # a budget that is not a whole number of steps ends with the step that crosses it, and a last check
+    assert unsolved.solved_at is None and unsolved.sequences == 128
+    assert [check.sequences for check in unsolved.checks] == [64, 128]
+
+
+def test_the_median_counts_a_seed_not_within_the_budget_as_more_than_any_number():
+    assert middle([3200, None, 1600]) == 3200
+    assert middle([None, None, 1600]) is None
+    assert middle([4800, 1600]) == 4800  # of an even count, the higher: never flatters
+
+    def result(seed, beat, solved, skill):
+        return Result("recall", "lstm", 30, seed, "accuracy", 0.5, 0.125, skill, beat, solved, 6400, 1.0)
+
+    (summary,) = summarize([result(0, 1600, 4800, 1.0), result(1, 3200, None, 0.6), result(2, 1600, 3200, 1.0)])
+    assert (summary.seeds, summary.beat, summary.beat_median, summary.beat_min, summary.beat_max) == (3, 3, 1600, 1600, 3200)
+    assert (summary.solved, summary.solved_median, summary.solved_min, summary.solved_max) == (2, 4800, 3200, 4800)
+    assert (summary.skill, summary.skill_min, summary.skill_max) == (1.0, 0.6, 1.0)
+    (unsolved,) = summarize([result(0, None, None, 0.1), result(1, 1600, None, 0.7), result(2, None, None, 0.0)])
+    assert unsolved.beat_median is None and unsolved.beat == 1 and unsolved.beat_min == unsolved.beat_max == 1600
+    assert unsolved.solved_median is None and unsolved.solved_min is None
+
+
+def test_reach_is_the_longest_lag_most_seeds_solved_before_the_first_they_did_not():
+    def result(cell, lag, seed, solved):
+        return Result("recall", cell, lag, seed, "accuracy", 1.0, 0.125, 1.0, solved, solved, 6400, 1.0)
+
+    results = [result("lstm", lag, seed, 1600 if (lag, seed) != (100, 0) else None) for lag in (10, 30, 100)
+               for seed in (0, 1, 2)]
+    results += [result("gru", lag, seed, 1600 if lag != 30 or seed == 0 else None) for lag in (10, 30, 100)
+                for seed in (0, 1, 2)]
+    results += [result("rnn", 10, seed, None) for seed in (0, 1, 2)]
+    assert reach(summarize(results)) == {"recall": {"lstm": 100, "gru": 10, "rnn": None}}
+
+
+def test_a_cell_that_fails_a_lag_on_every_seed_is_not_trained_at_longer_lags():
+    config = MemoryConfig(tasks=("adding",), cells=("rnn",), lags=(30, 5), budget=64, check_every=32, seeds=(0, 1),
+                          eval_size=16)
+    results = run_benchmark(config)
+    assert config.lags == (5, 30) and {r.lag for r in results} == {5} and len(results) == 2
+    assert skipped(config, results) == [("adding", "rnn", 30)]
+
+
+def test_the_benchmark_runs_on_the_threads_asked_for_and_gives_the_callers_back():
+    before = torch.get_num_threads()
+    seen = []
+    config = MemoryConfig(tasks=("recall",), cells=("rnn",), lags=(2,), budget=32, check_every=32, seeds=(0,),
+                          eval_size=8, threads=2)
+    run_benchmark(config, lambda result: seen.append(torch.get_num_threads()))
+    assert seen == [2] and torch.get_num_threads() == before
 
 
 def test_a_tiny_budget_trains_every_cell_to_recall_over_a_short_lag_and_scores_against_chance():
-    config = MemoryConfig(tasks=("recall", "adding"), lags=(4,), steps=80, eval_size=256)
+    config = MemoryConfig(tasks=("recall", "adding"), cells=CELLS, lags=(4,), budget=2560, check_every=640,
+                          seeds=(0,), eval_size=256)
     seen = []
     results = run_benchmark(config, seen.append)
     assert seen == results and [(r.task, r.cell) for r in results] == [(t, c) for t in ("recall", "adding")
@@ -114,40 +247,53 @@ def test_a_tiny_budget_trains_every_cell_to_recall_over_a_short_lag_and_scores_a
             assert result.skill == pytest.approx(1 - result.score / result.chance)
 
 
-def test_summaries_span_the_seeds_and_bridging_stops_at_the_first_lag_below_half_skill():
-    def summary(cell, lag, skill):
-        return Summary("recall", cell, lag, "accuracy", skill, skill, skill, 0.5, skill, skill, skill)
-
-    summaries = [summary("rnn", 10, 0.9), summary("rnn", 30, 0.2), summary("rnn", 100, 0.7),
-                 summary("lstm", 10, 1.0), summary("lstm", 30, 0.5), summary("lstm", 100, 0.6),
-                 summary("gru", 10, 0.1), summary("gru", 30, 0.9)]
-    assert bridged_lags(summaries) == {"recall": {"rnn": 10, "lstm": 100, "gru": None}}
-    config = MemoryConfig(tasks=("recall",), cells=("rnn",), lags=(3,), steps=2, hidden_size=4, seeds=(0, 1),
-                          eval_size=16)
-    (grouped,) = summarize(run_benchmark(config))
-    assert grouped.skill_min <= grouped.skill <= grouped.skill_max
-    assert grouped.score_min <= grouped.score <= grouped.score_max
-
-
 # --- the command ----------------------------------------------------------------------------------
 
-def test_memory_prints_json_and_draws_the_plot(tmp_path, capsys):
+def test_memory_prints_json_with_every_check_and_draws_the_plot(tmp_path, capsys):
     plot = tmp_path / "memory.png"
-    assert main(["memory", "--tasks", "recall", "--cells", "rnn", "lstm", "--lags", "2", "5", "--steps", "20",
-                 "--hidden", "8", "--seeds", "0", "1", "--json", "--plot", str(plot)]) == 0
+    assert main(["memory", "--tasks", "recall", "--cells", "rnn", "lstm", "--lags", "2", "5", "--budget", "320",
+                 "--check-every", "160", "--hidden", "8", "--seeds", "0", "1", "--lr", "0.02", "--json",
+                 "--plot", str(plot)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert len(result["results"]) == 8 and len(result["summary"]) == 4
-    assert {(r["cell"], r["lag"], r["seed"]) for r in result["results"]} == {
+    assert set(result) == {"config", "results", "summary", "solved", "beat", "skipped"}
+    assert result["config"]["lr"] == 0.02 and result["config"]["hidden_size"] == 8 and result["config"]["threads"] == 1
+    ran = {(r["cell"], r["lag"], r["seed"]) for r in result["results"]}
+    assert ran | {(s["cell"], s["lag"], seed) for s in result["skipped"] for seed in (0, 1)} == {
         (c, lag, s) for c in ("rnn", "lstm") for lag in (2, 5) for s in (0, 1)}
-    assert set(result["bridged"]["recall"]) == {"rnn", "lstm"}
+    for run in result["results"]:
+        assert run["checks"] and run["checks"][-1]["sequences"] == run["sequences"] <= 320
+        assert run["solved_at"] in (None, run["sequences"])
+    assert {s["lag"] for s in result["summary"]} <= {2, 5} and set(result["solved"]["recall"]) == {"rnn", "lstm"}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_memory_prints_a_table_of_scores_beside_chance(capsys):
-    assert main(["memory", "--tasks", "reber", "--cells", "gru", "--lags", "5", "--steps", "5", "--hidden", "4"]) == 0
+def test_memory_prints_a_table_of_sequences_needed_and_the_settings(capsys):
+    assert main(["memory", "--tasks", "reber", "--cells", "gru", "--lags", "5", "--budget", "64", "--check-every",
+                 "32", "--hidden", "4", "--seeds", "0"]) == 0
     captured = capsys.readouterr()
-    assert "T=5" in captured.out and "50.0%" in captured.out and re.search(r"reber\s+│\s+gru", captured.out)
-    assert "reber gru lag 5 seed 0: accuracy" in captured.err
+    assert re.search(r"reber\s+│\s+gru\s+│\s+5", captured.out) and "not within 0.064k" in captured.out
+    assert "4 units, Adam lr 0.01, batch 32, init chrono, budget 64 sequences" in captured.out
+    assert "reber gru lag 5 seed 0: beat the baseline after" in captured.err
+
+
+def test_the_paper_profile_dry_run_shows_its_budget_without_training(capsys):
+    assert main(["memory", "--profile", "paper", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("would train 81 models") and "at most 1,000,000 sequences" in out and "lags 100 500 1000" in out
+    assert main(["memory", "--quick", "--seeds", "4", "5", "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["config"]["lags"] == list(PROFILES["quick"]["lags"]) and plan["config"]["seeds"] == [4, 5]
+    assert plan["models"] == 3 * 3 * 3 * 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--quick", "--profile", "paper"], "--quick is --profile quick; drop one of --quick and --profile paper"),
+    (["--budget", "16"], "--budget 16 is less than one step of 32 sequences; give 32 or more"),
+    (["--lr", "0"], "--lr must be positive, got 0.0"),
+])
+def test_bad_memory_options_are_one_line_errors_before_any_training(argv, message, capsys):
+    assert main(["memory", *argv]) == 1
+    assert capsys.readouterr().err.strip() == f"textgen: error: {message}"
 
 
 def test_plot_without_matplotlib_is_a_one_line_error_before_any_training(tmp_path, capsys, monkeypatch):
@@ -236,3 +382,20 @@ def test_the_readme_lstm_continues_1_to_5_with_6_to_10():
     continuation = namespace["sequence"][5:]
     assert len(continuation) == 5
     assert all(abs(value - target) < 0.5 for value, target in zip(continuation, [6, 7, 8, 9, 10])), continuation
+
+
+# --- threads for small models ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["sample", "--model", "shakespeare", "--length", "3", "--device", "cpu"],
+                                  ["inspect", "--model", "shakespeare", "--text", "to be", "--json"]])
+def test_one_text_runs_on_one_thread_unless_omp_num_threads_says_otherwise(argv, monkeypatch, capsys):
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(2)
+        assert main(argv) == 0 and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        torch.set_num_threads(2)
+        assert main(argv) == 0 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -237,7 +237,7 @@ def test_memory_results_are_printed_before_a_plot_that_fails(tmp_path, monkeypat
         raise TextgenError(f"could not write {path}: the disk is full")
 
     monkeypatch.setattr("textgen.memory.plot", fails)
-    code = cli.main(["memory", "--tasks", "adding", "--cells", "rnn", "--lags", "5", "--steps", "2",
+    code = cli.main(["memory", "--tasks", "adding", "--cells", "rnn", "--lags", "5", "--budget", "64",
                      "--hidden", "4", "--json", "--plot", str(tmp_path / "m.png")])
     captured = capsys.readouterr()
     assert code == 1 and "the disk is full" in captured.err
@@ -267,7 +267,7 @@ def test_a_float_flag_refuses_nan_and_inf_naming_the_flag(argv, flag, capsys):
     (["train", "--vocab-size", "1000000000"], "--vocab-size"),
     (["train", "--seq-len", "1000000000000"], "--seq-len"),
     (["memory", "--lags", "1000000000"], "--lags"),
-    (["memory", "--steps", "0"], "--steps"),
+    (["memory", "--budget", "0"], "--budget"),
     (["classify", "--max-len", "0", "a text"], "--max-len"),
     (["eval", "--seq-len", "0"], "--seq-len"),
     (["inspect", "--layer", "-1"], "--layer"),

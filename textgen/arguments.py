@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "negative), chrono-forget (input bias 0), forget-1 as the language models (default: chrono)")
     memory.add_argument("--seeds", nargs="+", type=SEED, metavar="SEED",
                         help="one run per seed (default: 0 1 2; quick: 0)")
-    memory.add_argument("--threads", type=whole_number(1, 1024),
+    memory.add_argument("--threads", type=whole_number(1, 64),
                         help="torch threads (default: 1; these models are too small for more to help)")
     memory.add_argument("--dry-run", action="store_true", help="print what would be trained and stop")
     memory.add_argument("--json", action="store_true", help="print one JSON object: every run and the summary")

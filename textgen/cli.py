@@ -136,6 +136,15 @@ def score_text_command(args: argparse.Namespace) -> ExitStatus:
     return ExitStatus.SUCCESS
 
 
+def one_thread_unless_told() -> None:
+    """One torch thread for a small model's step-by-step work unless OMP_NUM_THREADS says how many:
+    beside other work, more threads wait on each other (docs/performance.md#threads)."""
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+
+
 def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen sample`: text from a language model, streamed to stdout as it is generated."""
     from textgen.api import load, logged_copy_checks
@@ -149,6 +158,8 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     if config.greedy:
         log.info("--temperature %g is <= 0: greedy decoding, always the most likely next token",
                  config.temperature)
+    if config.num_samples == 1:
+        one_thread_unless_told()
     generator = load(args.model, config.device, "language_model")
     copies = generator.copy_index(args.check_copy, args.data_dir) if args.check_copy is not None else None
 
@@ -258,6 +269,8 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         raise ConfigError(f"--find {args.find} measures units over a corpus split; add --corpus NAME (and --split)")
     if args.max_chars <= 0 or args.top <= 0:
         raise ConfigError("--max-chars and --top must be positive")
+    if not args.find:  # one text, step by step (--find reads batches of a corpus)
+        one_thread_unless_told()
     model, tokenizer, payload = load_model(args.model)
     units = [check_unit(model, args.layer, args.gate, unit) for unit in args.unit or [None]]
     ranking, rows, choice = [], [], None
