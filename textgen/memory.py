@@ -144,7 +144,7 @@ class MemoryConfig:
     """tasks to run: adding, recall, reber"""
     cells: tuple[str, ...] = ("rnn", "gru", "lstm")
     """recurrent cells to compare: rnn, gru, lstm (torch's), article-lstm, article-gru (cells.py)"""
-    lags: tuple[int, ...] = (10, 30, 100, 300)
+    lags: tuple[int, ...] = (10, 30, 100)
     """lags T: steps between the information and the answer"""
     budget: int = 100_000
     """training sequences per model at most; it stops earlier once solved"""
