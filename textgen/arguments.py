@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--lags", nargs="+", type=whole_number(1, 100_000), metavar="T",
                         help="lags to measure (default: 10 30 100; paper: 100 500 1000)")
     memory.add_argument("--budget", type=whole_number(1, 10**9), metavar="SEQUENCES",
-                        help="training sequences per model at most (default: 100000; quick: 12800; paper: 1000000)")
+                        help="training sequences per model at most (default: 200000; quick: 12800; paper: 1000000)")
     memory.add_argument("--check-every", type=whole_number(1, 10**9), metavar="SEQUENCES",
                         help="sequences between checks on the held-out set (default: 1600; paper: 10000)")
     memory.add_argument("--hidden", dest="hidden_size", type=whole_number(1, 4096), help="units per model (default: 16)")

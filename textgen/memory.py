@@ -146,7 +146,7 @@ class MemoryConfig:
     """recurrent cells to compare: rnn, gru, lstm (torch's), article-lstm, article-gru (cells.py)"""
     lags: tuple[int, ...] = (10, 30, 100)
     """lags T: steps between the information and the answer"""
-    budget: int = 100_000
+    budget: int = 200_000
     """training sequences per model at most; it stops earlier once solved"""
     check_every: int = 1_600
     """sequences between two checks on the held-out set"""
