@@ -35,7 +35,9 @@ and the plain RNN step, with no gate at all (tanh, or relu where the RNN was bui
 Two variants that tutorials often print instead are not what torch or cuDNN compute: an LSTM
 whose output gate reads [h_{t-1}, c_t], a peephole connection from the new cell state (Gers and
 Schmidhuber 2000); and a "GRU" drawn with an output gate and a separate cell state but no reset
-gate. Here the output gate sees only x_t and h_{t-1}, and the GRU's only state is h_t.
+gate. Here the output gate sees only x_t and h_{t-1}, and the GRU's only state is h_t. Both variants
+close this module as trainable layers (`ArticleLSTM`, `ArticleGRU`) that `textgen memory` trains
+beside torch's cells.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ what it reports is the number of sequences it needed, as the paper does. All cel
 sequences.
 
 Skill puts every task on one scale: 0 is chance (guessing, or always predicting the mean), 1 is
-perfect. Two criteria: a model *beats the baseline* at skill `BRIDGED` or more, and *solves* a
+perfect. Two criteria: a model *beats the baseline* at skill `BEATS_BASELINE` or more, and *solves* a
 task when every held-out answer is right (for the adding problem: off by under `ADDING_TOLERANCE`).
 """
 
@@ -35,7 +35,7 @@ from textgen.model import GATE_COUNT, check_memory, gate_rows, recurrent_layers
 
 CELLS = ("rnn", "gru", "lstm", "article-lstm", "article-gru")
 INITS = ("chrono", "chrono-forget", "forget-1")
-BRIDGED = 0.5  # halfway from chance to perfect: clearly remembering, though not yet solved
+BEATS_BASELINE = 0.5  # halfway from chance to perfect: clearly remembering, though not yet solved
 ADDING_TOLERANCE = 0.04  # the paper's: an adding answer is right when off by less than this
 RECALL_SYMBOLS = 8
 GRAD_CLIP = 1.0  # a plain RNN's gradients explode over long lags without it
@@ -302,7 +302,7 @@ class Result:
     skill: float
     """at the last check: 0 at chance, 1 perfect"""
     beat_at: int | None
-    """training sequences seen at the first check with skill >= BRIDGED (None: not within the budget)"""
+    """training sequences seen at the first check with skill >= BEATS_BASELINE (None: not within the budget)"""
     solved_at: int | None
     """training sequences seen at the first check where every held-out answer was right"""
     sequences: int
@@ -338,7 +338,7 @@ def train_to_criterion(task_name: str, cell: str, lag: int, seed: int, config: M
             model.train()
             value, chance, skill, solved = score(task, outputs, held_targets)
             checks.append(Check(seen, value, skill, solved))
-            beat_at = beat_at if beat_at is not None or skill < BRIDGED else seen
+            beat_at = beat_at if beat_at is not None or skill < BEATS_BASELINE else seen
             solved_at = seen if solved else None
     last = checks[-1]
     return Result(task_name, cell, lag, seed, "mse" if task.classes is None else "accuracy", last.score, chance,

@@ -123,7 +123,7 @@ def print_models(models: dict[str, dict[str, Any]]) -> None:
 def print_memory(config: MemoryConfig, summaries: list[Summary], results: list[Result]) -> None:
     """The sequences each cell needed at each lag to beat the baseline and to solve the task
     (median, range over the seeds that did), its final skill, and the settings behind them."""
-    from textgen.memory import ADDING_TOLERANCE, BRIDGED, reach, skipped
+    from textgen.memory import ADDING_TOLERANCE, BEATS_BASELINE, reach, skipped
 
     def thousands(count: int) -> str:
         return f"{count / 1000:g}k"
@@ -151,7 +151,7 @@ def print_memory(config: MemoryConfig, summaries: list[Summary], results: list[R
     solved = reach(summaries, "solved")
     longest = "; ".join(f"{task}: " + ", ".join(f"{cell} {'none' if lag is None else 'to ' + str(lag)}"
                                                for cell, lag in cells.items()) for task, cells in solved.items())
-    for line in (f"beats baseline: skill (0 at chance, 1 perfect) at least {BRIDGED} on {config.eval_size:,} held-out "
+    for line in (f"beats baseline: skill (0 at chance, 1 perfect) at least {BEATS_BASELINE} on {config.eval_size:,} held-out "
                  f"sequences; solved: every one of them right (adding: off by under {ADDING_TOLERANCE}); checked "
                  f"every {config.check_every:,} training sequences",
                  f"settings: {config.hidden_size} units, Adam lr {config.lr:g}, batch {config.batch_size}, init "
