@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--profile", choices=("quick", "default", "paper"), default="default",
                         help="lags, budget and seeds at once; the flags below override it (default: default)")
     memory.add_argument("--quick", action="store_true", help="the same as --profile quick: one seed and 12,800 "
-                                                             "sequences per model (about a minute on one core)")
+                                                             "sequences per model (about half a minute of CPU)")
     memory.add_argument("--tasks", nargs="+", choices=("adding", "recall", "reber"),
                         help="tasks to run (default: all three)")
     memory.add_argument("--cells", nargs="+", choices=("rnn", "gru", "lstm", "article-lstm", "article-gru"),
