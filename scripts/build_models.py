@@ -63,22 +63,31 @@ MODELS = {
     },
     "sentiment": {
         # first whole reviews and sentences together, then the sentences alone, which were 3% of the
-        # first stage's tokens
+        # first stage's tokens: the recurrent part; then hashed word n-grams stacked on it, with their
+        # mixing weight and the temperatures fitted on both corpora's validation rows
         "before": {"sentiment": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed", "--init-from",
                                  "runs/bundled/reviews", "--max-len", "400", "--embed-dropout", "0.3",
                                  "--head-dropout", "0.5", "--weight-decay", "0.1", "--batch-size", "32",
-                                 "--lr", "2e-3", "--eval-interval", "400", "--patience", "4", "--time-budget", "35m"]},
-        "run": "sentiment-rt2",
-        "train": ["--task", "classify", "--corpus", "rotten_tomatoes", "--init-from", "runs/bundled/sentiment",
-                  "--unfreeze-every", "0", "--lr", "2e-3", "--batch-size", "32", "--eval-interval", "90",
-                  "--patience", "5", "--embed-dropout", "0.3", "--head-dropout", "0.5", "--weight-decay", "0.1",
-                  "--time-budget", "5m"],
+                                 "--lr", "2e-3", "--eval-interval", "400", "--patience", "4", "--time-budget", "35m"],
+                   "sentiment-rt2": ["--task", "classify", "--corpus", "rotten_tomatoes", "--init-from",
+                                     "runs/bundled/sentiment", "--unfreeze-every", "0", "--lr", "2e-3", "--batch-size",
+                                     "32", "--eval-interval", "90", "--patience", "5", "--embed-dropout", "0.3",
+                                     "--head-dropout", "0.5", "--weight-decay", "0.1", "--time-budget", "5m"]},
+        "run": "sentiment-ngrams",
+        "train": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed", "--init-from",
+                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "262144"],
+        # --keep-recurrent skips the "before" stages and stacks on the bundled model's recurrent part
+        "stacked": True,
         "scores": [["rotten_tomatoes", "validation"], ["imdb", "validation"]],
-        "about": "An English sentiment classifier (neg/pos) for review snippets and whole reviews alike, "
-                 "fine-tuned from the `reviews` language model: `textgen classify` uses it when no --model is given.",
+        "features": ["recurrent", "ngram", "both"],
+        "about": "An English sentiment classifier (neg/pos) for review snippets and whole reviews alike: a "
+                 "recurrent encoder fine-tuned from the `reviews` language model, and hashed word 1-3-grams "
+                 "beside it (fastText, Naive-Bayes weighted), their logits mixed: `textgen classify` uses it when "
+                 "no --model is given; `--features recurrent` or `ngram` uses one part alone.",
         "data": "first rotten_tomatoes train (8,530 sentences) + imdb train less its validation rows (22,500 "
                 "whole reviews), written by this script to runs/bundled/data/reviews_mixed (validation: both "
-                "corpora's validation rows, 1,066 + 2,500); then rotten_tomatoes train alone. No SST-2.",
+                "corpora's validation rows, 1,066 + 2,500); then rotten_tomatoes train alone; the n-grams on "
+                "reviews_mixed's training rows, their weight and the temperatures on its validation rows. No SST-2.",
         "prepare": "reviews_mixed",
     },
 }
@@ -106,12 +115,15 @@ def textgen(*args: str) -> str:
     return subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT).stdout
 
 
-def score(model: Path, corpus: str, split: str, kind: str) -> dict:
-    """The model's validation figure on a corpus split (bits per char, or accuracy)."""
+def score(model: Path, corpus: str, split: str, kind: str, features: str | None = None) -> dict:
+    """The model's validation figure on a corpus split (bits per char, or accuracy and calibration
+    error, in fp32, with the `features` given or the classifier's own)."""
     if kind == "classifier":
+        chosen = ["--features", features] if features else []
         result = json.loads(textgen("classify", "--model", str(model), "--eval", "--corpus", corpus,
-                                    "--split", split, "--json"))
-        return {"corpus": corpus, "split": split, "accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
+                                    "--split", split, "--json", "--precision", "fp32", *chosen))
+        return {"corpus": corpus, "split": split, "features": result["features"], "accuracy": result["accuracy"],
+                "macro_f1": result["macro_f1"], "ece": result["ece"]}
     result = json.loads(textgen("eval", "--model", str(model), "--corpus", corpus, "--split", split, "--json"))
     return {"corpus": corpus, "split": split, "nats_per_char": result["bits_per_char"] * math.log(2),
             "bits_per_char": result["bits_per_char"], "nats_per_token": result["loss"]}
@@ -125,12 +137,38 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def features_section(fitted: dict, full: list[dict], half: list[dict]) -> str:
+    """A stacked classifier's figures for each part alone and both: accuracy and calibration error per
+    corpus, and what the stacking fitted on validation."""
+    rows = "\n".join(f"| {f['corpus']} {f['split']} | `--features {f['features']}` | {f['accuracy']:.4f} | "
+                     f"{h['accuracy']:.4f} | {h['ece']:.4f} |" for f, h in zip(full, half))
+    calibration = "\n".join(
+        f"| {name} | {fitted[name + '_accuracy']:.4f} | {fitted[name + '_ece_raw']:.4f} | "
+        f"{fitted[name + '_temperature']:.3f} | {fitted[name + '_ece']:.4f} |" for name in ("recurrent", "ngram", "both"))
+    return f"""
+## Each part alone and both (accuracy; ECE: expected calibration error, 15 bins, after the temperature)
+
+| split | features | float32 run | float16 (shipped) | ECE (shipped) |
+| --- | --- | ---: | ---: | ---: |
+{rows}
+
+## What stacking fitted (both validation splits together, {fitted['val_examples']:,} texts)
+
+`--features both` labels with (1 - w) x recurrent logits + w x n-gram logits, w = {fitted['ngram_weight']:.2f}
+(fitted with each temperature by validation log-likelihood); the n-grams kept epoch {fitted['ngram_epoch']} of 3.
+
+| features | accuracy | ECE at temperature 1 | temperature | ECE after it |
+| --- | ---: | ---: | ---: | ---: |
+{calibration}
+"""
+
+
 def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half: list[dict], sha256: str,
-         size: int) -> str:
+         size: int, extra: str = "", rebuild: str = "") -> str:
     """The model card in Markdown."""
     metric = "accuracy" if info["kind"] == "classifier" else "bits_per_char"
     rows = "\n".join(f"| {f['corpus']} {f['split']} | {f[metric]:.4f} | {h[metric]:.4f} | {h[metric] - f[metric]:+.4f} |"
-                     for f, h in zip(full, half))
+                     for f, h in zip(full, half) if f.get("features") in (None, "both"))
     return f"""# {name}
 
 {spec['about']}
@@ -146,23 +184,26 @@ def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half
 
 ## How it was trained
 
-    {command}
+{command}
 
 then packed with `python scripts/build_models.py --pack-only --only {name}` (weights cast to float16; no
-optimizer state). `python scripts/build_models.py --only {name}` repeats both steps.
+optimizer state). `{rebuild or f"python scripts/build_models.py --only {name}"}` repeats both steps.
 
 ## Figures ({'accuracy' if metric == 'accuracy' else 'bits per character'})
 
 | split | float32 run | float16 (shipped) | change |
 | --- | ---: | ---: | ---: |
 {rows}
-"""
+{extra}"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=list(MODELS), action="append", help="build only these models")
     parser.add_argument("--pack-only", action="store_true", help="skip training; pack the existing runs")
+    parser.add_argument("--keep-recurrent", action="store_true",
+                        help="sentiment: skip the stages that train its recurrent part and stack the n-grams on the "
+                             "bundled sentiment's, which those stages trained")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from textgen.checkpoint import describe_checkpoint, export_weights, load_checkpoint
@@ -173,9 +214,19 @@ def main() -> None:
         # a rebuild starts each run again: --overwrite replaces what an earlier build left
         stages = [[*stage, "--out", str((RUNS / out).relative_to(ROOT)), "--overwrite"]
                   for out, stage in spec.get("before", {}).items()]
-        stages.append([*spec["train"], "--out", str(run.relative_to(ROOT)), "--overwrite"])
+        final_stage = [*spec["train"], "--out", str(run.relative_to(ROOT)), "--overwrite"]
+        keep = args.keep_recurrent and spec.get("stacked")
+        intro = ""
+        if keep:
+            # the bundled file holds the recurrent part those stages trained; its n-grams are trained afresh
+            intro = ("The recurrent part was trained by these stages (not rerun in this build; the bundled model "
+                     "kept it):\n\n" + "".join(f"    textgen train {shlex.join(stage)}\n" for stage in stages) +
+                     "\nthen the n-grams were stacked on the bundled model's recurrent part:\n\n")
+            stages = []
+            final_stage[final_stage.index("--init-from") + 1] = str((PRETRAINED / f"{name}.pt").relative_to(ROOT))
+        stages.append(final_stage)
         stages += [[*extra, "--resume", "--out", str(run.relative_to(ROOT))] for extra in spec.get("resume", [])]
-        command = "\n    ".join("textgen train " + shlex.join(stage) for stage in stages)
+        command = "\n".join("    textgen train " + shlex.join(stage) for stage in stages)
         if not args.pack_only:
             if spec.get("prepare") == "reviews_mixed":
                 write_reviews_mixed(RUNS / "data" / "reviews_mixed")
@@ -186,11 +237,14 @@ def main() -> None:
         last = load_checkpoint(run / "last.pt")
         info.update(steps=last["step"], minutes=last["elapsed"] / 60)
         kind = "classifier" if info["kind"] == "classifier" else "language_model"
-        full = [score(run, corpus, split, kind) for corpus, split in spec["scores"]]
-        half = [score(packed, corpus, split, kind) for corpus, split in spec["scores"]]
+        choices = spec.get("features", [None])
+        full = [score(run, corpus, split, kind, features) for corpus, split in spec["scores"] for features in choices]
+        half = [score(packed, corpus, split, kind, features) for corpus, split in spec["scores"] for features in choices]
         sha256 = hashlib.sha256(packed.read_bytes()).hexdigest()
-        (PRETRAINED / f"{name}.md").write_text(card(name, spec, command, info, full, half, sha256,
-                                                    packed.stat().st_size))
+        extra = features_section(last["metrics"], full, half) if spec.get("features") else ""
+        rebuild = f"python scripts/build_models.py --only {name}" + (" --keep-recurrent" if keep else "")
+        (PRETRAINED / f"{name}.md").write_text(card(name, spec, intro + command, info, full, half, sha256,
+                                                    packed.stat().st_size, extra, rebuild))
         print(json.dumps({"model": name, "command": command, "float32": full, "float16": half,
                           "bytes": packed.stat().st_size, "sha256": sha256}), flush=True)
 

@@ -28,13 +28,14 @@ import torch
 
 from textgen import recipes
 from textgen.checkpoint import bundled_models, describe_checkpoint, load_model
-from textgen.classify import predict, predict_stream
+from textgen.classify import Progress, predict, predict_stream
 from textgen.config import DataConfig, SampleConfig
 from textgen.copying import CopyIndex
 from textgen.corpus import read_texts
 from textgen.errors import ConfigError
 from textgen.evaluation import evaluate_classifier, evaluate_language_model, score
 from textgen.model import Classifier, resolve_device
+from textgen.precision import resolve_precision
 from textgen.sampling import Chunk, generate, stream
 from textgen.tokenizer import Tokenizer
 
@@ -96,29 +97,36 @@ class Prediction:
 
 
 class TextClassifier:
-    """A classifier with its tokenizer, ready to label texts and to be scored on a labelled corpus."""
+    """A classifier with its tokenizer, ready to label texts and to be scored on a labelled corpus;
+    its encoder runs in `precision` (fp32, or bf16 where the hardware has it)."""
 
-    def __init__(self, model: Classifier, tokenizer: Tokenizer, device: torch.device, path: str):
+    def __init__(self, model: Classifier, tokenizer: Tokenizer, device: torch.device, path: str,
+                 precision: str = "fp32"):
         self.model, self.tokenizer, self.device, self.path = model, tokenizer, device, path
+        self.precision = precision
 
     @property
     def label_names(self) -> list[str]:
         """The class names, index = label id."""
         return list(self.model.config.label_names)
 
-    def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (texts, classes)."""
-        return predict(self.model, self.tokenizer, texts, self.device, batch_size)
+    def probabilities(self, texts: list[str], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
+        """Class probabilities (texts, classes), calibrated; `progress` is told the texts done batch by batch."""
+        return predict(self.model, self.tokenizer, texts, self.device, batch_size, precision=self.precision,
+                       progress=progress)
 
-    def probabilities_stream(self, texts: Iterable[str], batch_size: int = 64) -> Iterator[tuple[list[str], np.ndarray]]:
+    def probabilities_stream(self, texts: Iterable[str], batch_size: int = 64, progress: Progress | None = None
+                             ) -> Iterator[tuple[list[str], np.ndarray]]:
         """(texts, probabilities) for consecutive groups of `texts`, each as soon as it is labelled:
         memory stays bounded however many texts the iterable yields."""
-        return predict_stream(self.model, self.tokenizer, texts, self.device, batch_size)
+        return predict_stream(self.model, self.tokenizer, texts, self.device, batch_size, precision=self.precision,
+                              progress=progress)
 
     def file_probabilities(self, path: str | Path, text_column: str | None = None, encoding: str = "utf-8",
-                           batch_size: int = 64) -> Iterator[tuple[list[str], np.ndarray]]:
+                           batch_size: int = 64, progress: Progress | None = None
+                           ) -> Iterator[tuple[list[str], np.ndarray]]:
         """`probabilities_stream` of the texts of a file: one per line, or a csv/jsonl/parquet column."""
-        return self.probabilities_stream(read_texts(path, text_column, encoding), batch_size)
+        return self.probabilities_stream(read_texts(path, text_column, encoding), batch_size, progress)
 
     def predictions(self, texts: list[str], probabilities: np.ndarray) -> list[Prediction]:
         """`Prediction`s of `texts` from their `probabilities` (texts, classes)."""
@@ -135,19 +143,23 @@ class TextClassifier:
         """Accuracy, macro-F1 and the confusion matrix on labelled `split` of `corpus` (a name, Hub
         id or path, or a `DataConfig`)."""
         data = corpus if isinstance(corpus, DataConfig) else DataConfig(corpus=corpus)
-        return evaluate_classifier(self.model, data, split, self.device, batch_size, self.tokenizer)
+        return evaluate_classifier(self.model, data, split, self.device, batch_size, self.tokenizer,
+                                   precision=self.precision)
 
 
 def load(model: str | Path = "shakespeare", device: str = "auto", kind: str | None = None,
-         max_len: int | None = None, long_text: str | None = None) -> TextGenerator | TextClassifier:
+         max_len: int | None = None, long_text: str | None = None, features: str | None = None,
+         precision: str = "fp32") -> TextGenerator | TextClassifier:
     """A `TextGenerator` for a language model or a `TextClassifier` for a classifier: `model` is a
     bundled name (shakespeare, sentiment, reviews), a run folder (its best.pt) or a .pt file.
     `kind` ("language_model" or "classifier") refuses the other; `max_len` and `long_text`
-    change how a classifier reads long texts (default: as it was trained)."""
+    change how a classifier reads long texts, `features` (recurrent, ngram, both) what it labels
+    with (default: as it was trained), `precision` (fp32, bf16, auto) its encoder's arithmetic."""
     torch_device = resolve_device(device)
-    loaded, tokenizer, payload = load_model(model, torch_device, kind, max_len, long_text)
+    loaded, tokenizer, payload = load_model(model, torch_device, kind, max_len, long_text, features)
     if isinstance(loaded, Classifier):
-        return TextClassifier(loaded, tokenizer, torch_device, payload["path"])
+        return TextClassifier(loaded, tokenizer, torch_device, payload["path"],
+                              resolve_precision(precision, torch_device))
     return TextGenerator(loaded, tokenizer, torch_device, payload["path"], payload.get("configs", {}).get("data"))
 
 

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from textgen import __version__
-from textgen.config import (PRESETS, ClassifierConfig, DataConfig, FinetuneConfig, ModelConfig, SampleConfig,
-                            TrainConfig, flag_of)
+from textgen.config import (FEATURES, NGRAM_BUCKETS_LIMIT, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig,
+                            ModelConfig, SampleConfig, TrainConfig, flag_of)
 from textgen.errors import ConfigError
 
 
@@ -70,7 +70,8 @@ INT_RANGES = {"vocab_size": whole_number(1, 1 << 20), "num_proc": whole_number(1
               "repetition_window": WINDOW, "no_repeat_ngram": whole_number(0, 1000), "beams": whole_number(1, 64),
               "num_samples": whole_number(1, 1000), "head_hidden": WIDTH, "max_len": WINDOW,
               "lm_finetune_steps": whole_number(0, 10**9), "unfreeze_every": whole_number(0, 10**6),
-              "patience": whole_number(1, 10**6)}
+              "patience": whole_number(1, 10**6), "ngram_buckets": whole_number(0, NGRAM_BUCKETS_LIMIT),
+              "ngram_max": whole_number(1, 8)}
 _TYPES = {"float": finite_float, "str": str}
 HTML_FORMATS = ("html", "htm")
 
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     preset_train = frozenset(k for p in PRESETS.values() for k in p["train"])
     add_config_arguments(train, ModelConfig, exclude=("vocab_size",), preset_fields=preset_model)
     add_config_arguments(train, TrainConfig, preset_fields=preset_train)
-    add_config_arguments(train, ClassifierConfig, exclude=("label_names",))
+    add_config_arguments(train, ClassifierConfig, exclude=("label_names", "ngram_weight", "temperatures"))
     add_config_arguments(train, FinetuneConfig)
 
     sample = commands.add_parser("sample", parents=[common], help="generate text from a language model",
@@ -267,7 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--long-text", choices=("whole", "truncate", "chunk"),
                           help="texts over --max-len: read whole in chunks, truncate, or average over chunks "
                                "(default: the classifier's)")
+    classify.add_argument("--features", choices=FEATURES,
+                          help="what the label comes from: the recurrent encoder, the hashed word n-grams, or "
+                               "both (default: the classifier's)")
     classify.add_argument("--batch-size", type=BATCH, default=64, help="texts per forward pass")
+    classify.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                          help="the encoder's compute precision (auto: bf16 where the CPU or GPU runs it natively, "
+                               "about twice as fast; else fp32)")
     add_output_arguments(classify, "one JSON object per text (or the metrics)")
 
     evaluate = commands.add_parser("eval", parents=[common], help="score a checkpoint on a corpus split",

@@ -202,9 +202,10 @@ class LabelledBatches:
 
     def epoch(self, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(ids (batch, time) int64 padded, lengths (batch,) int64, labels (batch,) int64) for each batch of `epoch`."""
-        return [self._batch(rows) for rows in self.batch_rows(epoch)]
+        return [self.batch(rows) for rows in self.batch_rows(epoch)]
 
-    def _batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids (rows, time) int64 padded, lengths, labels) of the texts `rows`."""
         lengths = self.lengths[rows]
         padded = np.full((len(rows), lengths.max()), self.pad_id, dtype=np.int64)
         for line, row in enumerate(rows):

@@ -28,7 +28,7 @@ KINDS = ("language_model", "classifier")
 # Bounds a checkpoint's config must keep before a model of its shape is built (a hand-made file
 # could ask for gigabytes): far above any model textgen trains.
 LIMITS = {"vocab_size": 1 << 20, "num_layers": 64, "hidden_size": 1 << 14, "embed_size": 1 << 14,
-          "head_hidden": 1 << 14}
+          "head_hidden": 1 << 14, "ngram_max": 8}
 
 
 def checksum(payload: dict[str, Any]) -> str:
@@ -230,17 +230,19 @@ def check_schema(payload: dict[str, Any], path: Path) -> None:
 
 
 def load_model(model: str | Path, device: str | torch.device = "cpu", kind: str | None = None,
-               max_len: int | None = None, long_text: str | None = None
+               max_len: int | None = None, long_text: str | None = None, features: str | None = None
                ) -> tuple[LanguageModel | Classifier, Tokenizer, dict[str, Any]]:
     """The language model or classifier a checkpoint holds (in eval mode, on `device`; `kind` is
     enforced), its tokenizer, and the checkpoint payload. `max_len` and `long_text` change how a
-    classifier reads long texts (default: as it was trained)."""
+    classifier reads long texts, `features` which of its parts it labels with (default: as it was
+    trained)."""
     payload = load_checkpoint(model, kind=kind)
     check_schema(payload, Path(payload["path"]))
     model_config = from_dict(ModelConfig, payload["model_config"])
     if payload["kind"] == "classifier":
         config = from_dict(ClassifierConfig, payload["classifier_config"])
-        config = dataclasses.replace(config, max_len=max_len or config.max_len, long_text=long_text or config.long_text)
+        config = dataclasses.replace(config, max_len=max_len or config.max_len, long_text=long_text or config.long_text,
+                                     features=features or config.features)
         built = Classifier(model_config, config)
     else:
         built = LanguageModel(model_config)
@@ -255,7 +257,8 @@ def load_language_model(model: str | Path, device: str | torch.device = "cpu"
 
 
 def load_classifier(model: str | Path, device: str | torch.device = "cpu", max_len: int | None = None,
-                    long_text: str | None = None) -> tuple[Classifier, Tokenizer, dict[str, Any]]:
-    """The classifier (in eval mode, on `device`; reading long texts as `load_model` says), its
-    tokenizer, and the checkpoint payload."""
-    return load_model(model, device, "classifier", max_len, long_text)
+                    long_text: str | None = None, features: str | None = None
+                    ) -> tuple[Classifier, Tokenizer, dict[str, Any]]:
+    """The classifier (in eval mode, on `device`; reading long texts and choosing features as
+    `load_model` says), its tokenizer, and the checkpoint payload."""
+    return load_model(model, device, "classifier", max_len, long_text, features)

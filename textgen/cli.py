@@ -21,7 +21,8 @@ from rich.logging import RichHandler
 from textgen.arguments import build_parser, check_arguments, corpus_config, one_line, read_text_file
 from textgen.config import SampleConfig, typed_fields
 from textgen.errors import ConfigError, TextgenError
-from textgen.output import RichReporter, print_classifier_metrics, print_memory, print_models, print_predictions
+from textgen.output import (LabellingProgress, RichReporter, print_classifier_metrics, print_memory, print_models,
+                            print_predictions)
 
 log = logging.getLogger("textgen")
 
@@ -80,25 +81,30 @@ def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     if args.eval:
         if not args.corpus:
             raise ConfigError("--eval needs --corpus NAME (and --split) with labels to score against")
-        metrics = evaluate_classifier(args.model, corpus_config(args), args.split, args.device, args.batch_size,
-                                      max_len=args.max_len, long_text=args.long_text)
+        with LabellingProgress(console) as progress:
+            metrics = evaluate_classifier(args.model, corpus_config(args), args.split, args.device, args.batch_size,
+                                          max_len=args.max_len, long_text=args.long_text, features=args.features,
+                                          precision=args.precision, progress=progress.counter)
         if args.json:
             print(json.dumps(metrics))
         else:
             print_classifier_metrics(output, metrics)
         return ExitStatus.SUCCESS
-    classifier = load(args.model, args.device, "classifier", args.max_len, args.long_text)
+    classifier = load(args.model, args.device, "classifier", args.max_len, args.long_text, args.features,
+                      args.precision)
     if args.texts and args.file:
         raise ConfigError("give texts as arguments or --file, not both")
     if args.file:  # read and classified group by group: answers stream out, memory stays bounded
         count, width = 0, max(map(len, [*classifier.label_names, "label"]))
-        for texts, probabilities in classifier.file_probabilities(args.file, args.text_column, args.encoding,
-                                                                  args.batch_size):
-            # a borderless table per group, columns as wide in each; the first has the header
-            print_predictions(output, classifier.predictions(texts, probabilities), args.json, count == 0, width)
-            count += len(texts)
+        with LabellingProgress(console) as progress:
+            for texts, probabilities in classifier.file_probabilities(args.file, args.text_column, args.encoding,
+                                                                      args.batch_size, progress.counter()):
+                # a borderless table per group, columns as wide in each; the first has the header
+                print_predictions(output, classifier.predictions(texts, probabilities), args.json, count == 0, width)
+                count += len(texts)
         if not count:
             raise ConfigError(f"--file {args.file} holds no texts to classify; give one text per line or row")
+        log.info("labelled %s texts at %s texts/s", f"{count:,}", f"{progress.texts_per_second:,.1f}")
         return ExitStatus.SUCCESS
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:

@@ -264,6 +264,11 @@ class SampleConfig:
         return [flag_of(SampleConfig, name) for name, value in neutral.items() if getattr(self, name) != value]
 
 
+# where a classifier's label comes from (the order of ClassifierConfig.temperatures)
+FEATURES = ("recurrent", "ngram", "both")
+NGRAM_BUCKETS_LIMIT = 1 << 24  # 64 MB of float32 per class: far above what a bundled model can carry
+
+
 @dataclass
 class ClassifierConfig:
     """The classification head on a language model's encoder; saved in classifier checkpoints."""
@@ -280,13 +285,39 @@ class ClassifierConfig:
                                       "probabilities of independent max-len chunks",
                             choices=("whole", "truncate", "chunk"))
     label_names: tuple[str, ...] = option((), "class names, index = label id; read from the data, never typed")
+    features: str = option("recurrent", "what a label comes from: the recurrent encoder, hashed word n-grams "
+                                        "(fastText), or both, their logits mixed by the fitted n-gram weight",
+                           choices=FEATURES)
+    ngram_buckets: int = option(0, "rows of the hashed word n-gram table beside the encoder (0: none); with "
+                                   "--features ngram or both, e.g. 262144")
+    ngram_max: int = option(3, "longest word n-gram hashed (1: single words)")
+    ngram_weight: float = option(0.5, "--features both: logits = (1 - w) * recurrent + w * n-grams; fitted on "
+                                      "validation, never typed")
+    temperatures: tuple[float, ...] = option((1.0, 1.0, 1.0), "the logits of each --features choice (recurrent, "
+                                                              "ngram, both) are divided by its temperature before "
+                                                              "the softmax; fitted on validation, never typed")
 
     def __post_init__(self) -> None:
         _check_choice(self, "long_text")
-        _check_positive(self, "head_hidden", "max_len")
+        _check_choice(self, "features")
+        _check_positive(self, "head_hidden", "max_len", "ngram_max")
         _check_fraction(self, "head_dropout")
         _check_fraction(self, "token_dropout")
+        _check_fraction(self, "ngram_weight", upper=1.0000001)
         self.label_names = tuple(self.label_names)
+        self.temperatures = tuple(float(t) for t in self.temperatures)
+        if not 0 <= self.ngram_buckets <= NGRAM_BUCKETS_LIMIT:
+            raise ConfigError(f"--ngram-buckets must be from 0 (none) to {NGRAM_BUCKETS_LIMIT}, got {self.ngram_buckets}")
+        if len(self.temperatures) != len(FEATURES) or not all(t > 0 for t in self.temperatures):
+            raise ConfigError(f"temperatures must be {len(FEATURES)} positive numbers, got {self.temperatures}")
+        if self.features != "recurrent" and not self.ngram_buckets:
+            raise ConfigError(f"--features {self.features} needs hashed word n-grams, and this classifier has none; "
+                              f"use --features recurrent, or train one with --ngram-buckets N (e.g. 262144)")
+
+    @property
+    def temperature(self) -> float:
+        """The temperature of the chosen --features."""
+        return self.temperatures[FEATURES.index(self.features)]
 
 
 @dataclass

@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -22,12 +24,13 @@ from torch import nn
 
 from textgen.batches import StreamBatches, token_array
 from textgen.checkpoint import load_classifier, load_language_model
-from textgen.classify import predict
+from textgen.classify import Progress, predict
 from textgen.config import DataConfig
 from textgen.corpus import count_chars, load_corpus
 from textgen.distributed import Distributed
 from textgen.errors import ConfigError, TextgenError
 from textgen.model import Classifier, LanguageModel, resolve_device
+from textgen.precision import resolve_precision
 from textgen.sampling import encode_text, start_token
 from textgen.tokenizer import Tokenizer
 
@@ -150,6 +153,17 @@ def match_labels(corpus_names: list[str], classifier_names: list[str]) -> tuple[
                        f"in that order")
 
 
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: how far confidence is from accuracy, averaged over `bins` equal-width confidence bins
+    weighted by how many texts fall in each (Guo et al. 2017); 0 is perfectly calibrated."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    where = np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True)  # bin (lower, upper]
+    gaps = [abs(correct[where == b].mean() - confidence[where == b].mean()) * np.count_nonzero(where == b)
+            for b in range(bins) if np.any(where == b)]
+    return float(sum(gaps) / max(len(labels), 1))
+
+
 def classification_metrics(labels: np.ndarray, predicted: np.ndarray, label_names: list[str]) -> dict:
     """Accuracy, macro-F1 and the confusion matrix (rows: true label, columns: predicted)."""
     classes = len(label_names)
@@ -165,13 +179,17 @@ def classification_metrics(labels: np.ndarray, predicted: np.ndarray, label_name
 
 def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = "validation",
                         device: str | torch.device = "auto", batch_size: int = 64, tokenizer: Tokenizer | None = None,
-                        max_len: int | None = None, long_text: str | None = None) -> dict:
-    """Accuracy, macro-F1 and the confusion matrix of classifier `model` (run folder, .pt or bundled
-    name, read with `max_len` and `long_text` as `checkpoint.load_model` says; or a loaded classifier
-    with its `tokenizer`) on labelled `split` of the corpus `data` names."""
+                        max_len: int | None = None, long_text: str | None = None, features: str | None = None,
+                        precision: str = "fp32", progress: Callable[[int], Progress] | None = None) -> dict:
+    """Accuracy, macro-F1, the confusion matrix and the expected calibration error (15 bins) of
+    classifier `model` (run folder, .pt or bundled name, read with `max_len`, `long_text` and
+    `features` as `checkpoint.load_model` says; or a loaded classifier with its `tokenizer`) on
+    labelled `split` of the corpus `data` names, and how many texts it labelled per second.
+    `precision` (fp32, bf16, auto) is the encoder's arithmetic.
+    `progress`, given the number of texts, returns what to tell as they are labelled."""
     torch_device = _device(device)
     if tokenizer is None:
-        model, tokenizer, _ = load_classifier(model, torch_device, max_len, long_text)
+        model, tokenizer, _ = load_classifier(model, torch_device, max_len, long_text, features)
     names = list(model.config.label_names)
     corpus = load_corpus(data, task="classify", evaluate=split)
     if split not in corpus.splits:
@@ -181,7 +199,14 @@ def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = 
     if note:
         log.info("%s", note)
     rows = corpus.splits[split]
-    probabilities = predict(model, tokenizer, list(rows[corpus.text_column]), torch_device, batch_size)
-    return {"corpus": corpus.name, "split": split,
-            **classification_metrics(to_classifier[np.asarray(rows[corpus.label_column])],
-                                     probabilities.argmax(1), names)}
+    texts = list(rows[corpus.text_column])
+    started = time.perf_counter()
+    probabilities = predict(model, tokenizer, texts, torch_device, batch_size,
+                            precision=resolve_precision(precision, torch_device),
+                            progress=progress(len(texts)) if progress else None)
+    seconds = time.perf_counter() - started
+    labels = to_classifier[np.asarray(rows[corpus.label_column])]
+    return {"corpus": corpus.name, "split": split, "features": model.config.features,
+            **classification_metrics(labels, probabilities.argmax(1), names),
+            "ece": expected_calibration_error(probabilities, labels), "seconds": round(seconds, 3),
+            "texts_per_second": round(len(texts) / max(seconds, 1e-9), 1)}

@@ -211,6 +211,11 @@ class Classifier(nn.Module):
             *norm(config.head_hidden), nn.Dropout(config.head_dropout),
             nn.Linear(config.head_hidden, len(config.label_names)),
         )
+        if config.ngram_buckets:
+            # fastText's linear bag of hashed n-grams: one logit per class per bucket
+            self.ngrams = nn.EmbeddingBag(config.ngram_buckets, len(config.label_names), mode="sum")
+            self.ngram_bias = nn.Parameter(torch.zeros(len(config.label_names)))
+            nn.init.zeros_(self.ngrams.weight)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from the bottom up (embedding, each recurrent layer, head), for gradual
@@ -220,10 +225,38 @@ class Classifier(nn.Module):
             groups.append([p for name, p in self.rnn.named_parameters()
                            if name.split("_l")[-1].split("_")[0] == str(layer)])
         groups.append(list(self.head.parameters()))
+        if self.config.ngram_buckets:  # a second top group, unfrozen with the head
+            groups[-1] += [self.ngrams.weight, self.ngram_bias]
         return groups
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Class logits (batch, classes) for padded `ids` (batch, time) of the given `lengths`."""
+    def forward(self, ids: torch.Tensor | None, lengths: torch.Tensor | None,
+                bags: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Class logits (batch, classes) from the evidence `config.features` names: the encoder over
+        padded `ids` (batch, time) of the given `lengths`, and/or the hashed n-gram `bags` (bucket ids,
+        offsets) of `ngrams.ngram_bags`, which the encoder alone does not need, nor n-grams `ids`."""
+        features = self.config.features
+        if features == "recurrent":
+            return self.recurrent_logits(ids, lengths)
+        if bags is None:
+            raise ValueError(f"features {features!r} need the texts' n-gram bags")
+        if features == "ngram":
+            return self.ngram_logits(*bags)
+        weight = self.config.ngram_weight
+        return (1 - weight) * self.recurrent_logits(ids, lengths).float() + weight * self.ngram_logits(*bags)
+
+    def ngram_logits(self, ids: torch.Tensor, offsets: torch.Tensor, bucket_scale: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """Class logits (texts, classes) of the hashed n-gram bags: each text's buckets summed and
+        divided by the square root of their count, so that long and short texts score on one scale
+        (`bucket_scale`: a multiplier per bucket while training, NB-SVM's ratios)."""
+        counts = torch.diff(offsets, append=torch.tensor([len(ids)], device=offsets.device))
+        weights = counts.clamp(min=1).float().rsqrt().repeat_interleave(counts, output_size=len(ids))
+        if bucket_scale is not None:
+            weights = weights * bucket_scale[ids]
+        return self.ngrams(ids, offsets, per_sample_weights=weights) + self.ngram_bias
+
+    def recurrent_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Class logits (batch, classes) of the encoder and head over padded `ids` (batch, time)."""
         if not self.config.bidirectional and ids.shape[1] > self.config.max_len:
             return self.classify_pooled(self._pool_in_chunks(ids, lengths.to(ids.device)))
         embedded = self._embed(ids)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +74,42 @@ class RichReporter:
         self.console.print(table)
 
 
+class LabellingProgress:
+    """A progress bar of the texts labelled so far, with texts/s, on stderr (drawn on a terminal only),
+    and the rate once done."""
+
+    def __init__(self, console: Console):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("labelling"), BarColumn(), TextColumn("{task.completed:,.0f} texts"),
+            TextColumn("{task.fields[rate]:,.0f} texts/s"), TimeElapsedColumn(), TextColumn("eta"),
+            TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal,
+        )
+        self.done, self.started, self.task_id = 0.0, time.perf_counter(), None
+
+    def __enter__(self) -> LabellingProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def counter(self, total: int | None = None) -> Callable[[float], None]:
+        """What to call with each batch's count of texts labelled, out of `total` (None: unknown)."""
+        self.task_id = self.progress.add_task("label", total=total, rate=0.0)
+        self.done, self.started = 0.0, time.perf_counter()
+        return self.advance
+
+    def advance(self, count: float) -> None:
+        self.done += count
+        self.progress.update(self.task_id, advance=count, rate=self.texts_per_second)
+
+    @property
+    def texts_per_second(self) -> float:
+        return self.done / max(time.perf_counter() - self.started, 1e-9)
+
+
 def print_predictions(output: Console, predictions: list, as_json: bool, header: bool = True,
                       label_width: int = 0) -> None:
     """`api.Prediction`s as JSON lines on stdout, or as a table (borderless, with columns at least
@@ -94,9 +132,11 @@ def print_predictions(output: Console, predictions: list, as_json: bool, header:
 
 
 def print_classifier_metrics(output: Console, metrics: dict[str, Any]) -> None:
-    """Accuracy and macro-F1 on a line, then the confusion matrix."""
+    """Accuracy, macro-F1, calibration error and speed on a line, then the confusion matrix."""
     output.print(f"{metrics['corpus']} {metrics['split']}: accuracy {metrics['accuracy']:.4f}, macro-F1 "
-                 f"{metrics['macro_f1']:.4f} over {metrics['examples']:,} texts", markup=False, highlight=False)
+                 f"{metrics['macro_f1']:.4f}, calibration error (ECE, 15 bins) {metrics['ece']:.4f} over "
+                 f"{metrics['examples']:,} texts ({metrics['features']} features, {metrics['texts_per_second']:,.1f} "
+                 f"texts/s)", markup=False, highlight=False)
     table = Table(title="confusion (rows: true, columns: predicted)")
     table.add_column("")
     for name in metrics["labels"]:

@@ -29,6 +29,7 @@ from textgen.model import (Classifier, LanguageModel, check_memory, count_parame
                            resolve_device, training_bytes)
 from textgen.precision import resolve_precision
 from textgen.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, tokenizer_from_data
+from textgen.stacking import stack_ngrams
 from textgen.tasks import ClassificationTask, LanguageModelTask
 from textgen.trainer import Reporter, RunResult, check_resumable, check_run_folder, fit, resume_checkpoint
 
@@ -126,7 +127,7 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
         else:
             pretrained_config = pretrained.config
         model_config = _pretrained_shape(pretrained_config, typed["model"], "encoder")
-    if train.max_steps is None and train.time_budget is None:
+    if train.max_steps is None and train.time_budget is None and classifier_config.features == "recurrent":
         train.time_budget = "10m"
         log.info("no --max-steps or --time-budget given: training for 10m")
     per_epoch = tuple(name for name in PER_EPOCH if name not in typed["train"])
@@ -340,6 +341,9 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
         kept = {k: v for k, v in start_from.state_dict().items()
                 if (same_labels and not other_shape) or not k.startswith("head.")}
         classifier.load_state_dict(kept, strict=False)
+        if start_from.config.ngram_buckets:
+            log.info("%s's hashed n-grams stay behind: this trains its recurrent part; stack new n-grams on the "
+                     "result with --init-from RUN --features both --ngram-buckets N", finetune.init_from)
         if not same_labels:
             log.info("%s has labels %s, not %s: its encoder carries over, its head starts afresh", finetune.init_from,
                      ", ".join(start_from.config.label_names), ", ".join(corpus.label_names))
@@ -368,8 +372,28 @@ def train(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
                  f"training a {model.num_layers}x{model.hidden_size} {model.cell} (--embed {model.embed_size}) on "
                  f"batches of --batch-size {train_config.batch_size} x --seq-len {train_config.seq_len}",
                  "lower them", setup.device)
+    if setup.train.task == "classify" and setup.classifier.features != "recurrent":
+        return train_stacked(setup)
     recipe = train_language_model if setup.train.task == "lm" else train_classifier
     return recipe(setup, make_reporter)
+
+
+def train_stacked(setup: Setup) -> RunResult:
+    """Hashed word n-grams stacked on the classifier --init-from names (its recurrent part kept as it
+    is), the mix and temperatures fitted on validation (`stacking`), into `setup.run_dir`."""
+    features = setup.classifier.features
+    if not isinstance(setup.pretrained, Classifier):
+        raise ConfigError(f"--features {features} stacks hashed n-grams on a trained classifier: give --init-from "
+                          f"a classifier (e.g. sentiment, or a run of textgen train --task classify); training the "
+                          f"encoder and the n-grams together is not supported")
+    if setup.train.resume:
+        raise ConfigError(f"--features {features} fits in minutes and keeps no state to resume; drop --resume")
+    if setup.dist.world_size > 1:
+        raise ConfigError(f"--features {features} fits on one process; run it without torchrun")
+    configs = {name: to_dict(getattr(setup, name)) for name in CONFIGS}
+    metrics = stack_ngrams(setup.pretrained, setup.tokenizer, setup.data, setup.classifier, setup.train.seed, configs,
+                           setup.run_dir, setup.device, setup.precision)
+    return RunResult(setup.run_dir, int(metrics["ngram_epoch"]), "max_steps", metrics, metrics, 0.0, 0.0)
 
 
 def run(settings: dict[str, Any], make_reporter: ReporterFactory) -> tuple[Setup, RunResult]:

@@ -1,0 +1,170 @@
+"""Hashed word n-grams beside the recurrent encoder: deterministic features, the stacked classifier,
+the --features choice, calibration, old checkpoints and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from textgen import cli
+from textgen.checkpoint import load_checkpoint, save_checkpoint
+from textgen.config import ClassifierConfig, ModelConfig, to_dict
+from textgen.evaluation import expected_calibration_error
+from textgen.model import Classifier
+from textgen.ngrams import ngram_bags, ngram_buckets, words
+from textgen.tokenizer import CharTokenizer
+
+from test_classify import classify_args, labelled_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = ["Not bad at all!", "dull and lifeless", "Ein Film, 映画は素晴らしい — très bien", "?!...", "x" * 50]
+
+
+@pytest.fixture
+def reviews(tmp_path):
+    """A tiny labelled corpus whose signal is in the words."""
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    for split, count, seed in (("train", 240, 0), ("validation", 80, 1)):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labelled_rows(count, seed)))
+    return folder
+
+
+def test_hashed_ngrams_are_the_same_in_another_process_whatever_its_hash_seed():
+    here = [ngram_buckets(text, 1 << 18, 3).tolist() for text in TEXTS]
+    script = ("import json; from textgen.ngrams import ngram_buckets; "
+              f"print(json.dumps([ngram_buckets(t, 1 << 18, 3).tolist() for t in {TEXTS!r}]))")
+    for seed in ("1", "12345"):
+        environment = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, "-c", script], env=environment, check=True, capture_output=True,
+                             text=True).stdout
+        assert json.loads(out) == here
+
+
+def test_a_text_has_each_word_and_word_pair_and_triple_once():
+    assert words("Not BAD, at all!") == ["not", "bad", ",", "at", "all", "!"]
+    # words a, b; pairs ab, ba; triples aba, bab: six n-grams, each counted once however often it occurs
+    assert len(ngram_buckets("a b a b a b", 1 << 30, 3)) == 6
+    assert len(ngram_buckets("a b a b a b", 1 << 30, 1)) == 2
+    assert len(ngram_buckets("   ", 1 << 10, 3)) == 0
+    assert set(ngram_buckets("a b", 1 << 30, 2)) > set(ngram_buckets("a", 1 << 30, 2))
+    ids, offsets = ngram_bags(["a b", "c"], 1 << 30, 2)
+    assert offsets.tolist() == [0, 3] and len(ids) == 4
+
+
+def test_expected_calibration_error_is_the_gap_between_confidence_and_accuracy_per_bin():
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.4, 0.6]])
+    labels = np.array([0, 1, 1, 1])
+    # bin of 0.9: two texts, half right, gap 0.4; bin of 0.7 and bin of 0.6: one right each, gaps 0.3 and 0.4
+    assert expected_calibration_error(probabilities, labels) == pytest.approx((2 * 0.4 + 0.3 + 0.4) / 4)
+    assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0])) == 0.0
+
+
+@pytest.fixture
+def stacked(reviews, tmp_path, capsys):
+    """A tiny recurrent classifier, then hashed n-grams stacked on it: (recurrent run, stacked run)."""
+    base = tmp_path / "base"
+    assert cli.main(classify_args(reviews, base, "--max-steps", "4")) == 0
+    run = tmp_path / "stacked"
+    assert cli.main(["train", "--task", "classify", "--corpus", str(reviews), "--init-from", str(base), "--features",
+                     "both", "--ngram-buckets", "4096", "--out", str(run), "--device", "cpu", "--precision",
+                     "fp32"]) == 0
+    capsys.readouterr()
+    return base, run
+
+
+def test_stacked_ngrams_learn_the_words_and_each_part_is_measured_alone(stacked, reviews, capsys):
+    base, run = stacked
+    payload = load_checkpoint(run / "best.pt", kind="classifier")
+    config = payload["classifier_config"]
+    assert config["features"] == "both" and config["ngram_buckets"] == 4096 and len(config["temperatures"]) == 3
+    assert payload["model"]["ngrams.weight"].shape == (4096, 2)
+    # the recurrent part is the base classifier's, unchanged
+    old = load_checkpoint(base / "best.pt")["model"]
+    assert all(torch.equal(old[name], payload["model"][name]) for name in old)
+    figures = {}
+    for features in ("recurrent", "ngram", "both"):
+        assert cli.main(["classify", "--model", str(run), "--eval", "--corpus", str(reviews), "--features", features,
+                         "--json", "--precision", "fp32"]) == 0
+        figures[features] = json.loads(capsys.readouterr().out)
+        assert figures[features]["features"] == features and 0 <= figures[features]["ece"] <= 1
+        assert figures[features]["texts_per_second"] > 0
+    assert figures["ngram"]["accuracy"] > 0.9 and figures["both"]["accuracy"] > 0.9
+    assert figures["recurrent"]["accuracy"] == pytest.approx(payload["metrics"]["recurrent_accuracy"])
+    assert figures["both"]["accuracy"] == pytest.approx(payload["metrics"]["both_accuracy"])
+
+
+def test_a_features_choice_the_classifier_lacks_is_one_line(stacked, capsys):
+    base, _ = stacked
+    assert cli.main(["classify", "--model", str(base), "--features", "ngram", "a good film"]) == 1
+    err = capsys.readouterr().err
+    assert "--features ngram needs hashed word n-grams, and this classifier has none" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["train", "--task", "classify", "--corpus", "x", "--features", "both"]) == 1
+    assert "--features both needs hashed word n-grams" in capsys.readouterr().err
+
+
+def test_stacking_needs_a_trained_classifier_to_stack_on(reviews, tmp_path, capsys):
+    assert cli.main(["train", "--task", "classify", "--corpus", str(reviews), "--features", "both",
+                     "--ngram-buckets", "64", "--out", str(tmp_path / "run"), "--device", "cpu"]) == 1
+    assert "give --init-from a classifier" in capsys.readouterr().err
+
+
+def test_bad_texts_get_one_answer_each_and_a_long_line_stays_bounded(stacked, tmp_path, capsys):
+    _, run = stacked
+    texts = ["?!...", "Ein Film, 映画は素晴らしい — très bien", "the film was superb " * 2000]
+    assert cli.main(["classify", "--model", str(run), "--json", *texts]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [answer["text"] for answer in answers] == texts
+    assert all(abs(sum(answer["probabilities"].values()) - 1) < 1e-5 for answer in answers)
+    assert cli.main(["classify", "--model", str(run), "fine", ""]) == 1
+    err = capsys.readouterr().err
+    assert "text 2 is empty" in err and "Traceback" not in err
+    # 5 MB in one line, through the n-grams alone: one answer (the encoder path is covered by the chunk tests)
+    line = tmp_path / "long.txt"
+    line.write_text(("a good film, " * 400_000)[:5_000_000] + "\n")
+    assert cli.main(["classify", "--model", str(run), "--features", "ngram", "--file", str(line), "--json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and json.loads(out[0])["label"] in ("0", "1")
+
+
+def test_texts_keep_their_order_when_batched_by_length(stacked, capsys):
+    _, run = stacked
+    texts = [r["text"] * (1 + i % 3) for i, r in enumerate(labelled_rows(20, 5))]
+    assert cli.main(["classify", "--model", str(run), "--json", "--batch-size", "4", *texts]) == 0
+    batched = [json.loads(line)["probabilities"] for line in capsys.readouterr().out.splitlines()]
+    for text, probabilities in zip(texts[:4], batched):
+        assert cli.main(["classify", "--model", str(run), "--json", text]) == 0
+        alone = json.loads(capsys.readouterr().out)["probabilities"]
+        assert alone == pytest.approx(probabilities, abs=1e-5)
+
+
+def test_a_checkpoint_from_before_ngrams_still_loads_and_classifies(tmp_path, capsys):
+    """The classifier_config of a checkpoint written before this change lacks every n-gram field."""
+    tokenizer = CharTokenizer.from_texts(["abcdefgh good bad"])
+    torch.manual_seed(0)
+    model_config = ModelConfig(num_layers=1, hidden_size=8, embed_size=8, vocab_size=tokenizer.vocab_size)
+    model = Classifier(model_config, ClassifierConfig(label_names=("neg", "pos")))
+    old_config = {key: value for key, value in to_dict(model.config).items()
+                  if key not in ("features", "ngram_buckets", "ngram_max", "ngram_weight", "temperatures")}
+    save_checkpoint(tmp_path / "old.pt", {"kind": "classifier", "model_config": to_dict(model_config),
+                                          "classifier_config": old_config, "tokenizer": tokenizer.to_data(),
+                                          "model": model.state_dict(), "step": 1})
+    assert cli.main(["classify", "--model", str(tmp_path / "old.pt"), "--json", "good", "bad"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(answers) == 2 and all(answer["label"] in ("neg", "pos") for answer in answers)
+    assert cli.main(["classify", "--model", str(tmp_path / "old.pt"), "--features", "both", "good"]) == 1
+    assert "has none" in capsys.readouterr().err
+
+
+def test_the_bundled_sentiment_loads_with_every_part_it_has(capsys):
+    payload = load_checkpoint("sentiment")
+    choices = ["recurrent"] + (["ngram", "both"] if payload["classifier_config"].get("ngram_buckets") else [])
+    for features in choices:
+        assert cli.main(["classify", "--features", features, "--json", "not bad at all"]) == 0
+        assert json.loads(capsys.readouterr().out)["label"] in ("neg", "pos")

@@ -1,0 +1,62 @@
+"""Hashed word n-grams: the sparse, bag-of-words input of a classifier beside its recurrent encoder.
+
+A text's lower-cased words (and punctuation marks) and their n-grams up to `max_n`, each hashed
+into one of `buckets` rows (fastText's hashing trick), counted once per text (NB-SVM's binarized
+features). Words are hashed with CRC-32 of their UTF-8 bytes and n-grams combined with fixed
+64-bit arithmetic, never Python's `hash()`, which changes from one process to the next: a text
+lands in the same buckets in every process, on every machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zlib
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+WORD = re.compile(r"\w+|[^\w\s]")
+_ORDER_MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: folds one more word into an n-gram
+_FINAL_MULTIPLIER = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's: spreads the bits before the modulo
+
+
+def words(text: str) -> list[str]:
+    """The lower-cased words and punctuation marks of `text`, in order."""
+    return WORD.findall(text.lower())
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def word_hash(word: str) -> int:
+    """CRC-32 of the word's UTF-8 bytes (lone surrogates kept, so any str hashes)."""
+    return zlib.crc32(word.encode("utf-8", "surrogatepass"))
+
+
+def ngram_buckets(text: str, buckets: int, max_n: int) -> np.ndarray:
+    """The distinct buckets (int64, sorted) of the word 1..max_n-grams of `text`; empty when it has no words."""
+    hashes = np.fromiter(map(word_hash, words(text)), dtype=np.uint64)
+    if not len(hashes):
+        return np.zeros(0, dtype=np.int64)
+    parts, grams = [hashes], hashes
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
+        for n in range(2, max_n + 1):
+            grams = (grams[:-1] * _ORDER_MULTIPLIER) ^ (hashes[n - 1:] + np.uint64(n))
+            parts.append(grams)
+        mixed = np.concatenate(parts)
+        mixed = (mixed ^ (mixed >> np.uint64(29))) * _FINAL_MULTIPLIER
+        mixed ^= mixed >> np.uint64(32)
+    return np.unique((mixed % np.uint64(buckets)).astype(np.int64))
+
+
+def pack_bags(bags: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the bucket ids of `bags`, one after another; offsets where each bag starts): the input of
+    `nn.EmbeddingBag`."""
+    offsets = np.cumsum([0] + [len(bag) for bag in bags[:-1]]) if bags else np.zeros(0)
+    ids = np.concatenate(bags) if bags else np.zeros(0, dtype=np.int64)
+    return torch.from_numpy(ids), torch.from_numpy(offsets.astype(np.int64))
+
+
+def ngram_bags(texts: Iterable[str], buckets: int, max_n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`pack_bags` of the texts' `ngram_buckets`."""
+    return pack_bags([ngram_buckets(text, buckets, max_n) for text in texts])
