@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(train, DataConfig)
     preset_model = frozenset(k for p in PRESETS.values() for k in p["model"])
     preset_train = frozenset(k for p in PRESETS.values() for k in p["train"])
-    add_config_arguments(train, ModelConfig, exclude=("vocab_size",), preset_fields=preset_model)
+    add_config_arguments(train, ModelConfig, exclude=("vocab_size", "label_names"), preset_fields=preset_model)
     add_config_arguments(train, TrainConfig, preset_fields=preset_train)
     add_config_arguments(train, ClassifierConfig, exclude=("label_names",))
     add_config_arguments(train, FinetuneConfig)
@@ -246,9 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "model trained on): the longest span found there, and the share of characters in "
                              "copied spans of 50 or more")
     sample.add_argument("--data-dir", help="local data folder for a named --check-copy corpus")
-    add_config_arguments(sample, SampleConfig, exclude=("stop",))
+    add_config_arguments(sample, SampleConfig, exclude=("stop", "label"))
     sample.add_argument("--stop", action="append", metavar="TEXT",
                         help=SampleConfig.__dataclass_fields__["stop"].metadata["help"])
+    sample.add_argument("--label", action="append", metavar="LABEL",
+                        help=SampleConfig.__dataclass_fields__["label"].metadata["help"])
     classify = commands.add_parser(
         "classify", parents=[common], help="label texts with a sentiment classifier",
         description="Label texts with a classifier from `textgen train --task classify`, or score it on a "
