@@ -251,6 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help=SampleConfig.__dataclass_fields__["stop"].metadata["help"])
     sample.add_argument("--label", action="append", metavar="LABEL",
                         help=SampleConfig.__dataclass_fields__["label"].metadata["help"])
+    complete = commands.add_parser(
+        "complete", parents=[common], help="list the likeliest completions of a text",
+        description="Autocomplete: the N most likely continuations of PREFIX up to the end of its next word "
+                    "(or line), found by a beam search scored by total log-probability, with their probabilities.")
+    complete.add_argument("prefix", metavar="PREFIX", help="the text typed so far")
+    add_model_argument(complete, "english")
+    complete.add_argument("--top", type=whole_number(1, 100), default=5, help="completions to list (default: 5)")
+    complete.add_argument("--until", choices=("word", "line"), default="word",
+                          help="complete to the end of the next word or of the line (default: word)")
+    complete.add_argument("--label", help="steer a model trained with --condition by this label")
+    add_output_arguments(complete, "print one JSON object: the prefix and its completions")
+
     classify = commands.add_parser(
         "classify", parents=[common], help="label texts with a sentiment classifier",
         description="Label texts with a classifier from `textgen train --task classify`, or score it on a "

@@ -21,7 +21,8 @@ from rich.logging import RichHandler
 from textgen.arguments import build_parser, check_arguments, corpus_config, one_line, read_text_file
 from textgen.config import SampleConfig, typed_fields
 from textgen.errors import ConfigError, TextgenError
-from textgen.output import RichReporter, print_classifier_metrics, print_memory, print_models, print_predictions
+from textgen.output import (RichReporter, print_classifier_metrics, print_completions, print_memory, print_models,
+                            print_predictions)
 
 log = logging.getLogger("textgen")
 
@@ -191,6 +192,18 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         show(line.rstrip("\n"), echo_prompt=False)
 
 
+def complete_command(args: argparse.Namespace, console: Console) -> ExitStatus:
+    """`textgen complete`: the likeliest completions of a prefix, as a table or JSON."""
+    from textgen.api import load
+
+    if not args.prefix:
+        raise ConfigError('the prefix to complete is empty; give the text typed so far, e.g. "The quick bro"')
+    generator = load(args.model, args.device, "language_model")
+    completions = generator.complete(args.prefix, args.top, args.until, args.label)
+    print_completions(Console(soft_wrap=True), args.prefix, completions, args.json)
+    return ExitStatus.SUCCESS
+
+
 def models_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen models`: the bundled models with their kind, size, data and validation figure."""
     from textgen.api import models
@@ -338,6 +351,7 @@ def plot_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitStatus]] = {
     "train": train_command,
     "sample": sample_command,
+    "complete": complete_command,
     "classify": classify_command,
     "eval": eval_command,
     "models": models_command,

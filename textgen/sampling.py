@@ -170,7 +170,7 @@ def label_ids(model: LanguageModel, names: tuple[str, ...], rows: int, device: t
     return torch.tensor([ids[row % len(ids)] for row in range(rows)], device=device)
 
 
-def _prime(model: LanguageModel, tokenizer: Tokenizer, prompt: str, device: torch.device, rows: int = 1,
+def prime(model: LanguageModel, tokenizer: Tokenizer, prompt: str, device: torch.device, rows: int = 1,
            labels: torch.Tensor | None = None) -> tuple[list[int], torch.Tensor, State]:
     """The prompt's ids, and the logits (rows, vocab) and state after reading it, chunk by chunk,
     under each row's label (`labels` (rows,); None: no label). Each distinct label reads it once."""
@@ -238,7 +238,7 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
     # inference mode is entered once per step, not around the generator, so it never leaks to the caller
     with torch.inference_mode():
         labels = label_ids(model, config.label, len(rows), device)
-        prompt_ids, logits, state = _prime(model, tokenizer, prompt, device, len(rows), labels)
+        prompt_ids, logits, state = prime(model, tokenizer, prompt, device, len(rows), labels)
         keep = None if config.no_repeat_ngram else config.repetition_window
         check_memory(8 * len(rows) * (len(prompt_ids) + max_tokens if keep is None else 2 * keep), "the token "
                      f"history of --num-samples {len(rows)} x --length {config.length}", "lower them", device)
@@ -320,7 +320,7 @@ def beam_search(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config:
     """
     device = torch.device(device)
     labels = label_ids(model, config.label, 1, device)
-    prompt_ids, logits, state = _prime(model, tokenizer, prompt, device, 1, labels)
+    prompt_ids, logits, state = prime(model, tokenizer, prompt, device, 1, labels)
     history = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     processors = _processors(tokenizer, config)
     detokenizer = _Detokenizer(tokenizer)
