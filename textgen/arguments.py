@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--prompt-file", help="UTF-8 file whose text to continue")
     sample.add_argument("--interactive", action="store_true",
                         help="read a prompt, print its continuation, repeat until EOF or 'quit'")
+    sample.add_argument("--choices", type=whole_number(1, 20), metavar="N",
+                        help="with --interactive: show the N likeliest next words with their probabilities; "
+                             "pick one by number, type your own text, or press Enter to let the model go on")
     sample.add_argument("--json", action="store_true",
                         help="print one JSON object per sample: text, mean_log_prob, stop_reason")
     sample.add_argument("--check-copy", nargs="?", const="", metavar="CORPUS",

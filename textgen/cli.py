@@ -146,6 +146,10 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         raise ConfigError("--prompt and --prompt-file both give a prompt; choose one")
     if args.interactive and (args.prompt is not None or args.prompt_file is not None):
         raise ConfigError("--interactive reads each prompt from the terminal; drop --prompt/--prompt-file")
+    if args.choices and not args.interactive:
+        raise ConfigError(f"--choices {args.choices} lists next words to pick from in a terminal; add --interactive")
+    if args.choices and (config.num_samples > 1 or config.beams > 1 or args.json):
+        raise ConfigError("--choices builds one text with you; drop --num-samples, --beams and --json")
     prompt = read_text_file("--prompt-file", args.prompt_file) if args.prompt_file is not None else args.prompt or ""
     if config.greedy:
         log.info("--temperature %g is <= 0: greedy decoding, always the most likely next token",
@@ -184,12 +188,40 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     if not args.interactive:
         show(prompt, echo_prompt=True)
         return ExitStatus.SUCCESS
+    if args.choices:
+        return pick_interactively(generator, config, args.choices, console)
     while True:
         console.print("prompt> ", end="", markup=False, highlight=False)
         line = sys.stdin.readline()
         if not line or line.strip() == "quit":
             return ExitStatus.SUCCESS
         show(line.rstrip("\n"), echo_prompt=False)
+
+
+def pick_interactively(generator, config: SampleConfig, choices: int, console: Console) -> ExitStatus:
+    """`textgen sample --interactive --choices N`: one text written together. After a first prompt,
+    each turn shows the N likeliest next words; a number adds that word, other text is added as
+    typed, Enter lets the model write --length characters, and 'quit' (or EOF) ends."""
+    output = Console(soft_wrap=True)
+    label = config.label[0] if config.label else None
+    console.print("prompt> ", end="", markup=False, highlight=False)
+    line = sys.stdin.readline()
+    text = line.rstrip("\n")
+    while line and line.strip() != "quit":
+        completions = generator.complete(text, choices, label=label)
+        output.print(text[-300:], markup=False, highlight=False)
+        print_completions(output, text, completions, as_json=False)
+        console.print(f"pick 1-{len(completions)}, type text to add, Enter for the model to go on, or quit> ",
+                      end="", markup=False, highlight=False)
+        line = sys.stdin.readline()
+        answer = line.rstrip("\n")
+        if answer.strip().isdigit() and 1 <= int(answer) <= len(completions):
+            text += completions[int(answer) - 1].text
+        elif not answer.strip() and line:
+            text += "".join(chunk.text for chunk in generator.chunks(text, config, keep_text=False))
+        elif answer.strip() != "quit":
+            text += answer
+    return ExitStatus.SUCCESS
 
 
 def complete_command(args: argparse.Namespace, console: Console) -> ExitStatus:

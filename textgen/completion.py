@@ -95,8 +95,6 @@ def complete(model: LanguageModel, tokenizer: Tokenizer, prefix: str, top: int =
     "word": the first run of letters, digits and apostrophes, with what comes before it) or line
     ("line"), most likely first, from a search of `beam_width` beams (default: 2 * top, at least 8)
     over at most `max_tokens` tokens; under `label` for a model trained with --condition."""
-    if not prefix:
-        raise TextgenError("the prefix to complete is empty; give the text typed so far, e.g. \"The quick bro\"")
     if until not in ("word", "line"):
         raise TextgenError(f"--until {until!r} is not one of: word, line")
     device = torch.device(device)
