@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import textgen
 from textgen import cli
 from textgen.batches import StreamBatches, label_array, token_array
 from textgen.checkpoint import load_language_model, save_checkpoint
@@ -139,6 +140,7 @@ def test_the_checkpoint_records_the_labels_and_steers_the_text(conditioned):
     positive = generate(model, tokenizer, "", SampleConfig(label=("pos",), **config))[0].text
     negative = generate(model, tokenizer, "", SampleConfig(label=("neg",), **config))[0].text
     assert positive.count("good") > positive.count("bad") and negative.count("bad") > negative.count("good")
+    assert textgen.load(conditioned, "cpu").generate(label="pos", **config) == positive
     # a batch: one label per sample in turn, sample i seeded seed + i
     both = generate(model, tokenizer, "", SampleConfig(label=("pos", "neg"), **config))
     config["seed"] += 1
@@ -198,3 +200,8 @@ def test_a_classifier_cannot_start_from_a_conditioned_model(conditioned, labelle
     assert cli.main(["train", "--task", "classify", "--corpus", str(labelled), "--init-from", str(conditioned),
                      "--max-steps", "1", "--out", str(tmp_path / "run")]) != 0
     assert "reads labels as context" in one_line_error(capsys)
+
+
+def test_inspect_reads_a_conditioned_model_with_no_label(conditioned, capsys):
+    assert cli.main(["inspect", "--model", str(conditioned), "--text", "good film", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] == list("good film")

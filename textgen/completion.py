@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from textgen.errors import TextgenError
-from textgen.model import LanguageModel, select_state
-from textgen.sampling import label_ids, prime
+from textgen.model import LanguageModel, State, select_state
+from textgen.sampling import encode_text, label_ids, prime
 from textgen.stepper import Stepper
 from textgen.tokenizer import Tokenizer
 
@@ -68,16 +68,45 @@ class _Pieces:
         self.banned[[tokenizer.pad_id, tokenizer.unk_id]] = True
 
 
-_last: list = [None, None]  # [(model, weight versions, tokenizer, until), (stepper, pieces)]
+# a prefix that grows by at most this many characters since the last call is read on from there
+STEP_ON = 64
 
 
-def _prepared(model: LanguageModel, tokenizer: Tokenizer, until: str) -> tuple[Stepper, _Pieces]:
-    """The fused stepper and the token pieces for the last model asked about, kept while its weights
-    are unchanged: building them costs more than a search (on each keystroke, the same model)."""
+class _Session:
+    """What completing with one model keeps between calls (on each keystroke, the same model): the
+    fused stepper and token pieces, which cost more to build than a search, and the state after the
+    last prefix, so a character model reads only the characters typed since."""
+
+    def __init__(self, model: LanguageModel, tokenizer: Tokenizer, until: str):
+        self.key = (model, tuple(p._version for p in model.parameters()), tokenizer, until)
+        self.stepper, self.pieces = Stepper(model), _Pieces(tokenizer, until)
+        self.last: tuple | None = None  # (prefix, label ids, logits, state)
+
+    def read(self, model: LanguageModel, tokenizer: Tokenizer, prefix: str, labels: torch.Tensor | None,
+             device: torch.device) -> tuple[torch.Tensor, State]:
+        """The logits (1, vocab) and state after `prefix`."""
+        label_key = None if labels is None else labels.tolist()
+        if (self.last is not None and tokenizer.kind == "char" and self.last[1] == label_key
+                and prefix.startswith(self.last[0]) and len(prefix) - len(self.last[0]) <= STEP_ON):
+            _, _, logits, state = self.last
+            for token in encode_text(tokenizer, prefix[len(self.last[0]):]):
+                logits, state = self.stepper(torch.tensor([token], device=device), state, labels)
+        else:
+            _, logits, state = prime(model, tokenizer, prefix, device, 1, labels)
+        self.last = (prefix, label_key, logits, state)
+        return logits, state
+
+
+_session: list[_Session] = []
+
+
+def _session_for(model: LanguageModel, tokenizer: Tokenizer, until: str) -> _Session:
+    """The session of the last model asked about, or a new one if the model, its weights (the
+    versions torch counts on every in-place change), the tokenizer or `until` differ."""
     key = (model, tuple(p._version for p in model.parameters()), tokenizer, until)
-    if _last[0] is None or any(a is not b and a != b for a, b in zip(_last[0], key)):
-        _last[:] = [key, (Stepper(model), _Pieces(tokenizer, until))]
-    return _last[1]
+    if not _session or any(a is not b and a != b for a, b in zip(_session[0].key, key)):
+        _session[:] = [_Session(model, tokenizer, until)]
+    return _session[0]
 
 
 @dataclass
@@ -99,9 +128,10 @@ def complete(model: LanguageModel, tokenizer: Tokenizer, prefix: str, top: int =
         raise TextgenError(f"--until {until!r} is not one of: word, line")
     device = torch.device(device)
     width = beam_width or max(8, 2 * top)
-    stepper, pieces = _prepared(model, tokenizer, until)
+    session = _session_for(model, tokenizer, until)
+    stepper, pieces = session.stepper, session.pieces
     labels = label_ids(model, (label,) if label else (), 1, device)
-    _, logits, state = prime(model, tokenizer, prefix, device, 1, labels)
+    logits, state = session.read(model, tokenizer, prefix, labels, device)
     beams = [_Beam("", 0.0, False)]
     finished: dict[str, float] = {}  # completion text -> log-probability, summed over the ways to it
     for _ in range(max_tokens):

@@ -251,7 +251,8 @@ class SampleConfig:
         self.stop = tuple(self.stop)
         if "" in self.stop:
             raise ConfigError("--stop '' would stop before the first character; give a non-empty text")
-        self.label = tuple(name.strip() for names in self.label for name in names.split(","))
+        labels = (self.label,) if isinstance(self.label, str) else self.label  # label="pos" from Python
+        self.label = tuple(name.strip() for names in labels for name in names.split(","))
         if "" in self.label:
             raise ConfigError("--label names an empty label; give label names such as pos or neg")
         self.num_samples = max(self.num_samples, len(self.label))

@@ -171,6 +171,11 @@ class LanguageModel(nn.Module):
                ) -> tuple[torch.Tensor, State]:
         """Top-layer outputs (batch, seq, width) and the new state, for heads other than the LM.
         `labels`: label ids (batch,) or (batch, seq) of a conditioned model (None: no label)."""
+        return self.rnn(self.rnn_inputs(ids, labels), state)
+
+    def rnn_inputs(self, ids: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """What the first recurrent layer reads (batch, seq, features): each token's embedding, and
+        for a conditioned model its label's (`labels` as `encode` takes them)."""
         inputs = self.embed_dropout(self.embedding(ids))
         if self.label_embedding is not None:
             if labels is None:
@@ -180,7 +185,7 @@ class LanguageModel(nn.Module):
             inputs = torch.cat([inputs, self.label_embedding(labels).to(inputs.dtype)], dim=-1)
         elif labels is not None:
             raise ValueError("labels given to a language model that was not trained with --condition")
-        return self.rnn(inputs, state)
+        return inputs
 
     def forward(self, ids: torch.Tensor, state: State | None = None, labels: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, State]:
