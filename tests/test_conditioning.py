@@ -205,3 +205,41 @@ def test_a_classifier_cannot_start_from_a_conditioned_model(conditioned, labelle
 def test_inspect_reads_a_conditioned_model_with_no_label(conditioned, capsys):
     assert cli.main(["inspect", "--model", str(conditioned), "--text", "good film", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["tokens"] == list("good film")
+
+
+def guided_greedy_by_hand(model, tokenizer, label, guidance, steps):
+    """Greedy decoding on labelled + guidance * (labelled - unlabelled) log-probabilities, step by step."""
+    ids = [tokenizer.encode("\n")[0]]
+    with torch.no_grad():
+        for _ in range(steps):
+            batch = torch.tensor([ids, ids])
+            logits, _ = model(batch, labels=torch.tensor([label, 0]))
+            labelled, unlabelled = logits[:, -1].log_softmax(-1)
+            scores = labelled + guidance * (labelled - unlabelled)
+            scores[[tokenizer.pad_id, tokenizer.unk_id]] = -float("inf")
+            ids.append(int(scores.argmax()))
+    return tokenizer.decode(ids[1:])
+
+
+def test_guidance_moves_each_step_away_from_the_unlabelled_prediction(conditioned):
+    model, tokenizer, _ = load_language_model(conditioned)
+    sample = generate(model, tokenizer, "", SampleConfig(label=("neg",), guidance=2.0, temperature=0, length=30))[0]
+    assert sample.text == guided_greedy_by_hand(model, tokenizer, 1, 2.0, 30)
+    sampled = {guidance: generate(model, tokenizer, "", SampleConfig(label=("neg",), guidance=guidance, length=60,
+                                                                      seed=0))[0].text for guidance in (0.0, 3.0)}
+    assert sampled[0.0] != sampled[3.0]
+
+
+def test_guided_samples_that_stop_early_leave_the_batch_with_their_unlabelled_copies(conditioned):
+    model, tokenizer, _ = load_language_model(conditioned)
+    config = dict(guidance=1.5, temperature=0.9, length=60, stop=("d",))
+    batch = generate(model, tokenizer, "", SampleConfig(label=("pos", "neg"), num_samples=4, seed=7, **config))
+    alone = [generate(model, tokenizer, "", SampleConfig(label=(label,), seed=7 + i, **config))[0]
+             for i, label in enumerate(["pos", "neg", "pos", "neg"])]
+    assert [s.text for s in batch] == [s.text for s in alone]
+    assert len({len(s.text) for s in batch}) > 1  # they did stop at different steps
+
+
+def test_guidance_without_a_label_is_a_one_line_error(conditioned, capsys):
+    assert cli.main(["sample", "--model", str(conditioned), "--guidance", "2", "--length", "5"]) != 0
+    assert "--guidance 2.0 steers towards a --label" in one_line_error(capsys)

@@ -7,6 +7,7 @@ This module imports no torch so that `--help` and validation stay instant.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,6 +231,8 @@ class SampleConfig:
     stop: tuple[str, ...] = option((), "end a sample where this text appears (repeatable)")
     label: tuple[str, ...] = option((), "generate under this label, for a model trained with --condition "
                                         "(repeatable or comma-separated: one label per sample in turn)")
+    guidance: float = option(0.0, "with --label: move each step's log-probabilities away from the unlabelled "
+                                  "ones by this multiple of their difference (classifier-free guidance; 0: off)")
     num_samples: int = option(1, "samples generated together as one batch (at least one per --label)")
     seed: int | None = option(None, "seed for exact reproducibility (unset: random); sample i uses seed + i")
     device: str = option("auto", "where to generate", choices=("auto", "cpu", "cuda", "mps"))
@@ -256,6 +259,12 @@ class SampleConfig:
         if "" in self.label:
             raise ConfigError("--label names an empty label; give label names such as pos or neg")
         self.num_samples = max(self.num_samples, len(self.label))
+        if self.guidance < 0 or not math.isfinite(self.guidance):
+            raise ConfigError(f"--guidance must be 0 (off) or positive, got {self.guidance}")
+        if self.guidance and not self.label:
+            raise ConfigError(f"--guidance {self.guidance} steers towards a --label; add --label or drop --guidance")
+        if self.guidance and self.beams > 1:
+            raise ConfigError(f"--guidance steers sampling, and --beams {self.beams} searches; drop one")
         controls = self.sampling_controls()
         if self.beams > 1 and self.num_samples > 1:
             raise ConfigError(f"--beams {self.beams} returns the single most likely text, so it cannot make "

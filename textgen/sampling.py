@@ -7,6 +7,9 @@ Every text starts from the model's zero state primed with one token: a newline w
 vocabulary (a text starts like a fresh line), else the padding id. An empty prompt is just that
 priming. Padding and unknown tokens are never generated: they stand for no text. Stop strings are
 looked for in the generated text only, and the text is cut where one begins.
+
+A model trained with --condition writes each sample under its --label; with --guidance each row
+also runs unlabelled, and sampling moves away from that prediction (classifier-free guidance).
 """
 
 from __future__ import annotations
@@ -238,7 +241,9 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
     # inference mode is entered once per step, not around the generator, so it never leaks to the caller
     with torch.inference_mode():
         labels = label_ids(model, config.label, len(rows), device)
-        prompt_ids, logits, state = prime(model, tokenizer, prompt, device, len(rows), labels)
+        if config.guidance:  # a second copy of each row reads no label: the unlabelled prediction to move from
+            labels = torch.cat([labels, torch.zeros_like(labels)])
+        prompt_ids, logits, state = prime(model, tokenizer, prompt, device, len(rows) * (2 if config.guidance else 1), labels)
         keep = None if config.no_repeat_ngram else config.repetition_window
         check_memory(8 * len(rows) * (len(prompt_ids) + max_tokens if keep is None else 2 * keep), "the token "
                      f"history of --num-samples {len(rows)} x --length {config.length}", "lower them", device)
@@ -254,9 +259,12 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
     for step in range(max_tokens):
         with torch.inference_mode():
             if step:
-                logits, state = stepper(tokens, state, labels)
+                logits, state = stepper(tokens.repeat(2) if config.guidance else tokens, state, labels)
             raw = logits.float()
-            scores = apply_processors(processors, history.ids[:, :history.filled], raw)
+            if config.guidance:
+                labelled, unlabelled = raw.log_softmax(-1).chunk(2)
+                raw, guided = labelled, labelled + config.guidance * (labelled - unlabelled)
+            scores = apply_processors(processors, history.ids[:, :history.filled], guided if config.guidance else raw)
             if config.no_repeat_ngram and torch.isinf(scores).all(-1).any():
                 raise TextgenError(f"--no-repeat-ngram {config.no_repeat_ngram} banned every token after "
                                    f"{step} generated tokens; raise it or lower --length")
@@ -283,12 +291,13 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
         if not keep:
             return
         if len(keep) < len(rows):
-            rows = [rows[position] for position in keep]
             with torch.inference_mode():
                 kept = torch.tensor(keep, device=device)
-                state, tokens, log_prob_sums = select_state(state, kept), tokens[kept], log_prob_sums[kept]
-                labels = None if labels is None else labels[kept]
+                tokens, log_prob_sums = tokens[kept], log_prob_sums[kept]
+                both = torch.cat([kept, kept + len(rows)]) if config.guidance else kept  # and the unlabelled copies
+                state, labels = select_state(state, both), None if labels is None else labels[both]
                 history.ids = history.ids[kept]
+            rows = [rows[position] for position in keep]
             if uniforms is not None:
                 uniforms.select(keep)
 
