@@ -7,13 +7,14 @@ Reports the share judged as the requested label, the judge's own accuracy on rea
 reviews (whole, and cut to the samples' length), and bits per character on IMDb validation of both
 models (the conditioned one with the label withheld, and with it). Prints one JSON object.
 
-    python scripts/bench_steer.py --model runs/steer/reviews-label --samples 200 --length 400
+    python scripts/bench_steer.py --model runs/steer/reviews-label --samples 200 --length 400 --guidance 0,1,2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -32,9 +33,10 @@ def judged(judge, texts: list[str]) -> list[str]:
     return [prediction.label for prediction in judge.classify(texts)]
 
 
-def samples(generator, count: int, length: int, temperature: float, seed: int, label: str | None) -> list[str]:
-    """`count` samples of `length` characters, under `label` (None: no label)."""
-    settings = dict(num_samples=count, length=length, temperature=temperature, seed=seed)
+def samples(generator, count: int, length: int, temperature: float, seed: int, label: str | None,
+            guidance: float = 0.0) -> list[str]:
+    """`count` samples of `length` characters, under `label` (None: no label) with `guidance`."""
+    settings = dict(num_samples=count, length=length, temperature=temperature, seed=seed, guidance=guidance)
     config = SampleConfig(label=(label,) if label else (), **settings)
     return [sample.text for sample in generate(generator.model, generator.tokenizer, "", config, generator.device)]
 
@@ -60,6 +62,8 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=400, help="characters per sample")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance", type=lambda text: [float(value) for value in text.split(",")], default=[0.0],
+                        help="comma-separated --guidance values to measure steering at (default: 0)")
     parser.add_argument("--val-windows", type=int, default=None,
                         help="windows of 16 x 256 tokens of IMDb validation to score (default: all)")
     parser.add_argument("--judge-reviews", type=int, default=None, help="validation reviews the judge reads "
@@ -75,12 +79,15 @@ def main() -> None:
               "samples_per_label": args.samples, "length": args.length, "temperature": args.temperature,
               "seed": args.seed, "threads": torch.get_num_threads()}
 
-    steered = {}
-    for label in names:
-        verdicts = judged(judge, samples(conditioned, args.samples, args.length, args.temperature, args.seed, label))
-        steered[label] = sum(verdict == label for verdict in verdicts) / len(verdicts)
-    result["steered_share"] = steered
-    result["steered_share_mean"] = sum(steered.values()) / len(steered)
+    result["steered_share"] = {}  # guidance -> label -> share of its samples the judge gives that label
+    for guidance in args.guidance:
+        steered = {}
+        for label in names:
+            texts = samples(conditioned, args.samples, args.length, args.temperature, args.seed, label, guidance)
+            steered[label] = sum(verdict == label for verdict in judged(judge, texts)) / len(texts)
+        steered["mean"] = sum(steered.values()) / len(names)
+        result["steered_share"][str(guidance)] = steered
+        print(json.dumps({"guidance": guidance, **steered}), file=sys.stderr, flush=True)
     for name, generator, label in (("baseline", baseline, None), ("no_label", conditioned, None)):
         verdicts = judged(judge, samples(generator, args.samples, args.length, args.temperature, args.seed, label))
         result[f"{name}_judged_share"] = {label: verdicts.count(label) / len(verdicts) for label in names}

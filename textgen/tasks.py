@@ -27,7 +27,7 @@ class LanguageModelTask:
                  eval_tokens: int | None = None, label_dropout: float = 0.0):
         self.train, self.validation = train, validation
         self.chars_per_token = chars_per_token
-        self.label_dropout = label_dropout  # the share of windows whose rows read "no label"
+        self.label_dropout = label_dropout  # the share of rows of each window that read "no label"
         # None: the whole split; else at most this many full windows
         self.eval_windows = None if eval_tokens is None else max(1, eval_tokens // validation.tokens_per_window)
         self.window = 0
