@@ -23,7 +23,8 @@ import torch
 from textgen.checkpoint import load_language_model
 from textgen.completion import complete
 
-PREFIXES = {"english": "The quick brown fox j", "shakespeare": "ROMEO: I will not bre", "reviews": "This movie was absol"}
+PREFIXES = {"english": "The quick brown fox j", "shakespeare": "ROMEO: I will not bre",
+            "reviews": "This movie was absol"}
 
 
 def cpu_name() -> str:

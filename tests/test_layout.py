@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
-ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "processors", "stepper", "sampling", "completion", "copying", "classify",
+ORDER = ["corpus", "tokenizer", "batches", "model", "cells", "checkpoint", "processors", "stepper", "sampling", "completion",
+         "copying", "classify",
          "distributed", "precision", "evaluation", "tasks", "trainer", "inspection", "views", "memory", "recipes", "api", "plots",
          "arguments", "output", "cli"]
 # what the command line may call: the workflows' entry modules and its own grammar and output

@@ -64,7 +64,8 @@ BATCH = whole_number(1, 1 << 16)
 WINDOW = whole_number(1, 1_000_000)  # tokens per window, text or chunk
 # int config fields by name: what each accepts (others: STEPS)
 INT_RANGES = {"vocab_size": whole_number(1, 1 << 20), "num_proc": whole_number(1, 256), "split_seed": SEED,
-              "num_layers": whole_number(1, 64), "hidden_size": WIDTH, "embed_size": WIDTH, "batch_size": BATCH,
+              "num_layers": whole_number(1, 64), "hidden_size": WIDTH, "embed_size": WIDTH, "label_embed_size": WIDTH,
+              "batch_size": BATCH,
               "seq_len": WINDOW, "warmup_steps": whole_number(0, 10**9), "eval_tokens": whole_number(1, 10**12),
               "seed": SEED, "length": whole_number(1, 10_000_000), "top_k": whole_number(1, 1 << 20),
               "repetition_window": WINDOW, "no_repeat_ngram": whole_number(0, 1000), "beams": whole_number(1, 64),

@@ -119,8 +119,8 @@ class ModelConfig:
                                          "with every token, so that `textgen sample --label` steers the text")
     label_embed_size: int = option(16, "width of the label embedding that --condition feeds with every token",
                                    flag="--label-embed")
-    label_dropout: float = option(0.2, "with --condition, withhold the label from this fraction of training "
-                                       "windows, so the model also writes (and scores) text without a label")
+    label_dropout: float = option(0.2, "with --condition, withhold the label from this fraction of the rows of "
+                                       "each training window, so the model also writes (and scores) text without one")
     label_names: tuple[str, ...] = option((), "the --condition labels, index + 1 = label id (0: no label); "
                                               "read from the data, never typed")
 

@@ -67,7 +67,8 @@ def language_model_metrics(model: nn.Module, streams: StreamBatches, chars_per_t
     total_loss, total_tokens, state = 0.0, 0, None
     labels = streams.evaluation_labels() if with_labels else itertools.repeat(None)
     with _evaluating(model):
-        for (inputs, targets), window_labels in zip(itertools.islice(streams.evaluation_windows(), max_windows), labels):
+        windows = itertools.islice(streams.evaluation_windows(), max_windows)
+        for (inputs, targets), window_labels in zip(windows, labels):
             inputs, targets = inputs.to(device), targets.to(device)
             window_labels = None if window_labels is None else window_labels.to(device)
             logits, state = model(inputs, state, window_labels)

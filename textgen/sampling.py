@@ -243,7 +243,8 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
         labels = label_ids(model, config.label, len(rows), device)
         if config.guidance:  # a second copy of each row reads no label: the unlabelled prediction to move from
             labels = torch.cat([labels, torch.zeros_like(labels)])
-        prompt_ids, logits, state = prime(model, tokenizer, prompt, device, len(rows) * (2 if config.guidance else 1), labels)
+        primed_rows = len(rows) * (2 if config.guidance else 1)
+        prompt_ids, logits, state = prime(model, tokenizer, prompt, device, primed_rows, labels)
         keep = None if config.no_repeat_ngram else config.repetition_window
         check_memory(8 * len(rows) * (len(prompt_ids) + max_tokens if keep is None else 2 * keep), "the token "
                      f"history of --num-samples {len(rows)} x --length {config.length}", "lower them", device)
