@@ -68,6 +68,9 @@ def main() -> None:
                         help="windows of 16 x 256 tokens of IMDb validation to score (default: all)")
     parser.add_argument("--judge-reviews", type=int, default=None, help="validation reviews the judge reads "
                                                                        "(default: all)")
+    parser.add_argument("--stages", default="steer,judge,bits",
+                        help="what to measure, comma-separated: steer (the samples), judge (its accuracy on real "
+                             "reviews), bits (bits per character)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     started = time.perf_counter()
@@ -79,6 +82,36 @@ def main() -> None:
               "samples_per_label": args.samples, "length": args.length, "temperature": args.temperature,
               "seed": args.seed, "threads": torch.get_num_threads()}
 
+    stages = set(args.stages.split(","))
+    if "steer" in stages:
+        steer(args, conditioned, baseline, judge, names, result)
+    corpus = load_corpus(DataConfig(corpus="imdb"), task="lm", condition=conditioned.model.config.condition)
+    if "judge" in stages:
+        rows = corpus.splits["validation"]
+        if args.judge_reviews:
+            rows = rows.select(range(0, len(rows), max(1, len(rows) // args.judge_reviews)))
+        reviews, truth = list(rows[corpus.text_column]), [names[i] for i in rows[corpus.label_column]]
+        for name, texts in (("judge_accuracy_whole_reviews", reviews),
+                            ("judge_accuracy_first_chars", [text[:args.length] for text in reviews])):
+            result[name] = float(np.mean([a == b for a, b in zip(judged(judge, texts), truth)]))
+        result["judge_reviews"] = len(reviews)
+    if "bits" in stages:
+        tokens = token_array(corpus, "validation", conditioned.tokenizer)
+        labels = label_array(corpus, "validation", conditioned.tokenizer)
+        chars_per_token = count_chars(corpus, "validation") / len(tokens)
+        result["val_windows"] = args.val_windows or "all"
+        result["bits_per_char_conditioned"] = bits_per_char(conditioned, tokens, labels, chars_per_token,
+                                                            args.val_windows)
+        result["bits_per_char_baseline"] = bits_per_char(baseline, tokens, labels, chars_per_token,
+                                                         args.val_windows)["no_label"]
+        result["bits_per_char_no_label_minus_baseline"] = (result["bits_per_char_conditioned"]["no_label"]
+                                                           - result["bits_per_char_baseline"])
+    result["seconds"] = time.perf_counter() - started
+    print(json.dumps(result, indent=1))
+
+
+def steer(args: argparse.Namespace, conditioned, baseline, judge, names: list[str], result: dict) -> None:
+    """The judged shares of samples under each label (at each guidance) and of unconditioned ones."""
     result["steered_share"] = {}  # guidance -> label -> share of its samples the judge gives that label
     for guidance in args.guidance:
         steered = {}
@@ -91,29 +124,6 @@ def main() -> None:
     for name, generator, label in (("baseline", baseline, None), ("no_label", conditioned, None)):
         verdicts = judged(judge, samples(generator, args.samples, args.length, args.temperature, args.seed, label))
         result[f"{name}_judged_share"] = {label: verdicts.count(label) / len(verdicts) for label in names}
-    result["sampling_and_judging_s"] = time.perf_counter() - started
-
-    corpus = load_corpus(DataConfig(corpus="imdb"), task="lm", condition=conditioned.model.config.condition)
-    rows = corpus.splits["validation"]
-    if args.judge_reviews:
-        rows = rows.select(range(0, len(rows), max(1, len(rows) // args.judge_reviews)))
-    reviews, truth = list(rows[corpus.text_column]), [names[i] for i in rows[corpus.label_column]]
-    for name, texts in (("judge_accuracy_whole_reviews", reviews),
-                        ("judge_accuracy_first_chars", [text[:args.length] for text in reviews])):
-        result[name] = float(np.mean([a == b for a, b in zip(judged(judge, texts), truth)]))
-    result["judge_reviews"] = len(reviews)
-
-    tokens = token_array(corpus, "validation", conditioned.tokenizer)
-    labels = label_array(corpus, "validation", conditioned.tokenizer)
-    chars_per_token = count_chars(corpus, "validation") / len(tokens)
-    result["bits_per_char_conditioned"] = bits_per_char(conditioned, tokens, labels, chars_per_token,
-                                                        args.val_windows)
-    result["bits_per_char_baseline"] = bits_per_char(baseline, tokens, labels, chars_per_token,
-                                                     args.val_windows)["no_label"]
-    result["bits_per_char_no_label_minus_baseline"] = (result["bits_per_char_conditioned"]["no_label"]
-                                                       - result["bits_per_char_baseline"])
-    result["seconds"] = time.perf_counter() - started
-    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
