@@ -13,7 +13,7 @@ from textgen import cli
 from textgen.batches import StreamBatches, label_array, token_array
 from textgen.checkpoint import load_language_model, save_checkpoint
 from textgen.config import DataConfig, ModelConfig, SampleConfig, to_dict
-from textgen.corpus import load_corpus
+from textgen.corpus import language_model_split, load_corpus
 from textgen.model import LanguageModel, grow_vocabulary
 from textgen.sampling import generate
 from textgen.stepper import Stepper
@@ -243,3 +243,18 @@ def test_guided_samples_that_stop_early_leave_the_batch_with_their_unlabelled_co
 def test_guidance_without_a_label_is_a_one_line_error(conditioned, capsys):
     assert cli.main(["sample", "--model", str(conditioned), "--guidance", "2", "--length", "5"]) != 0
     assert "--guidance 2.0 steers towards a --label" in one_line_error(capsys)
+
+
+def test_rows_of_an_unlabelled_split_join_with_no_label(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"text": text, "label": label}) + "\n" for text, label in
+                                                [("good", "pos"), ("bad", "neg")] * 20))
+    (folder / "unsupervised.jsonl").write_text("".join(json.dumps({"text": "meh"}) + "\n" for _ in range(10)))
+    corpus = load_corpus(DataConfig(corpus=str(folder)), condition="label")
+    split = language_model_split(corpus, "train,unsupervised")
+    tokenizer = CharTokenizer.from_texts(["goodbadmeh\n"])
+    tokens = token_array(corpus, split, tokenizer, cache_dir=tmp_path / "cache")
+    labels = label_array(corpus, split, tokenizer, cache_dir=tmp_path / "cache")
+    unlabelled = 10 * len("meh\n")
+    assert len(labels) == len(tokens) and (labels[-unlabelled:] == 0).all() and (labels[:-unlabelled] > 0).all()
