@@ -50,6 +50,17 @@ MODELS = {
         "data": "imdb train (less the 10% stratified validation rows, seed 0) + unsupervised: 72,500 reviews, "
                 "about 96 million characters, HTML line breaks turned into newlines",
     },
+    "reviews-label": {
+        # the bundled reviews fine-tuned with each review's label fed as context (docs/steering.md)
+        "train": ["--corpus", "imdb", "--lm-splits", "train", "--init-from", "reviews", "--condition", "label",
+                  "--lr", "1e-3", "--warmup-steps", "50", "--eval-interval", "250", "--checkpoint-interval", "250",
+                  "--eval-tokens", "200000", "--time-budget", "70m"],
+        "scores": [["imdb", "validation"]],
+        "about": "The `reviews` language model fine-tuned to write under a sentiment label: "
+                 "`textgen sample --model reviews-label --label pos` (or neg; no --label: unconditioned).",
+        "data": "imdb train less its 10% stratified validation rows (seed 0): 22,500 labelled reviews, each token "
+                "read with its review's label (withheld from 20% of training rows: label dropout)",
+    },
     "english": {
         "train": ["--corpus", "gutenberg", "--layers", "2", "--hidden", "512", "--embed", "512",
                   "--batch-size", "32", "--seq-len", "128", "--lr", "2e-3", "--eval-interval", "500",

@@ -131,6 +131,7 @@ BASE = {  # a valid call that each case then overrides with hostile flags (argpa
                               "--eval-tokens", "64", "--device", "cpu", "--precision", "fp32", "--out",
                               str(w.root / f"run-{case}")],
     "sample": lambda w, case: ["--model", str(w.lm), "--length", "20", "--device", "cpu"],
+    "complete": lambda w, case: ["--model", str(w.lm), "--device", "cpu", "the ca"],
     "classify": lambda w, case: ["--model", str(w.classifier), "--device", "cpu", "good film"],
     "eval": lambda w, case: ["--model", str(w.lm), "--text", "the cat", "--device", "cpu"],
     "models": lambda w, case: [],

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textgen"
-ORDER = ["corpus", "tokenizer", "ngrams", "batches", "model", "cells", "checkpoint", "processors", "stepper", "sampling", "copying",
-         "precision", "classify", "distributed", "evaluation", "stacking", "tasks", "trainer", "inspection", "views", "memory", "recipes", "api", "plots",
+ORDER = ["corpus", "tokenizer", "ngrams", "batches", "model", "cells", "checkpoint", "processors", "stepper", "sampling",
+         "completion", "copying", "precision", "classify", "distributed", "evaluation", "stacking", "tasks", "trainer",
+         "inspection", "views", "memory", "recipes", "api", "plots",
          "arguments", "output", "cli"]
 # what the command line may call: the workflows' entry modules and its own grammar and output
 CLI_CALLS = {"recipes", "api", "evaluation", "sampling", "classify", "inspection", "views", "memory", "plots", "arguments",

@@ -198,9 +198,9 @@ def test_a_long_prompt_is_read_in_bounded_chunks(trained, write_file, monkeypatc
     from textgen.model import LanguageModel
     widths, forward = [], LanguageModel.forward
 
-    def recorded(self, ids, state=None):
+    def recorded(self, ids, state=None, labels=None):
         widths.append(ids.size(1))
-        return forward(self, ids, state)
+        return forward(self, ids, state, labels)
 
     monkeypatch.setattr(LanguageModel, "forward", recorded)
     prompt = write_file("prompt.txt", "the quick brown fox jumps over a lazy dog.\n" * 5_000)

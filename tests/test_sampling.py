@@ -196,8 +196,8 @@ def test_the_prompt_is_read_in_one_forward_call_and_each_step_is_one_call_for_al
     forward_calls, step_batches = [], []
     model.register_forward_hook(lambda module, inputs, output: forward_calls.append(inputs[0].shape))
     original = Stepper.__call__
-    monkeypatch.setattr(Stepper, "__call__", lambda self, tokens, state: (
-        step_batches.append(len(tokens)), original(self, tokens, state))[1])
+    monkeypatch.setattr(Stepper, "__call__", lambda self, tokens, state, labels=None: (
+        step_batches.append(len(tokens)), original(self, tokens, state, labels))[1])
     generate(model, tokenizer, "the cat", SampleConfig(length=20, num_samples=5, seed=0))
     assert forward_calls == [torch.Size([1, 8])]  # the priming newline and the 7 prompt characters
     assert step_batches == [5] * 19

@@ -29,6 +29,7 @@ import torch
 from textgen import recipes
 from textgen.checkpoint import bundled_models, describe_checkpoint, load_model
 from textgen.classify import Progress, predict, predict_stream
+from textgen.completion import Completion, complete
 from textgen.config import DataConfig, SampleConfig
 from textgen.copying import CopyIndex
 from textgen.corpus import read_texts
@@ -74,6 +75,13 @@ class TextGenerator:
         """The continuation of `prompt` (not included); `settings` are fields of `SampleConfig`
         (length, temperature, top_k, top_p, stop, seed, beams, ...)."""
         return generate(self.model, self.tokenizer, prompt, SampleConfig(**settings), self.device)[0].text
+
+    def complete(self, prefix: str, top: int = 5, until: str = "word", label: str | None = None
+                 ) -> list[Completion]:
+        """The `top` most likely continuations of `prefix` up to the end of the next word (or, with
+        `until="line"`, the line), most likely first, each with its probability; `label` steers
+        a model trained with --condition."""
+        return complete(self.model, self.tokenizer, prefix, top, until, label=label, device=self.device)
 
     def score(self, text: str) -> dict:
         """Log-probability (nats) and bits per character of `text`, with its token and character counts."""

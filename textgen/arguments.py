@@ -64,7 +64,8 @@ BATCH = whole_number(1, 1 << 16)
 WINDOW = whole_number(1, 1_000_000)  # tokens per window, text or chunk
 # int config fields by name: what each accepts (others: STEPS)
 INT_RANGES = {"vocab_size": whole_number(1, 1 << 20), "num_proc": whole_number(1, 256), "split_seed": SEED,
-              "num_layers": whole_number(1, 64), "hidden_size": WIDTH, "embed_size": WIDTH, "batch_size": BATCH,
+              "num_layers": whole_number(1, 64), "hidden_size": WIDTH, "embed_size": WIDTH, "label_embed_size": WIDTH,
+              "batch_size": BATCH,
               "seq_len": WINDOW, "warmup_steps": whole_number(0, 10**9), "eval_tokens": whole_number(1, 10**12),
               "seed": SEED, "length": whole_number(1, 10_000_000), "top_k": whole_number(1, 1 << 20),
               "repetition_window": WINDOW, "no_repeat_ngram": whole_number(0, 1000), "beams": whole_number(1, 64),
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(train, DataConfig)
     preset_model = frozenset(k for p in PRESETS.values() for k in p["model"])
     preset_train = frozenset(k for p in PRESETS.values() for k in p["train"])
-    add_config_arguments(train, ModelConfig, exclude=("vocab_size",), preset_fields=preset_model)
+    add_config_arguments(train, ModelConfig, exclude=("vocab_size", "label_names"), preset_fields=preset_model)
     add_config_arguments(train, TrainConfig, preset_fields=preset_train)
     add_config_arguments(train, ClassifierConfig, exclude=("label_names", "ngram_weight", "temperatures"))
     add_config_arguments(train, FinetuneConfig)
@@ -240,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--prompt-file", help="UTF-8 file whose text to continue")
     sample.add_argument("--interactive", action="store_true",
                         help="read a prompt, print its continuation, repeat until EOF or 'quit'")
+    sample.add_argument("--choices", type=whole_number(1, 20), metavar="N",
+                        help="with --interactive: show the N likeliest next words with their probabilities; "
+                             "pick one by number, type your own text, or press Enter to let the model go on")
     sample.add_argument("--json", action="store_true",
                         help="print one JSON object per sample: text, mean_log_prob, stop_reason")
     sample.add_argument("--check-copy", nargs="?", const="", metavar="CORPUS",
@@ -247,9 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "model trained on): the longest span found there, and the share of characters in "
                              "copied spans of 50 or more")
     sample.add_argument("--data-dir", help="local data folder for a named --check-copy corpus")
-    add_config_arguments(sample, SampleConfig, exclude=("stop",))
+    add_config_arguments(sample, SampleConfig, exclude=("stop", "label"))
     sample.add_argument("--stop", action="append", metavar="TEXT",
                         help=SampleConfig.__dataclass_fields__["stop"].metadata["help"])
+    sample.add_argument("--label", action="append", metavar="LABEL",
+                        help=SampleConfig.__dataclass_fields__["label"].metadata["help"])
+    complete = commands.add_parser(
+        "complete", parents=[common], help="list the likeliest completions of a text",
+        description="Autocomplete: the N most likely continuations of PREFIX up to the end of its next word "
+                    "(or line), found by a beam search scored by total log-probability, with their probabilities.")
+    complete.add_argument("prefix", metavar="PREFIX", help="the text typed so far")
+    add_model_argument(complete, "english")
+    complete.add_argument("--top", type=whole_number(1, 100), default=5, help="completions to list (default: 5)")
+    complete.add_argument("--until", choices=("word", "line"), default="word",
+                          help="complete to the end of the next word or of the line (default: word)")
+    complete.add_argument("--label", help="steer a model trained with --condition by this label")
+    add_output_arguments(complete, "print one JSON object: the prefix and its completions")
+
     classify = commands.add_parser(
         "classify", parents=[common], help="label texts with a sentiment classifier",
         description="Label texts with a classifier from `textgen train --task classify`, or score it on a "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 
 from textgen.errors import CorpusError, TrainingError
@@ -68,6 +69,42 @@ def token_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str
                            unknown, total, split, corpus.name)
         logger.info("tokenized split %r of %s: %d tokens, cached at %s", split, corpus.name, total, path)
     return np.memmap(path, dtype=dtype, mode="r")
+
+
+def label_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str | Path | None = None,
+                num_proc: int = 1) -> np.ndarray:
+    """The label id of every token of `token_array(corpus, split, tokenizer)`: 0 for a row without a
+    label, i + 1 for `corpus.label_names[i]`; cached on disk beside the tokens."""
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    dtype = smallest_uint_dtype(len(corpus.label_names) + 1)
+    column = corpus.label_column
+    key = hashlib.sha256(pickle.dumps((corpus.splits[split]._fingerprint, split, corpus.text_column, column,
+                                       corpus.line_rows, tokenizer.to_data(), "labels"))).hexdigest()[:32]
+    path = cache / f"{key}.labels.{dtype.name}"
+    if not path.exists():
+        rows = corpus.splits[split]
+        counted = rows.map(_count_stream_tokens, batched=True, num_proc=num_proc,
+                           remove_columns=[c for c in rows.column_names if c != column],
+                           fn_kwargs={"tokenizer": tokenizer, "text_column": corpus.text_column,
+                                      "line_rows": corpus.line_rows}, desc="counting tokens per label")
+        table = counted.with_format("arrow")[:]
+        counts = table.column("count").to_numpy()
+        labels = pc.fill_null(table.column(column), -1).to_numpy().astype(np.int64)
+        ids = np.where(labels >= 0, labels + 1, 0)
+        pieces = (np.repeat(ids[start:start + _CHUNK_ROWS], counts[start:start + _CHUNK_ROWS])
+                  for start in range(0, len(ids), _CHUNK_ROWS))
+        _write_atomically(path, pieces, dtype, unk_id=-1)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def _count_stream_tokens(rows: dict, tokenizer: Tokenizer, text_column: str, line_rows: bool) -> dict:
+    """A `datasets.map` function: how many tokens each row adds to the language-modelling stream."""
+    from textgen.corpus import stream_rows
+
+    texts = stream_rows(rows[text_column], line_rows)
+    if tokenizer.kind == "char":  # one token per character
+        return {"count": [len(text) for text in texts]}
+    return {"count": [len(ids) for ids in tokenizer.encode_batch(texts)]}
 
 
 def _encode_stream_rows(rows: dict, tokenizer: Tokenizer, text_column: str, line_rows: bool) -> dict:
@@ -131,7 +168,11 @@ class StreamBatches:
     """Truncated-BPTT batches: the token array cut into batch_size contiguous streams (per rank under DDP),
     read in windows of seq_len."""
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1,
+                 labels: np.ndarray | None = None) -> None:
+        if labels is not None and len(labels) != len(tokens):
+            raise ValueError(f"{len(labels)} labels for {len(tokens)} tokens")
+        self.labels = labels  # each token's label id, for a conditioned model
         streams = batch_size * world_size
         needed = streams * seq_len + 1
         if len(tokens) < needed:
@@ -149,21 +190,40 @@ class StreamBatches:
     def evaluation_windows(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every window of an epoch, then a shorter one with the rest of each stream, so that an
         evaluation covers the whole split (but for the under batch_size tokens no stream holds)."""
-        for index in range(self.windows_per_epoch):
-            yield self.window(index)
-        rest = self._stream_len - self.windows_per_epoch * self.seq_len
-        if rest:
-            positions = self._stream_starts[:, None] + self.windows_per_epoch * self.seq_len + np.arange(rest + 1)
+        for positions in self._evaluation_positions():
             chunk = torch.from_numpy(self.tokens[positions].astype(np.int64))
             yield chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
-    def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets), both int64 (batch, seq_len): window `index` of every stream, targets one token ahead."""
+    def evaluation_labels(self) -> Iterator[torch.Tensor]:
+        """The label ids (batch, window) that go with each of `evaluation_windows`' inputs."""
+        for positions in self._evaluation_positions():
+            yield self._labels_at(positions)
+
+    def _evaluation_positions(self) -> Iterator[np.ndarray]:
+        for index in range(self.windows_per_epoch):
+            yield self._positions(index)
+        rest = self._stream_len - self.windows_per_epoch * self.seq_len
+        if rest:
+            yield self._stream_starts[:, None] + self.windows_per_epoch * self.seq_len + np.arange(rest + 1)
+
+    def _positions(self, index: int) -> np.ndarray:
         if not 0 <= index < self.windows_per_epoch:
             raise IndexError(f"window {index} is outside 0..{self.windows_per_epoch - 1}")
-        positions = self._stream_starts[:, None] + index * self.seq_len + np.arange(self.seq_len + 1)
-        chunk = torch.from_numpy(self.tokens[positions].astype(np.int64))  # (batch, seq_len + 1)
+        return self._stream_starts[:, None] + index * self.seq_len + np.arange(self.seq_len + 1)
+
+    def _labels_at(self, positions: np.ndarray) -> torch.Tensor:
+        # an input is read under the label of the token it predicts, as generation reads the
+        # priming newline under the label of the text to come
+        return torch.from_numpy(self.labels[positions[:, 1:]].astype(np.int64))
+
+    def window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets), both int64 (batch, seq_len): window `index` of every stream, targets one token ahead."""
+        chunk = torch.from_numpy(self.tokens[self._positions(index)].astype(np.int64))  # (batch, seq_len + 1)
         return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
+
+    def window_labels(self, index: int) -> torch.Tensor:
+        """The label ids (batch, seq_len) that go with window `index`'s inputs."""
+        return self._labels_at(self._positions(index))
 
 
 class LabelledBatches:

@@ -28,7 +28,7 @@ KINDS = ("language_model", "classifier")
 # Bounds a checkpoint's config must keep before a model of its shape is built (a hand-made file
 # could ask for gigabytes): far above any model textgen trains.
 LIMITS = {"vocab_size": 1 << 20, "num_layers": 64, "hidden_size": 1 << 14, "embed_size": 1 << 14,
-          "head_hidden": 1 << 14, "ngram_max": 8}
+          "label_embed_size": 1 << 14, "head_hidden": 1 << 14, "ngram_max": 8}
 
 
 def checksum(payload: dict[str, Any]) -> str:

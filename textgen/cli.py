@@ -21,8 +21,8 @@ from rich.logging import RichHandler
 from textgen.arguments import build_parser, check_arguments, corpus_config, one_line, read_text_file
 from textgen.config import SampleConfig, typed_fields
 from textgen.errors import ConfigError, TextgenError
-from textgen.output import (LabellingProgress, RichReporter, print_classifier_metrics, print_memory, print_models,
-                            print_predictions)
+from textgen.output import (LabellingProgress, RichReporter, print_classifier_metrics, print_completions, print_memory,
+                            print_models, print_predictions)
 
 log = logging.getLogger("textgen")
 
@@ -160,6 +160,10 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
         raise ConfigError("--prompt and --prompt-file both give a prompt; choose one")
     if args.interactive and (args.prompt is not None or args.prompt_file is not None):
         raise ConfigError("--interactive reads each prompt from the terminal; drop --prompt/--prompt-file")
+    if args.choices and not args.interactive:
+        raise ConfigError(f"--choices {args.choices} lists next words to pick from in a terminal; add --interactive")
+    if args.choices and (config.num_samples > 1 or config.beams > 1 or args.json):
+        raise ConfigError("--choices builds one text with you; drop --num-samples, --beams and --json")
     prompt = read_text_file("--prompt-file", args.prompt_file) if args.prompt_file is not None else args.prompt or ""
     if config.greedy:
         log.info("--temperature %g is <= 0: greedy decoding, always the most likely next token",
@@ -200,12 +204,52 @@ def sample_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     if not args.interactive:
         show(prompt, echo_prompt=True)
         return ExitStatus.SUCCESS
+    if args.choices:
+        return pick_interactively(generator, config, args.choices, console)
     while True:
         console.print("prompt> ", end="", markup=False, highlight=False)
         line = sys.stdin.readline()
         if not line or line.strip() == "quit":
             return ExitStatus.SUCCESS
         show(line.rstrip("\n"), echo_prompt=False)
+
+
+def pick_interactively(generator, config: SampleConfig, choices: int, console: Console) -> ExitStatus:
+    """`textgen sample --interactive --choices N`: one text written together. After a first prompt,
+    each turn shows the N likeliest next words; a number adds that word, other text is added as
+    typed, Enter lets the model write --length characters, and 'quit' (or EOF) ends."""
+    output = Console(soft_wrap=True)
+    label = config.label[0] if config.label else None
+    console.print("prompt> ", end="", markup=False, highlight=False)
+    line = sys.stdin.readline()
+    text = line.rstrip("\n")
+    while line and line.strip() != "quit":
+        completions = generator.complete(text, choices, label=label)
+        output.print(text[-300:], markup=False, highlight=False)
+        print_completions(output, text, completions, as_json=False)
+        console.print(f"pick 1-{len(completions)}, type text to add, Enter for the model to go on, or quit> ",
+                      end="", markup=False, highlight=False)
+        line = sys.stdin.readline()
+        answer = line.rstrip("\n")
+        if answer.strip().isdigit() and 1 <= int(answer) <= len(completions):
+            text += completions[int(answer) - 1].text
+        elif not answer.strip() and line:
+            text += "".join(chunk.text for chunk in generator.chunks(text, config, keep_text=False))
+        elif answer.strip() != "quit":
+            text += answer
+    return ExitStatus.SUCCESS
+
+
+def complete_command(args: argparse.Namespace, console: Console) -> ExitStatus:
+    """`textgen complete`: the likeliest completions of a prefix, as a table or JSON."""
+    from textgen.api import load
+
+    if not args.prefix:
+        raise ConfigError('the prefix to complete is empty; give the text typed so far, e.g. "The quick bro"')
+    generator = load(args.model, args.device, "language_model")
+    completions = generator.complete(args.prefix, args.top, args.until, args.label)
+    print_completions(Console(soft_wrap=True), args.prefix, completions, args.json)
+    return ExitStatus.SUCCESS
 
 
 def models_command(args: argparse.Namespace, console: Console) -> ExitStatus:
@@ -368,6 +412,7 @@ def plot_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitStatus]] = {
     "train": train_command,
     "sample": sample_command,
+    "complete": complete_command,
     "classify": classify_command,
     "eval": eval_command,
     "models": models_command,

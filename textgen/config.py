@@ -7,6 +7,7 @@ This module imports no torch so that `--help` and validation stay instant.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,11 +115,22 @@ class ModelConfig:
     output_dropout: float = option(0.1, "dropout before the output layer")
     tie_weights: bool = option(True, "share input embedding and output weights where the widths allow (an LSTM projects down to fit)")
     vocab_size: int = option(0, "token count; read from the tokenizer, never typed")
+    condition: str | None = option(None, "learn this label column of the corpus (e.g. label) as context fed "
+                                         "with every token, so that `textgen sample --label` steers the text")
+    label_embed_size: int = option(16, "width of the label embedding that --condition feeds with every token",
+                                   flag="--label-embed")
+    label_dropout: float = option(0.2, "with --condition, withhold the label from this fraction of the rows of "
+                                       "each training window, so the model also writes (and scores) text without one")
+    label_names: tuple[str, ...] = option((), "the --condition labels, index + 1 = label id (0: no label); "
+                                              "read from the data, never typed")
 
     def __post_init__(self) -> None:
         _check_choice(self, "cell")
-        _check_positive(self, "num_layers", "hidden_size", "embed_size")
-        _check_fraction(self, "dropout", "embed_dropout", "output_dropout")
+        _check_positive(self, "num_layers", "hidden_size", "embed_size", "label_embed_size")
+        _check_fraction(self, "dropout", "embed_dropout", "output_dropout", "label_dropout")
+        self.label_names = tuple(self.label_names)
+        if self.condition == "":
+            raise ConfigError("--condition is empty; name the label column to learn as context, e.g. label")
 
 
 @dataclass
@@ -217,7 +229,11 @@ class SampleConfig:
     beams: int = option(1, "beam search with this many beams (1: sample)")
     length_penalty: float = option(1.0, "beam score is log-probability / tokens ** this")
     stop: tuple[str, ...] = option((), "end a sample where this text appears (repeatable)")
-    num_samples: int = option(1, "samples generated together as one batch")
+    label: tuple[str, ...] = option((), "generate under this label, for a model trained with --condition "
+                                        "(repeatable or comma-separated: one label per sample in turn)")
+    guidance: float = option(0.0, "with --label: move each step's log-probabilities away from the unlabelled "
+                                  "ones by this multiple of their difference (classifier-free guidance; 0: off)")
+    num_samples: int = option(1, "samples generated together as one batch (at least one per --label)")
     seed: int | None = option(None, "seed for exact reproducibility (unset: random); sample i uses seed + i")
     device: str = option("auto", "where to generate", choices=("auto", "cpu", "cuda", "mps"))
     quantize: str = option("none", "int8: 8-bit weights for faster steps on a CPU (texts differ slightly "
@@ -238,6 +254,17 @@ class SampleConfig:
         self.stop = tuple(self.stop)
         if "" in self.stop:
             raise ConfigError("--stop '' would stop before the first character; give a non-empty text")
+        labels = (self.label,) if isinstance(self.label, str) else self.label  # label="pos" from Python
+        self.label = tuple(name.strip() for names in labels for name in names.split(","))
+        if "" in self.label:
+            raise ConfigError("--label names an empty label; give label names such as pos or neg")
+        self.num_samples = max(self.num_samples, len(self.label))
+        if self.guidance < 0 or not math.isfinite(self.guidance):
+            raise ConfigError(f"--guidance must be 0 (off) or positive, got {self.guidance}")
+        if self.guidance and not self.label:
+            raise ConfigError(f"--guidance {self.guidance} steers towards a --label; add --label or drop --guidance")
+        if self.guidance and self.beams > 1:
+            raise ConfigError(f"--guidance steers sampling, and --beams {self.beams} searches; drop one")
         controls = self.sampling_controls()
         if self.beams > 1 and self.num_samples > 1:
             raise ConfigError(f"--beams {self.beams} returns the single most likely text, so it cannot make "

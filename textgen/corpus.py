@@ -139,9 +139,12 @@ def local_text_bytes(config: DataConfig) -> int | None:
     return sum(file.stat().st_size for file in files.get("train", []))
 
 
-def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = None) -> Corpus:
+def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = None,
+                condition: str | None = None) -> Corpus:
     """The corpus `config.corpus` names, with `train` and `validation` splits ready for `task` ("lm" or
-    "classify"); to `evaluate` one split, a corpus with only that split (e.g. test files) is enough."""
+    "classify"); to `evaluate` one split, a corpus with only that split (e.g. test files) is enough.
+    A language model conditioned on the label column `condition` gets the labels too; its wholly
+    unlabelled splits (imdb's unsupervised) stay, their rows without a label."""
     spec = config.corpus
     info = NAMED_CORPORA.get(spec)
     path = Path(spec).expanduser()
@@ -186,14 +189,19 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
     if info is not None and info.line_break_markup:
         splits = _markup_to_newlines(splits, text_column, info.line_break_markup)
     label_column, label_names = None, None
-    if task == "classify":
-        label_column = _pick_column(splits, (config.label_column or (info and info.label_column) or "label",),
-                                    "label", "--label-column", spec, reference)
-        splits = _drop_unlabelled_splits(splits, label_column, spec, reference)
-        splits, label_names = _encode_labels(splits, label_column, info, spec, reference)
+    if task == "classify" or condition:
+        if task == "classify":
+            wanted, flag = config.label_column or (info and info.label_column) or "label", "--label-column"
+        else:
+            wanted, flag = condition, "--condition"
+        label_column = _pick_column(splits, (wanted,), "label", flag, spec, reference)
+        labelled = _drop_unlabelled_splits(splits, label_column, spec, reference)
+        labelled, label_names = _encode_labels(labelled, label_column, info, spec, reference)
+        splits = labelled if task == "classify" else datasets.DatasetDict({**splits, **labelled})
         if len(label_names) < 2:
+            needs = "a classifier" if task == "classify" else "a model conditioned on labels"
             raise CorpusError(f"corpus {spec!r} has {len(label_names)} label(s) ({', '.join(label_names)}) in column "
-                              f"{label_column!r}; a classifier needs texts of two or more labels")
+                              f"{label_column!r}; {needs} needs texts of two or more labels")
     corpus = Corpus(spec, splits, text_column, label_column, label_names, source, line_rows)
     for split in corpus.splits:
         if not any(piece.strip() for piece in split_texts(corpus, split)):
@@ -217,9 +225,13 @@ def language_model_split(corpus: Corpus, names: str) -> str:
     if len(wanted) == 1:
         return wanted[0]
     joined = "+".join(wanted)
-    columns = [corpus.text_column]
-    corpus.splits[joined] = datasets.concatenate_datasets(
-        [corpus.splits[name].select_columns(columns) for name in wanted])
+    parts = [corpus.splits[name].select_columns([corpus.text_column]) for name in wanted]
+    if corpus.label_column:  # a conditioned model: rows of an unlabelled split join with label -1, none
+        parts = [part.add_column(corpus.label_column, corpus.splits[name][corpus.label_column]
+                                 if corpus.label_column in corpus.splits[name].column_names else [-1] * len(part))
+                 .cast_column(corpus.label_column, datasets.Value("int64"))
+                 for name, part in zip(wanted, parts)]
+    corpus.splits[joined] = datasets.concatenate_datasets(parts)
     return joined
 
 

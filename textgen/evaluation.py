@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgen.batches import StreamBatches, token_array
+from textgen.batches import StreamBatches, label_array, token_array
 from textgen.checkpoint import load_classifier, load_language_model
 from textgen.classify import Progress, predict
 from textgen.config import DataConfig
@@ -62,14 +62,19 @@ def _evaluating(model: nn.Module) -> Iterator[None]:
 
 @torch.no_grad()
 def language_model_metrics(model: nn.Module, streams: StreamBatches, chars_per_token: float, device: torch.device,
-                           dist: Distributed | None = None, max_windows: int | None = None) -> dict[str, float]:
+                           dist: Distributed | None = None, max_windows: int | None = None,
+                           with_labels: bool = False) -> dict[str, float]:
     """Loss (nats per token), bits per token and character, and perplexity over `streams`'
-    evaluation windows (at most `max_windows`; None: all), summed over the ranks of `dist`."""
+    evaluation windows (at most `max_windows`; None: all), summed over the ranks of `dist`; a
+    conditioned model reads the streams' labels `with_labels`, else none."""
     total_loss, total_tokens, state = 0.0, 0, None
+    labels = streams.evaluation_labels() if with_labels else itertools.repeat(None)
     with _evaluating(model):
-        for inputs, targets in itertools.islice(streams.evaluation_windows(), max_windows):
+        windows = itertools.islice(streams.evaluation_windows(), max_windows)
+        for (inputs, targets), window_labels in zip(windows, labels):
             inputs, targets = inputs.to(device), targets.to(device)
-            logits, state = model(inputs, state)
+            window_labels = None if window_labels is None else window_labels.to(device)
+            logits, state = model(inputs, state, window_labels)
             total_loss += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum").item()
             total_tokens += targets.numel()
     total_loss, total_tokens = (dist or Distributed()).sum([total_loss, float(total_tokens)], device)
@@ -88,16 +93,29 @@ def evaluate_language_model(model: str | LanguageModel, data: DataConfig, split:
     language_model = model
     if tokenizer is None:
         language_model, tokenizer, _ = load_language_model(model, torch_device)
-    corpus = load_corpus(data, task="lm")
+    config = language_model.config
+    corpus = load_corpus(data, task="lm", condition=config.condition if config.label_names else None)
     if split not in corpus.splits:
         raise TextgenError(f"--split {split} is not in {corpus.name}; it has: {', '.join(corpus.splits)}")
     tokens = token_array(corpus, split, tokenizer)
+    labels = None
+    if config.label_names:
+        if list(corpus.label_names) != list(config.label_names):
+            raise TextgenError(f"{corpus.name}'s labels ({', '.join(corpus.label_names)}) are not the model's "
+                               f"({', '.join(config.label_names)}); score it on a corpus with the same labels")
+        labels = label_array(corpus, split, tokenizer)
     seq_len = max(1, min(seq_len, len(tokens) - 1))
-    streams = StreamBatches(tokens, max(1, min(batch_size, (len(tokens) - 1) // seq_len)), seq_len)
-    metrics = language_model_metrics(language_model, streams, count_chars(corpus, split) / len(tokens), torch_device)
-    return {"corpus": corpus.name, "split": split, "loss": metrics["val_loss"],
-            "bits_per_char": metrics["bits_per_char"], "perplexity": metrics["perplexity"],
-            "tokens": int(metrics["val_tokens"])}
+    streams = StreamBatches(tokens, max(1, min(batch_size, (len(tokens) - 1) // seq_len)), seq_len, labels=labels)
+    chars_per_token = count_chars(corpus, split) / len(tokens)
+    metrics = language_model_metrics(language_model, streams, chars_per_token, torch_device)
+    result = {"corpus": corpus.name, "split": split, "loss": metrics["val_loss"],
+              "bits_per_char": metrics["bits_per_char"], "perplexity": metrics["perplexity"],
+              "tokens": int(metrics["val_tokens"])}
+    if labels is not None:
+        # what the label tells the model: the same text scored with each row's true label
+        labelled = language_model_metrics(language_model, streams, chars_per_token, torch_device, with_labels=True)
+        result["bits_per_char_with_label"] = labelled["bits_per_char"]
+    return result
 
 
 @torch.inference_mode()

@@ -119,6 +119,11 @@ def token_texts(tokenizer: Tokenizer, ids: Sequence[int]) -> list[str]:
     return texts
 
 
+def _rnn_inputs(model: LanguageModel | Classifier, ids: torch.Tensor) -> torch.Tensor:
+    """What the model's first layer reads for `ids`: a conditioned language model's with no label."""
+    return model.rnn_inputs(ids) if isinstance(model, LanguageModel) else model.embedding(ids)
+
+
 @torch.inference_mode()
 def trace_text(model: LanguageModel | Classifier, tokenizer: Tokenizer, text: str) -> Trace:
     """Every gate of every layer of `model` along `text`, read from a zero state."""
@@ -129,7 +134,7 @@ def trace_text(model: LanguageModel | Classifier, tokenizer: Tokenizer, text: st
     check_memory(4.0 * ids.shape[1] * rnn.num_layers * rnn.hidden_size * (2 * GATE_COUNT["lstm"] + 2) * 2,
                  f"tracing every unit along {ids.shape[1]:,} tokens", "inspect a shorter text")
     model.eval()
-    layers = trace_layers(model.rnn, model.embedding(ids))
+    layers = trace_layers(model.rnn, _rnn_inputs(model, ids))
     probabilities, label_names = None, None
     if isinstance(model, Classifier):
         probabilities = prefix_probabilities(model, ids, layers[-1]["hidden"])
@@ -311,7 +316,7 @@ def find_units(model: LanguageModel | Classifier, tokenizer: Tokenizer, rows: li
             ids[row, :lengths[row]] = torch.as_tensor(encoded[keep[index]])
         valid = torch.arange(ids.shape[1])[None, :] < lengths[:, None]  # (batch, time)
         target = np.concatenate([targets[index] for index in batch])
-        for number, gates in enumerate(trace_layers(model.rnn, model.embedding(ids), lengths)):
+        for number, gates in enumerate(trace_layers(model.rnn, _rnn_inputs(model, ids), lengths)):
             if layer is not None and number != layer:
                 continue
             for name, values in gates.items():

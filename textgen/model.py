@@ -112,8 +112,10 @@ def select_state(state: State, index: torch.Tensor) -> State:
     return state.index_select(1, index)
 
 
-def recurrent_layers(config: ModelConfig, bidirectional: bool = False) -> nn.LSTM | nn.GRU | nn.RNN:
-    """The stacked LSTM/GRU/tanh RNN for `config`, LSTM forget-gate biases at 1.
+def recurrent_layers(config: ModelConfig, bidirectional: bool = False,
+                     input_size: int | None = None) -> nn.LSTM | nn.GRU | nn.RNN:
+    """The stacked LSTM/GRU/tanh RNN for `config` reading `input_size` features (default: the
+    embedding width), LSTM forget-gate biases at 1.
 
     An LSTM that ties weights projects its output down to the embedding width, which makes tying
     possible for any hidden size above it; a GRU or RNN can only tie when the widths already match.
@@ -123,7 +125,7 @@ def recurrent_layers(config: ModelConfig, bidirectional: bool = False) -> nn.LST
     extra = {"proj_size": config.embed_size} if project else {}
     if config.cell == "rnn":
         extra["nonlinearity"] = "tanh"
-    rnn = rnn_class(config.embed_size, config.hidden_size, config.num_layers, batch_first=True,
+    rnn = rnn_class(input_size or config.embed_size, config.hidden_size, config.num_layers, batch_first=True,
                     dropout=config.dropout if config.num_layers > 1 else 0.0,
                     bidirectional=bidirectional, **extra)
     if config.cell == "lstm":
@@ -139,7 +141,12 @@ def recurrent_layers(config: ModelConfig, bidirectional: bool = False) -> nn.LST
 
 
 class LanguageModel(nn.Module):
-    """Embedding -> stacked LSTM/GRU/RNN -> linear output over the vocabulary."""
+    """Embedding -> stacked LSTM/GRU/RNN -> linear output over the vocabulary.
+
+    A model conditioned on labels (`config.label_names`) concatenates a learned label embedding to
+    every token's: label id i + 1 is `label_names[i]`, and id 0 is "no label", learned by label
+    dropout, so the same model writes and scores text with or without one.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -148,7 +155,9 @@ class LanguageModel(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_size)
         self.embed_dropout = nn.Dropout(config.embed_dropout)
-        self.rnn = recurrent_layers(config)
+        label_width = config.label_embed_size if config.label_names else 0
+        self.label_embedding = nn.Embedding(len(config.label_names) + 1, label_width) if label_width else None
+        self.rnn = recurrent_layers(config, input_size=config.embed_size + label_width)
         output_size = self.rnn.proj_size or config.hidden_size
         self.tied = config.tie_weights and output_size == config.embed_size
         self.output_dropout = nn.Dropout(config.output_dropout)
@@ -158,22 +167,42 @@ class LanguageModel(nn.Module):
         nn.init.normal_(self.embedding.weight, std=0.1 if self.tied else 1.0)
         nn.init.zeros_(self.output.bias)
 
-    def encode(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """Top-layer outputs (batch, seq, width) and the new state, for heads other than the LM."""
-        return self.rnn(self.embed_dropout(self.embedding(ids)), state)
+    def encode(self, ids: torch.Tensor, state: State | None = None, labels: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, State]:
+        """Top-layer outputs (batch, seq, width) and the new state, for heads other than the LM.
+        `labels`: label ids (batch,) or (batch, seq) of a conditioned model (None: no label)."""
+        return self.rnn(self.rnn_inputs(ids, labels), state)
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """Next-token logits (batch, seq, vocab) for `ids` (batch, seq), and the state after them."""
-        outputs, state = self.encode(ids, state)
+    def rnn_inputs(self, ids: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """What the first recurrent layer reads (batch, seq, features): each token's embedding, and
+        for a conditioned model its label's (`labels` as `encode` takes them)."""
+        inputs = self.embed_dropout(self.embedding(ids))
+        if self.label_embedding is not None:
+            if labels is None:
+                labels = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+            if labels.dim() == 1:
+                labels = labels[:, None].expand(ids.shape)
+            inputs = torch.cat([inputs, self.label_embedding(labels).to(inputs.dtype)], dim=-1)
+        elif labels is not None:
+            raise ValueError("labels given to a language model that was not trained with --condition")
+        return inputs
+
+    def forward(self, ids: torch.Tensor, state: State | None = None, labels: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, State]:
+        """Next-token logits (batch, seq, vocab) for `ids` (batch, seq), and the state after them;
+        `labels` as `encode` takes them."""
+        outputs, state = self.encode(ids, state, labels)
         return self.output(self.output_dropout(outputs)), state
 
 
 def grow_vocabulary(model: LanguageModel, config: ModelConfig) -> LanguageModel:
-    """`model`'s weights in a model for `config`: the same shape, other dropouts, and possibly more
-    tokens. Existing rows keep their weights; each new token's embedding (and untied output row)
-    starts as the mean of the real tokens' rows, an average character, and its output bias at their
-    median, so it starts about as likely as a typical character: it neither dominates the softmax
-    nor vanishes from it."""
+    """`model`'s weights in a model for `config`: the same shape, other dropouts, possibly more
+    tokens, and possibly conditioned on labels where `model` was not. Existing rows keep their
+    weights; each new token's embedding (and untied output row) starts as the mean of the real
+    tokens' rows, an average character, and its output bias at their median, so it starts about as
+    likely as a typical character: it neither dominates the softmax nor vanishes from it. New label
+    inputs get zero weights into the first layer, so the grown model starts out computing exactly
+    what `model` did, whatever the label."""
     added = config.vocab_size - model.config.vocab_size
     grown = LanguageModel(config)
     weights = grown.state_dict()
@@ -182,6 +211,8 @@ def grow_vocabulary(model: LanguageModel, config: ModelConfig) -> LanguageModel:
             real = value[2:]  # ids 0 and 1 are padding and unknown, not characters
             fill = real.median(dim=0).values if name == "output.bias" else real.mean(dim=0)
             value = torch.cat([value, fill.expand(added, *value.shape[1:])])
+        if name == "rnn.weight_ih_l0" and value.shape != weights[name].shape:  # the label's new input columns
+            value = torch.cat([value, value.new_zeros(value.shape[0], weights[name].shape[1] - value.shape[1])], 1)
         weights[name] = value
     grown.load_state_dict(weights)
     return grown

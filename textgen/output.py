@@ -131,6 +131,24 @@ def print_predictions(output: Console, predictions: list, as_json: bool, header:
     output.print(table)
 
 
+def print_completions(output: Console, prefix: str, completions: list, as_json: bool) -> None:
+    """`completion.Completion`s of `prefix` as one JSON object, or a numbered table: the prefix's
+    last characters, then each completion in bold, with its probability."""
+    if as_json:
+        print(json.dumps({"prefix": prefix, "completions": [{"text": c.text, "probability": c.probability}
+                                                             for c in completions]}), flush=True)
+        return
+    tail = prefix.splitlines()[-1][-30:] if prefix.strip("\n") else ""
+    table = Table(box=None)
+    table.add_column("#", justify="right")
+    table.add_column("completion")
+    table.add_column("probability", justify="right")
+    for number, completion in enumerate(completions, 1):
+        shown = Text(tail, style="dim") + Text(completion.text.replace("\n", "\u21b5"), style="bold")
+        table.add_row(str(number), shown, f"{completion.probability:.1%}")
+    output.print(table)
+
+
 def print_classifier_metrics(output: Console, metrics: dict[str, Any]) -> None:
     """Accuracy, macro-F1, calibration error and speed on a line, then the confusion matrix."""
     output.print(f"{metrics['corpus']} {metrics['split']}: accuracy {metrics['accuracy']:.4f}, macro-F1 "

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, token_array
+from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, label_array, token_array
 from textgen.checkpoint import bundled_models, load_model
 from textgen.config import (AUTO_COMPACT_BELOW, LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig,
                             ModelConfig, TrainConfig, flag_of, from_dict, to_dict, typed_fields)
@@ -126,6 +126,10 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
                 name: getattr(pretrained.config, name) for name in HEAD_SHAPE if name not in typed["classifier"]})
         else:
             pretrained_config = pretrained.config
+            if pretrained_config.label_names:
+                raise ConfigError(f"--init-from {finetune.init_from} reads labels as context (--condition), which a "
+                                  f"classifier's encoder cannot; start from an unconditioned language model such "
+                                  f"as reviews")
         model_config = _pretrained_shape(pretrained_config, typed["model"], "encoder")
     if train.max_steps is None and train.time_budget is None and classifier_config.features == "recurrent":
         train.time_budget = "10m"
@@ -139,8 +143,10 @@ def _pretrained_shape(pretrained: ModelConfig, typed_model: dict[str, Any], what
                       defaults: dict[str, Any] | None = None) -> ModelConfig:
     """The pretrained model's config with the dropouts for fine-tuning: typed, else `defaults`, else
     its own. A typed flag that would change its shape is an error."""
+    # an unconditioned language model can learn labels as context: its start is unchanged (grow_vocabulary)
+    conditioning = ("condition", "label_embed_size") if what == "model" and not pretrained.label_names else ()
     shape = [f"{flag_of(ModelConfig, name)} {value}" for name, value in typed_model.items()
-             if "dropout" not in name and getattr(pretrained, name) != value]
+             if "dropout" not in name and name not in conditioning and getattr(pretrained, name) != value]
     if shape:
         raise ConfigError(f"{', '.join(shape)} would change the pretrained {what} from --init-from; "
                           f"drop them (only the dropouts can be set when fine-tuning)")
@@ -234,32 +240,39 @@ def _preset_name(typed: dict[str, dict[str, Any]]) -> str:
     return "compact"
 
 
-def validation_streams(tokens, train: TrainConfig, dist: Distributed) -> StreamBatches:
-    """Evaluation streams over a validation split, narrowed to fit a small one."""
+def validation_streams(tokens, train: TrainConfig, dist: Distributed, labels=None) -> StreamBatches:
+    """Evaluation streams over a validation split (with its tokens' `labels`), narrowed to fit a small one."""
     seq_len = max(1, min(train.seq_len, (len(tokens) - 1) // dist.world_size))
     batch_size = max(1, min(train.batch_size, (len(tokens) - 1) // (seq_len * dist.world_size)))
-    return StreamBatches(tokens, batch_size, seq_len, dist.rank, dist.world_size)
+    return StreamBatches(tokens, batch_size, seq_len, dist.rank, dist.world_size, labels)
 
 
 def language_model_task(corpus: Corpus, train_split: str, tokenizer: Tokenizer, data: DataConfig, train: TrainConfig,
-                        dist: Distributed, eval_tokens: int | None = None) -> LanguageModelTask:
-    """Next-token prediction on `train_split` of `corpus`, evaluated on its validation split."""
+                        dist: Distributed, eval_tokens: int | None = None,
+                        label_dropout: float | None = None) -> LanguageModelTask:
+    """Next-token prediction on `train_split` of `corpus`, evaluated on its validation split; for a
+    model conditioned on the corpus's labels (given its `label_dropout`), with each token's label."""
     # Rank 0 fills the token cache first so that other ranks only read it.
     if not dist.is_main:
         dist.barrier()
     train_tokens = token_array(corpus, train_split, tokenizer, num_proc=data.num_proc)
     val_tokens = token_array(corpus, "validation", tokenizer, num_proc=data.num_proc)
+    train_labels = val_labels = None
+    if label_dropout is not None:
+        train_labels = label_array(corpus, train_split, tokenizer, num_proc=data.num_proc)
+        val_labels = label_array(corpus, "validation", tokenizer, num_proc=data.num_proc)
     if dist.is_main:
         dist.barrier()
-    return LanguageModelTask(StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size),
-                             validation_streams(val_tokens, train, dist),
-                             count_chars(corpus, "validation") / len(val_tokens), eval_tokens)
+    return LanguageModelTask(StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size,
+                                           train_labels),
+                             validation_streams(val_tokens, train, dist, val_labels),
+                             count_chars(corpus, "validation") / len(val_tokens), eval_tokens, label_dropout or 0.0)
 
 
 def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
     """A language model trained on `setup.data`'s language-modelling splits, into `setup.run_dir`."""
     data, model_config, train, dist, run_dir = setup.data, setup.model, setup.train, setup.dist, setup.run_dir
-    corpus = load_corpus(data, task="lm")
+    corpus = load_corpus(data, task="lm", condition=model_config.condition)
     train_split = language_model_split(corpus, data.lm_splits)
     tokenizer, pretrained = setup.tokenizer, setup.pretrained
     if pretrained is not None:
@@ -270,7 +283,16 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
             tokenizer_data = build_tokenizer(data, split_texts(corpus, train_split)).to_data()
             _suggest_finetuning(corpus, train_split, data)
         tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
-    task = language_model_task(corpus, train_split, tokenizer, data, train, dist, train.eval_tokens)
+    task = language_model_task(corpus, train_split, tokenizer, data, train, dist, train.eval_tokens,
+                               model_config.label_dropout if model_config.condition else None)
+    if model_config.condition:
+        if model_config.label_names and tuple(model_config.label_names) != tuple(corpus.label_names):
+            raise ConfigError(f"{setup.finetune.init_from or run_dir} was conditioned on the labels "
+                              f"{', '.join(model_config.label_names)}, and {corpus.name}'s are "
+                              f"{', '.join(corpus.label_names)}; fine-tune on a corpus with the same labels")
+        model_config = dataclasses.replace(model_config, label_names=tuple(corpus.label_names))
+        log.info("conditioned on column %r: labels %s (id 0: no label, for %.0f%% of windows)",
+                 model_config.condition, ", ".join(corpus.label_names), 100 * model_config.label_dropout)
 
     model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
     torch.manual_seed(train.seed)

@@ -7,6 +7,9 @@ Every text starts from the model's zero state primed with one token: a newline w
 vocabulary (a text starts like a fresh line), else the padding id. An empty prompt is just that
 priming. Padding and unknown tokens are never generated: they stand for no text. Stop strings are
 looked for in the generated text only, and the text is cut where one begins.
+
+A model trained with --condition writes each sample under its --label; with --guidance each row
+also runs unlabelled, and sampling moves away from that prediction (classifier-free guidance).
 """
 
 from __future__ import annotations
@@ -155,14 +158,36 @@ class _Uniforms:
 PRIME_CHUNK = 4096
 
 
-def _prime(model: LanguageModel, tokenizer: Tokenizer, prompt: str, device: torch.device
-           ) -> tuple[list[int], torch.Tensor, State]:
-    """The prompt's ids, and the logits (1, vocab) and state after reading it, chunk by chunk."""
+def label_ids(model: LanguageModel, names: tuple[str, ...], rows: int, device: torch.device) -> torch.Tensor | None:
+    """The label id of each of `rows` samples, the `names` (--label) in turn; None without names."""
+    if not names:
+        return None
+    known = model.config.label_names
+    if not known:
+        raise TextgenError(f"--label {names[0]}: this model was not trained with --condition, so it knows no "
+                           f"labels; drop --label, or fine-tune it with --condition label")
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise TextgenError(f"--label {unknown[0]} is not a label of this model; it knows: {', '.join(known)}")
+    ids = [known.index(name) + 1 for name in names]
+    return torch.tensor([ids[row % len(ids)] for row in range(rows)], device=device)
+
+
+def prime(model: LanguageModel, tokenizer: Tokenizer, prompt: str, device: torch.device, rows: int = 1,
+           labels: torch.Tensor | None = None) -> tuple[list[int], torch.Tensor, State]:
+    """The prompt's ids, and the logits (rows, vocab) and state after reading it, chunk by chunk,
+    under each row's label (`labels` (rows,); None: no label). Each distinct label reads it once."""
     prompt_ids = encode_text(tokenizer, prompt)
     ids, state = [start_token(tokenizer), *prompt_ids], None
+    if labels is None:
+        distinct, row_of = None, torch.zeros(rows, dtype=torch.long, device=device)
+    else:
+        distinct, row_of = labels.unique(return_inverse=True)
+    width = 1 if distinct is None else len(distinct)
     for begin in range(0, len(ids), PRIME_CHUNK):
-        logits, state = model(torch.tensor([ids[begin:begin + PRIME_CHUNK]], device=device), state)
-    return prompt_ids, logits[:, -1], state
+        chunk = torch.tensor([ids[begin:begin + PRIME_CHUNK]], device=device).expand(width, -1)
+        logits, state = model(chunk, state, distinct)
+    return prompt_ids, logits[:, -1][row_of], select_state(state, row_of)
 
 
 class _History:
@@ -215,9 +240,11 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
     max_tokens = _max_tokens(tokenizer, config.length)
     # inference mode is entered once per step, not around the generator, so it never leaks to the caller
     with torch.inference_mode():
-        prompt_ids, logits, state = _prime(model, tokenizer, prompt, device)
-        first = torch.zeros(len(rows), dtype=torch.long, device=device)
-        logits, state = logits[first], select_state(state, first)
+        labels = label_ids(model, config.label, len(rows), device)
+        if config.guidance:  # a second copy of each row reads no label: the unlabelled prediction to move from
+            labels = torch.cat([labels, torch.zeros_like(labels)])
+        primed_rows = len(rows) * (2 if config.guidance else 1)
+        prompt_ids, logits, state = prime(model, tokenizer, prompt, device, primed_rows, labels)
         keep = None if config.no_repeat_ngram else config.repetition_window
         check_memory(8 * len(rows) * (len(prompt_ids) + max_tokens if keep is None else 2 * keep), "the token "
                      f"history of --num-samples {len(rows)} x --length {config.length}", "lower them", device)
@@ -233,9 +260,12 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
     for step in range(max_tokens):
         with torch.inference_mode():
             if step:
-                logits, state = stepper(tokens, state)
+                logits, state = stepper(tokens.repeat(2) if config.guidance else tokens, state, labels)
             raw = logits.float()
-            scores = apply_processors(processors, history.ids[:, :history.filled], raw)
+            if config.guidance:
+                labelled, unlabelled = raw.log_softmax(-1).chunk(2)
+                raw, guided = labelled, labelled + config.guidance * (labelled - unlabelled)
+            scores = apply_processors(processors, history.ids[:, :history.filled], guided if config.guidance else raw)
             if config.no_repeat_ngram and torch.isinf(scores).all(-1).any():
                 raise TextgenError(f"--no-repeat-ngram {config.no_repeat_ngram} banned every token after "
                                    f"{step} generated tokens; raise it or lower --length")
@@ -262,11 +292,13 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
         if not keep:
             return
         if len(keep) < len(rows):
-            rows = [rows[position] for position in keep]
             with torch.inference_mode():
                 kept = torch.tensor(keep, device=device)
-                state, tokens, log_prob_sums = select_state(state, kept), tokens[kept], log_prob_sums[kept]
+                tokens, log_prob_sums = tokens[kept], log_prob_sums[kept]
+                both = torch.cat([kept, kept + len(rows)]) if config.guidance else kept  # and the unlabelled copies
+                state, labels = select_state(state, both), None if labels is None else labels[both]
                 history.ids = history.ids[kept]
+            rows = [rows[position] for position in keep]
             if uniforms is not None:
                 uniforms.select(keep)
 
@@ -297,7 +329,8 @@ def beam_search(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config:
     its own recurrent state.
     """
     device = torch.device(device)
-    prompt_ids, logits, state = _prime(model, tokenizer, prompt, device)
+    labels = label_ids(model, config.label, 1, device)
+    prompt_ids, logits, state = prime(model, tokenizer, prompt, device, 1, labels)
     history = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     processors = _processors(tokenizer, config)
     detokenizer = _Detokenizer(tokenizer)
@@ -339,7 +372,8 @@ def beam_search(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config:
             rows = torch.tensor([row for row, _, _ in survivors], device=device)
             tokens = torch.tensor([token for _, token, _ in survivors], device=device)
             history = torch.cat([history[rows], tokens[:, None]], 1)
-            logits, state = stepper(tokens, select_state(state, rows))
+            logits, state = stepper(tokens, select_state(state, rows),
+                                    None if labels is None else labels[:1].expand(len(rows)))
     if best is None:
         raise TextgenError("beam search found no text: every token was banned; relax --no-repeat-ngram")
     return best[1]

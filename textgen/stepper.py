@@ -64,11 +64,15 @@ class Stepper:
         self.candidate_rows = gate_rows("lstm", "candidate", config.hidden_size)
         self.output, self.output_bias = _Matmul(model.output.weight, int8), model.output.bias
         self.layers = []
+        embed_size = config.embed_size
+        # a conditioned model's label input, projected once like the tokens': (labels + 1, gates)
+        self.label_table = (None if model.label_embedding is None else
+                            model.label_embedding.weight @ rnn.weight_ih_l0[:, embed_size:].t())
         for layer in range(config.num_layers):
             weight_ih, weight_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")
             bias_ih, bias_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
             # the first layer's input projection of every token, computed once: (vocab, gates)
-            table = torch.addmm(bias_ih, model.embedding.weight, weight_ih.t()) if layer == 0 else None
+            table = torch.addmm(bias_ih, model.embedding.weight, weight_ih[:, :embed_size].t()) if layer == 0 else None
             if self.cell != "gru":  # LSTM and tanh RNN: [input, hidden] @ [weight_ih, weight_hh]^T
                 projection = getattr(rnn, f"weight_hr_l{layer}", None)
                 projection = None if projection is None else _Matmul(projection, int8)
@@ -82,12 +86,21 @@ class Stepper:
                 self.layers.append((bias_ih if table is None else table, input_matmul, bias_hh,
                                     _Matmul(weight_hh, int8)))
 
-    def __call__(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def _first_input(self, table: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The first layer's projected input (batch, gates): the tokens' rows, plus their labels'."""
+        if self.label_table is None:
+            return table[tokens]
+        return table[tokens] + self.label_table[labels if labels is not None else torch.zeros_like(tokens)]
+
+    def __call__(self, tokens: torch.Tensor, state: State, labels: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, State]:
+        """Logits (batch, vocab) after `tokens` (batch,), and the new state; `labels` (batch,) are the
+        label ids of a conditioned model (None: no label)."""
         if self.cell == "rnn":
             hiddens, x = [], None
             for layer, (bias, matmul, _) in enumerate(self.layers):
                 if layer == 0:
-                    x = matmul(state[0], bias[tokens]).tanh()
+                    x = matmul(state[0], self._first_input(bias, tokens, labels)).tanh()
                 else:
                     x = matmul(torch.cat([x, state[layer]], 1), bias).tanh()
                 hiddens.append(x)
@@ -97,7 +110,7 @@ class Stepper:
             hiddens, cells, x = [], [], None
             for layer, (bias, matmul, projection) in enumerate(self.layers):
                 if layer == 0:
-                    gates = matmul(hidden[0], bias[tokens])
+                    gates = matmul(hidden[0], self._first_input(bias, tokens, labels))
                 else:
                     gates = matmul(torch.cat([x, hidden[layer]], 1), bias)
                 gate = split_gates("lstm", gates.sigmoid())  # one call beats three
@@ -112,7 +125,7 @@ class Stepper:
         hiddens, x = [], None
         for layer, (input_bias, input_matmul, hidden_bias, hidden_matmul) in enumerate(self.layers):
             h = state[layer]
-            input_gates = input_bias[tokens] if layer == 0 else input_matmul(x, input_bias)
+            input_gates = self._first_input(input_bias, tokens, labels) if layer == 0 else input_matmul(x, input_bias)
             hidden_gates = hidden_matmul(h, hidden_bias)
             from_input, from_hidden = split_gates("gru", input_gates), split_gates("gru", hidden_gates)
             reset = (from_input.reset + from_hidden.reset).sigmoid()

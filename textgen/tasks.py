@@ -24,9 +24,10 @@ class LanguageModelTask:
     kind = "language_model"
 
     def __init__(self, train: StreamBatches, validation: StreamBatches, chars_per_token: float,
-                 eval_tokens: int | None = None):
+                 eval_tokens: int | None = None, label_dropout: float = 0.0):
         self.train, self.validation = train, validation
         self.chars_per_token = chars_per_token
+        self.label_dropout = label_dropout  # the share of rows of each window that read "no label"
         # None: the whole split; else at most this many full windows
         self.eval_windows = None if eval_tokens is None else max(1, eval_tokens // validation.tokens_per_window)
         self.window = 0
@@ -40,16 +41,28 @@ class LanguageModelTask:
         if index == 0:
             self.state = None  # a new epoch starts the streams again from their beginnings
         inputs, targets = (t.to(device, non_blocking=True) for t in self.train.window(index))
+        labels = None
+        if self.train.labels is not None:
+            labels = self.train.window_labels(index)
+            withheld = torch.rand(len(labels)) < self.label_dropout  # whole rows of the window
+            labels = labels.masked_fill(withheld[:, None], 0).to(device, non_blocking=True)
         with autocast(precision, device):
-            logits, state = model(inputs, self.state)
+            logits, state = model(inputs, self.state, labels)
         self.state = detach_state(state)
         self.window += 1
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
         return loss, targets.numel()
 
     def evaluate(self, model: nn.Module, device: torch.device, dist: Distributed) -> dict[str, float]:
-        """Validation loss (nats per token), bits per token and character, and perplexity."""
-        return language_model_metrics(model, self.validation, self.chars_per_token, device, dist, self.eval_windows)
+        """Validation loss (nats per token), bits per token and character, and perplexity; for a
+        model conditioned on labels, with the true labels, and bits per character without them."""
+        metrics = language_model_metrics(model, self.validation, self.chars_per_token, device, dist,
+                                         self.eval_windows, with_labels=self.validation.labels is not None)
+        if self.validation.labels is not None:
+            withheld = language_model_metrics(model, self.validation, self.chars_per_token, device, dist,
+                                              self.eval_windows)
+            metrics["bits_per_char_no_label"] = withheld["bits_per_char"]
+        return metrics
 
     def after_evaluation(self, metrics: dict[str, float]) -> dict[str, float]:
         """A language model's training follows no evaluation policy: nothing to add."""

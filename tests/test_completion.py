@@ -1,0 +1,141 @@
+"""Autocomplete (`textgen complete`) and picking the next word in a terminal (`textgen sample
+--interactive --choices N`): completions de-duplicated, best first, with the model's probabilities."""
+
+import itertools
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from textgen.cli import main
+from textgen.completion import complete, is_word_char
+from textgen.config import ModelConfig
+from textgen.evaluation import score
+from textgen.model import LanguageModel
+from textgen.tokenizer import CharTokenizer
+
+CHARS = "ab .\n"
+
+
+@pytest.fixture
+def tokenizer():
+    return CharTokenizer.from_texts([CHARS])
+
+
+def tiny(tokenizer, seed):
+    torch.manual_seed(seed)
+    return LanguageModel(ModelConfig(num_layers=1, hidden_size=8, embed_size=8, dropout=0.0, output_dropout=0.0,
+                                     vocab_size=tokenizer.vocab_size)).eval()
+
+
+def probability_then_boundary(model, tokenizer, prefix, text):
+    """P(text, then any character that ends a word | prefix), from whole-text scores."""
+    before = score(model, tokenizer, prefix)["log_prob"]
+    return sum(torch.tensor(score(model, tokenizer, prefix + text + end)["log_prob"] - before).exp().item()
+               for end in CHARS if not is_word_char(end))
+
+
+def brute_force(model, tokenizer, prefix, longest):
+    """Every completion of up to `longest` characters (non-word characters, then a word), by probability."""
+    found = {}
+    for length in range(1, longest + 1):
+        for chars in itertools.product(CHARS, repeat=length):
+            text = "".join(chars)
+            if re.fullmatch(r"[^ab]*[ab]+", text):
+                found[text] = probability_then_boundary(model, tokenizer, prefix, text)
+    return sorted(found.items(), key=lambda item: item[1], reverse=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_completions_are_distinct_best_first_and_carry_the_models_probabilities(tokenizer, seed):
+    model = tiny(tokenizer, seed)
+    completions = complete(model, tokenizer, "ab ba", top=6)
+    texts = [c.text for c in completions]
+    assert len(texts) == len(set(texts)) == 6
+    assert [c.probability for c in completions] == sorted((c.probability for c in completions), reverse=True)
+    for completion in completions:
+        assert completion.probability == pytest.approx(
+            probability_then_boundary(model, tokenizer, "ab ba", completion.text), rel=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_search_wide_enough_finds_the_true_best_completions(tokenizer, seed):
+    model = tiny(tokenizer, seed)
+    completions = complete(model, tokenizer, "ba a", top=5, beam_width=1000, max_tokens=4)
+    expected = brute_force(model, tokenizer, "ba a", 3)[:5]
+    assert [c.text for c in completions] == [text for text, _ in expected]
+    assert [c.probability for c in completions] == pytest.approx([p for _, p in expected], rel=1e-4)
+
+
+def test_a_line_completion_ends_at_the_newline(tokenizer):
+    completions = complete(tiny(tokenizer, 0), tokenizer, "ab", top=3, until="line")
+    assert completions and all("\n" not in c.text for c in completions)
+
+
+def test_subword_completions_are_merged_into_distinct_texts(capsys):
+    assert main(["complete", "--model", "reviews", "This movie was absol", "--top", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    texts = [c["text"] for c in result["completions"]]
+    assert result["prefix"] == "This movie was absol" and "utely" in texts and len(set(texts)) == 4
+
+
+def test_the_table_shows_the_prefix_end_and_each_completion(capsys):
+    assert main(["complete", "--model", "shakespeare", "ROMEO:\nI will not bre", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "I will not bre" in out and out.count("%") == 3
+
+
+def test_an_empty_prefix_is_a_one_line_error(capsys):
+    assert main(["complete", ""]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("textgen: error: the prefix to complete is empty") and "Traceback" not in err
+
+
+def test_choices_without_interactive_is_a_one_line_error(capsys):
+    assert main(["sample", "--choices", "3"]) != 0
+    assert "add --interactive" in capsys.readouterr().err
+
+
+def read_until(fd, pattern, timeout=60.0):
+    """What the terminal shows until `pattern` appears in it."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while pattern.encode() not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"{pattern!r} never appeared; the terminal showed {seen.decode(errors='replace')!r}")
+        seen += os.read(fd, 4096)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))  # without the terminal's styles
+
+
+def test_picking_typing_and_letting_the_model_go_on_in_a_real_terminal():
+    leader, follower = os.openpty()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "COLUMNS": "100"}
+    process = subprocess.Popen([sys.executable, "-m", "textgen", "sample", "--model", "shakespeare", "--interactive",
+                                "--choices", "3", "--length", "12", "--seed", "0"],
+                               stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    try:
+        read_until(leader, "prompt> ")
+        os.write(leader, b"I will not bre\n")
+        shown = read_until(leader, "or quit> ")
+        picked = re.search(r"1\s+.*?I will not bre(\w+)", shown).group(1)
+        os.write(leader, b"1\n")
+        assert f"I will not bre{picked}" in read_until(leader, "or quit> ")
+        os.write(leader, b" thee\n")
+        read_until(leader, "or quit> ")
+        os.write(leader, b"\n")  # the model writes --length 12 characters
+        shown = read_until(leader, "or quit> ")
+        line = re.search(rf"I will not bre{picked} thee(.*)", shown).group(1)
+        assert len(line.rstrip("\r")) >= 1
+        os.write(leader, b"quit\n")
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        os.close(leader)
