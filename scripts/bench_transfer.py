@@ -7,7 +7,8 @@ and the copy share of its samples (temperature 0.8: the share of sampled charact
 50 or more found verbatim in the training slice). `english` zero-shot is scored beside them.
 
 Books: the three gutenberg validation books (never a test book: those are reported once, in the
-model card) and tiny_shakespeare (verse, another register). Run it pinned to one core, alone:
+model card) and tiny_shakespeare (verse, another register); `jekyll-ascii` is Jekyll with the straight
+quotes a keyboard types. Run it pinned to one core, alone:
 
     OMP_NUM_THREADS=1 taskset -c 0 python scripts/bench_transfer.py --books jekyll,darkness \\
         --sizes 100 --minutes 10 --methods english,scratch_default,scratch_small
@@ -43,8 +44,16 @@ METHODS = {
 VALIDATION_CHARS = 100_000
 
 
+# what a book looks like typed on a keyboard: most people's own text has straight quotes, the
+# gutenberg editions curly ones (which is all `english` saw, unless IMDb's reviews join its training)
+KEYBOARD_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
 def book_text(name: str, data_dir: Path) -> str:
-    """The whole text of a gutenberg validation book (by a word of its title) or of tiny_shakespeare."""
+    """The whole text of a gutenberg validation book (by a word of its title) or of tiny_shakespeare;
+    NAME-ascii is the book with straight quotes."""
+    if name.endswith("-ascii"):
+        return book_text(name.removesuffix("-ascii"), data_dir).translate(KEYBOARD_QUOTES)
     if name == "shakespeare":
         return "".join((data_dir / "tiny_shakespeare" / f"{split}.txt").read_text()
                        for split in ("train", "validation", "test"))
