@@ -19,20 +19,10 @@ from textgen.model import Classifier
 from textgen.ngrams import ngram_bags, ngram_buckets, words
 from textgen.tokenizer import CharTokenizer
 
-from test_classify import classify_args, labelled_rows
+from test_classify import classify_args, labelled_rows, reviews  # noqa: F401 (reviews: the same tiny corpus fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["Not bad at all!", "dull and lifeless", "Ein Film, 映画は素晴らしい — très bien", "?!...", "x" * 50]
-
-
-@pytest.fixture
-def reviews(tmp_path):
-    """A tiny labelled corpus whose signal is in the words."""
-    folder = tmp_path / "reviews"
-    folder.mkdir()
-    for split, count, seed in (("train", 240, 0), ("validation", 80, 1)):
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labelled_rows(count, seed)))
-    return folder
 
 
 def test_hashed_ngrams_are_the_same_in_another_process_whatever_its_hash_seed():

@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="The models that ship with textgen, usable by name as --model NAME; "
                                     "each has a model card beside its weights.")
     memory = commands.add_parser(
-        "memory", parents=[common], help="measure how long a lag each recurrent cell bridges",
+        "memory", parents=[common], help="measure the training sequences each recurrent cell needs to bridge a lag",
         description="Train small rnn, gru and lstm models on synthetic tasks whose answer lies T steps back "
                     "(the adding problem, delayed recall, the embedded Reber grammar) until each solves its task "
                     "on held-out sequences or spends its budget, and report the sequences each needed, median "
