@@ -100,7 +100,8 @@ MODELS = {
                                      "--head-dropout", "0.5", "--weight-decay", "0.1", "--time-budget", "5m"]},
         "run": "sentiment-ngrams",
         "train": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed", "--init-from",
-                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "262144"],
+                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "262144", "--max-len", "400",
+                  "--long-text", "tail"],
         # --keep-recurrent skips the "before" stages and stacks on the bundled model's recurrent part
         "stacked": True,
         "scores": [["rotten_tomatoes", "validation"], ["imdb", "validation"]],
@@ -289,7 +290,7 @@ def main() -> None:
         last = load_checkpoint(run / "last.pt")
         minutes = last["elapsed"] / 60
         # a stacked run's "step" is the n-gram epoch it kept
-        info["last_stage"] = (f"hashed n-grams stacked in {minutes:.0f} minutes ({NGRAM_RUNS} runs averaged, epoch "
+        info["last_stage"] = (f"hashed n-grams stacked in {minutes:.1f} minutes ({NGRAM_RUNS} runs averaged, epoch "
                               f"{last['step']} of {NGRAM_EPOCHS} kept)" if spec.get("stacked") else
                               f"{last['step']:,} steps in {minutes:.0f} minutes")
         kind = "classifier" if info["kind"] == "classifier" else "language_model"
