@@ -100,7 +100,8 @@ MODELS = {
                                      "--head-dropout", "0.5", "--weight-decay", "0.1", "--time-budget", "5m"]},
         "run": "sentiment-ngrams",
         "train": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed", "--init-from",
-                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "262144"],
+                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "262144", "--max-len", "400",
+                  "--long-text", "tail"],
         # --keep-recurrent skips the "before" stages and stacks on the bundled model's recurrent part
         "stacked": True,
         "scores": [["rotten_tomatoes", "validation"], ["imdb", "validation"]],
@@ -225,7 +226,7 @@ def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half
 | parameters | {info['parameters']:,} |
 | weights | float16, {size / 1e6:.1f} MB, sha256 `{sha256}` |
 | training data | {spec['data']} |
-| trained (last stage) | {info['steps']:,} steps in {info['minutes']:.0f} minutes, {datetime.date.today().isoformat()}, on {cpu_name()} |
+| trained (last stage) | {info['last_stage']}, {datetime.date.today().isoformat()}, on {cpu_name()} |
 
 ## How it was trained
 
@@ -252,6 +253,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from textgen.checkpoint import describe_checkpoint, export_weights, load_checkpoint
+    from textgen.stacking import NGRAM_EPOCHS, NGRAM_RUNS
 
     for name in args.only or list(MODELS):
         spec = MODELS[name]
@@ -286,7 +288,11 @@ def main() -> None:
         packed = export_weights(run, PRETRAINED / f"{name}.pt")
         info = describe_checkpoint(packed)
         last = load_checkpoint(run / "last.pt")
-        info.update(steps=last["step"], minutes=last["elapsed"] / 60)
+        minutes = last["elapsed"] / 60
+        # a stacked run's "step" is the n-gram epoch it kept
+        info["last_stage"] = (f"hashed n-grams stacked in {minutes:.1f} minutes ({NGRAM_RUNS} runs averaged, epoch "
+                              f"{last['step']} of {NGRAM_EPOCHS} kept)" if spec.get("stacked") else
+                              f"{last['step']:,} steps in {minutes:.0f} minutes")
         kind = "classifier" if info["kind"] == "classifier" else "language_model"
         choices = spec.get("features", [None])
         full = [score(run, corpus, split, kind, features) for corpus, split in spec["scores"] for features in choices]

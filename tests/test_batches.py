@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import textgen.corpus
-from textgen.batches import (LabelledBatches, StreamBatches, encode_labelled, smallest_uint_dtype, token_array)
+from textgen.batches import (LabelledBatches, StreamBatches, cut_to, encode_labelled, smallest_uint_dtype, token_array)
 from textgen.config import DataConfig
 from textgen.corpus import Corpus, load_corpus, split_texts
 from textgen.errors import CorpusError, TrainingError
@@ -187,6 +187,20 @@ def test_max_len_truncates_rows():
     batches = LabelledBatches(rows_of_lengths([10, 2]), np.zeros(2), batch_size=2, pad_id=0, max_len=4, shuffle=False)
     (padded, lengths, _), = batches.epoch(0)
     assert padded.shape == (2, 4) and sorted(lengths.tolist()) == [2, 4]
+
+
+def test_long_text_choices_keep_the_first_the_last_or_all_tokens():
+    ids = np.arange(1, 11)
+    assert cut_to(ids, 4, "truncate").tolist() == [1, 2, 3, 4]
+    assert cut_to(ids, 4, "chunk").tolist() == [1, 2, 3, 4]  # training reads one chunk
+    assert cut_to(ids, 4, "tail").tolist() == [7, 8, 9, 10]
+    assert cut_to(ids, 4, "whole").tolist() == list(range(1, 11))
+    assert cut_to(ids, None, "tail").tolist() == list(range(1, 11))
+    assert cut_to(ids[:3], 4, "tail").tolist() == [1, 2, 3]
+    batches = LabelledBatches([ids, ids[:2]], np.zeros(2), batch_size=2, pad_id=0, max_len=3, long_text="tail",
+                              shuffle=False)
+    (padded, lengths, _), = batches.epoch(0)
+    assert sorted(map(tuple, padded.tolist())) == [(1, 2, 0), (8, 9, 10)]
 
 
 @pytest.mark.parametrize("kind", ["char", "sentencepiece"])

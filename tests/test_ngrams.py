@@ -17,6 +17,7 @@ from textgen.config import ClassifierConfig, ModelConfig, to_dict
 from textgen.evaluation import expected_calibration_error
 from textgen.model import Classifier
 from textgen.ngrams import ngram_bags, ngram_buckets, words
+from textgen.stacking import train_ngrams
 from textgen.tokenizer import CharTokenizer
 
 from test_classify import classify_args, labelled_rows, reviews  # noqa: F401 (reviews: the same tiny corpus fixture)
@@ -87,6 +88,44 @@ def test_stacked_ngrams_learn_the_words_and_each_part_is_measured_alone(stacked,
     assert figures["ngram"]["accuracy"] > 0.9 and figures["both"]["accuracy"] > 0.9
     assert figures["recurrent"]["accuracy"] == pytest.approx(payload["metrics"]["recurrent_accuracy"])
     assert figures["both"]["accuracy"] == pytest.approx(payload["metrics"]["both_accuracy"])
+
+
+def test_stacking_reads_as_the_base_classifier_unless_told_to_read_the_tail(stacked, reviews, tmp_path, capsys):
+    base, run = stacked
+    kept = load_checkpoint(run / "best.pt")["classifier_config"]
+    assert (kept["max_len"], kept["long_text"]) == (256, "whole")  # the base's, as nothing was typed
+    tail = tmp_path / "tail"
+    assert cli.main(["train", "--task", "classify", "--corpus", str(reviews), "--init-from", str(base), "--features",
+                     "both", "--ngram-buckets", "4096", "--max-len", "6", "--long-text", "tail", "--out", str(tail),
+                     "--device", "cpu", "--precision", "fp32"]) == 0
+    config = load_checkpoint(tail / "best.pt")["classifier_config"]
+    assert (config["max_len"], config["long_text"]) == (6, "tail")
+    capsys.readouterr()
+    # the recurrent part reads the last 6 characters only: what comes before them changes nothing
+    answers = []
+    for text in ("an awful, dull film. but great", "a fine, superb film. but great"):
+        assert cli.main(["classify", "--model", str(tail), "--features", "recurrent", "--json", text]) == 0
+        answers.append(json.loads(capsys.readouterr().out)["probabilities"])
+    assert answers[0] == pytest.approx(answers[1], abs=1e-6)
+
+
+def test_averaged_ngram_runs_are_reproducible_and_differ_from_one_run():
+    torch.manual_seed(0)
+    model_config = ModelConfig(num_layers=1, hidden_size=8, embed_size=8, vocab_size=20)
+    rng = np.random.default_rng(0)
+    bags = [np.unique(rng.integers(0, 64, 5)) for _ in range(200)]
+    labels = np.array([int((bag < 32).sum() > len(bag) / 2) for bag in bags])
+
+    def fitted(seed: int, runs: int) -> torch.Tensor:
+        model = Classifier(model_config, ClassifierConfig(label_names=("neg", "pos"), ngram_buckets=64))
+        train_ngrams(model, bags, labels, bags[:20], lambda logits: {"val_loss": 0.0}, seed, epochs=1, runs=runs)
+        return model.ngrams.weight.detach().clone()
+
+    averaged = fitted(0, runs=3)
+    assert torch.equal(averaged, fitted(0, runs=3))
+    assert not torch.equal(averaged, fitted(0, runs=1)) and not torch.equal(averaged, fitted(1, runs=3))
+    logits = averaged[:, 1] - averaged[:, 0]
+    assert (logits[:32].mean() > 0) and (logits[32:].mean() < 0)  # buckets below 32 say "pos"
 
 
 def test_a_features_choice_the_classifier_lacks_is_one_line(stacked, capsys):

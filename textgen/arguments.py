@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from textgen import __version__
-from textgen.config import (FEATURES, NGRAM_BUCKETS_LIMIT, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig,
-                            ModelConfig, SampleConfig, TrainConfig, flag_of)
+from textgen.config import (FEATURES, LONG_TEXT, NGRAM_BUCKETS_LIMIT, PRESETS, ClassifierConfig, DataConfig,
+                            FinetuneConfig, ModelConfig, SampleConfig, TrainConfig, flag_of)
 from textgen.errors import ConfigError
 
 
@@ -273,8 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Label texts with a classifier from `textgen train --task classify`, or score it on a "
                     "labelled corpus split with --eval. Texts longer than the classifier's --max-len tokens "
                     "(IMDb reviews, say) are read whole in max-len chunks carrying the state (--long-text "
-                    "whole), cut to their first max-len tokens (truncate), or split into max-len chunks whose "
-                    "probabilities are averaged (chunk).")
+                    "whole), cut to their first max-len tokens (truncate) or their last (tail), or split into "
+                    "max-len chunks whose probabilities are averaged (chunk).")
     classify.add_argument("texts", nargs="*", help="texts to label (else --file, else standard input)")
     add_model_argument(classify, "sentiment", "classifier ")
     classify.add_argument("--file", help="one text per line, or a csv/jsonl/parquet file with --text-column")
@@ -283,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_corpus_arguments(classify, "labelled corpus for --eval", "validation", "split to score with --eval",
                          labels=True, files="--file or local corpora")
     classify.add_argument("--max-len", type=WINDOW, help="tokens per text or chunk (default: the classifier's)")
-    classify.add_argument("--long-text", choices=("whole", "truncate", "chunk"),
-                          help="texts over --max-len: read whole in chunks, truncate, or average over chunks "
-                               "(default: the classifier's)")
+    classify.add_argument("--long-text", choices=LONG_TEXT,
+                          help="texts over --max-len: read whole in chunks, keep the first or last max-len tokens, or "
+                               "average over chunks (default: the classifier's)")
     classify.add_argument("--features", choices=FEATURES,
                           help="what the label comes from: the recurrent encoder, the hashed word n-grams, or "
                                "both (default: the classifier's)")

@@ -226,14 +226,23 @@ class StreamBatches:
         return self._labels_at(self._positions(index))
 
 
+def cut_to(ids: np.ndarray, max_len: int | None, long_text: str) -> np.ndarray:
+    """`ids` as a classifier reads them (`ClassifierConfig.long_text`): their last `max_len` for
+    "tail", their first for "truncate" and "chunk" (training reads one chunk), all of them for
+    "whole" or no `max_len`."""
+    if max_len is None or long_text == "whole" or len(ids) <= max_len:
+        return ids
+    return ids[-max_len:] if long_text == "tail" else ids[:max_len]
+
+
 class LabelledBatches:
     """Classification batches: length-bucketed, padded, with lengths for packed sequences."""
 
     def __init__(self, ids: list[np.ndarray], labels: np.ndarray, batch_size: int, pad_id: int,
-                 max_len: int | None = None, shuffle: bool = True, seed: int = 0) -> None:
+                 max_len: int | None = None, shuffle: bool = True, seed: int = 0, long_text: str = "truncate") -> None:
         if len(ids) != len(labels):
             raise ValueError(f"{len(ids)} rows of ids but {len(labels)} labels")
-        self.ids = [row[:max_len] for row in ids]
+        self.ids = [cut_to(row, max_len, long_text) for row in ids]
         # an empty text still gets one (padding) step, as packed sequences need length >= 1
         self.lengths = np.array([max(1, len(row)) for row in self.ids], dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)

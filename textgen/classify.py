@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from textgen.batches import LabelledBatches
+from textgen.batches import LabelledBatches, cut_to
 from textgen.errors import ConfigError, TextgenError
 from textgen.model import Classifier
 from textgen.ngrams import ngram_buckets, pack_bags
@@ -22,7 +22,8 @@ Progress = Callable[[float], None]
 def text_pieces(tokenizer: Tokenizer, texts: list[str], max_len: int, long_text: str, offset: int = 0
                 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Token ids of each piece to classify, and which text each piece belongs to: one piece per
-    text (whole or truncated), or consecutive max_len chunks whose probabilities are averaged."""
+    text (whole, or its first or last max_len tokens), or consecutive max_len chunks whose
+    probabilities are averaged."""
     check_texts(texts, offset)
     pieces, owners = [], []
     for index, text in enumerate(texts):
@@ -30,7 +31,7 @@ def text_pieces(tokenizer: Tokenizer, texts: list[str], max_len: int, long_text:
         if long_text == "chunk":
             chunks = [ids[start:start + max_len] for start in range(0, len(ids), max_len)]
         else:  # whole texts are read in chunks by the model itself
-            chunks = [ids[:max_len] if long_text == "truncate" else ids]
+            chunks = [cut_to(ids, max_len, long_text)]
         pieces.extend(chunks)
         owners.extend([index] * len(chunks))
     return pieces, np.asarray(owners, dtype=np.int64)

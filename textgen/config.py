@@ -293,6 +293,7 @@ class SampleConfig:
 
 # where a classifier's label comes from (the order of ClassifierConfig.temperatures)
 FEATURES = ("recurrent", "ngram", "both")
+LONG_TEXT = ("whole", "truncate", "tail", "chunk")
 NGRAM_BUCKETS_LIMIT = 1 << 24  # 64 MB of float32 per class: far above what a bundled model can carry
 
 
@@ -308,9 +309,10 @@ class ClassifierConfig:
     max_len: int = option(256, "tokens the encoder reads at once; longer texts follow --long-text")
     long_text: str = option("whole", "texts over --max-len: read the whole text in max-len chunks carrying "
                                       "the state (memory bounded by max-len; training backpropagates through "
-                                      "the last chunk), keep the first max-len tokens, or average the "
-                                      "probabilities of independent max-len chunks",
-                            choices=("whole", "truncate", "chunk"))
+                                      "the last chunk), keep the first max-len tokens (truncate) or the last "
+                                      "(tail: where reviews give their verdict), or average the probabilities "
+                                      "of independent max-len chunks",
+                            choices=LONG_TEXT)
     label_names: tuple[str, ...] = option((), "class names, index = label id; read from the data, never typed")
     features: str = option("recurrent", "what a label comes from: the recurrent encoder, hashed word n-grams "
                                         "(fastText), or both, their logits mixed by the fitted n-gram weight",

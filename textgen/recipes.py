@@ -121,9 +121,10 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
                 raise ConfigError(f"--lm-finetune-steps fine-tunes a language model, and {finetune.init_from} is a "
                                   f"classifier; drop --lm-finetune-steps")
             pretrained_config = pretrained.model_config
-            # its head's shape carries over unless typed otherwise
+            # its head's shape and how it reads long texts carry over unless typed otherwise
             classifier_config = dataclasses.replace(classifier_config, **{
-                name: getattr(pretrained.config, name) for name in HEAD_SHAPE if name not in typed["classifier"]})
+                name: getattr(pretrained.config, name) for name in (*HEAD_SHAPE, "max_len", "long_text")
+                if name not in typed["classifier"]})
         else:
             pretrained_config = pretrained.config
             if pretrained_config.label_names:
@@ -338,12 +339,10 @@ def train_classifier(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
             {"model_config": to_dict(model_config), "tokenizer": tokenizer.to_data()},
             device, setup.precision, make_reporter(lm_task.chars_per_token), dist)
     encoded = {split: encode_labelled(corpus, split, tokenizer, data.num_proc) for split in ("train", "validation")}
-    # whole texts are read in max_len chunks by the classifier; otherwise training truncates
-    max_len = None if classifier_config.long_text == "whole" else classifier_config.max_len
-    train_batches = LabelledBatches(*encoded["train"], train.batch_size, tokenizer.pad_id,
-                                    max_len=max_len, seed=train.seed)
-    val_batches = LabelledBatches(*encoded["validation"], train.batch_size, tokenizer.pad_id,
-                                  max_len=max_len, shuffle=False)
+    # whole texts are read in max_len chunks by the classifier; otherwise training cuts them as it reads them
+    reading = {"max_len": classifier_config.max_len, "long_text": classifier_config.long_text}
+    train_batches = LabelledBatches(*encoded["train"], train.batch_size, tokenizer.pad_id, seed=train.seed, **reading)
+    val_batches = LabelledBatches(*encoded["validation"], train.batch_size, tokenizer.pad_id, shuffle=False, **reading)
     epoch_steps = max(1, len(train_batches) // dist.world_size)
     # Unless typed: evaluate (and checkpoint) once an epoch, and warm up over half an epoch.
     per_epoch = {"eval_interval": epoch_steps, "checkpoint_interval": epoch_steps,
