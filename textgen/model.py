@@ -145,7 +145,9 @@ class LanguageModel(nn.Module):
 
     A model conditioned on labels (`config.label_names`) concatenates a learned label embedding to
     every token's: label id i + 1 is `label_names[i]`, and id 0 is "no label", learned by label
-    dropout, so the same model writes and scores text with or without one.
+    dropout, so the same model writes and scores text with or without one. Measured against the
+    label as the initial state instead, it steers and scores as well (docs/steering.md, "Label as
+    input or as initial state"; scripts/bench_condition.py).
     """
 
     def __init__(self, config: ModelConfig):
