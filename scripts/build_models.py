@@ -100,15 +100,15 @@ MODELS = {
                                      "--head-dropout", "0.5", "--weight-decay", "0.1", "--time-budget", "5m"]},
         "run": "sentiment-ngrams",
         "train": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed", "--init-from",
-                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "262144", "--max-len", "400",
-                  "--long-text", "tail"],
+                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "524288", "--char-ngrams",
+                  "5", "--max-len", "400", "--long-text", "tail"],
         # --keep-recurrent skips the "before" stages and stacks on the bundled model's recurrent part
         "stacked": True,
         "scores": [["rotten_tomatoes", "validation"], ["imdb", "validation"]],
         "features": ["recurrent", "ngram", "both"],
         "about": "An English sentiment classifier (neg/pos) for review snippets and whole reviews alike: a "
                  "recurrent encoder fine-tuned from the `reviews` language model, and hashed word 1-3-grams "
-                 "beside it (fastText, Naive-Bayes weighted), their logits mixed: `textgen classify` uses it when "
+                 "and character 3-5-grams of words beside it (fastText, Naive-Bayes weighted), their logits mixed: `textgen classify` uses it when "
                  "no --model is given; `--features recurrent` or `ngram` uses one part alone.",
         "data": "first rotten_tomatoes train (8,530 sentences) + imdb train less its validation rows (22,500 "
                 "whole reviews), written by this script to runs/bundled/data/reviews_mixed (validation: both "

@@ -27,9 +27,9 @@ TEXTS = ["Not bad at all!", "dull and lifeless", "Ein Film, 映画は素晴ら�
 
 
 def test_hashed_ngrams_are_the_same_in_another_process_whatever_its_hash_seed():
-    here = [ngram_buckets(text, 1 << 18, 3).tolist() for text in TEXTS]
+    here = [ngram_buckets(text, 1 << 18, 3, max_chars).tolist() for text in TEXTS for max_chars in (0, 5)]
     script = ("import json; from textgen.ngrams import ngram_buckets; "
-              f"print(json.dumps([ngram_buckets(t, 1 << 18, 3).tolist() for t in {TEXTS!r}]))")
+              f"print(json.dumps([ngram_buckets(t, 1 << 18, 3, c).tolist() for t in {TEXTS!r} for c in (0, 5)]))")
     for seed in ("1", "12345"):
         environment = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
         out = subprocess.run([sys.executable, "-c", script], env=environment, check=True, capture_output=True,
@@ -46,6 +46,17 @@ def test_a_text_has_each_word_and_word_pair_and_triple_once():
     assert set(ngram_buckets("a b", 1 << 30, 2)) > set(ngram_buckets("a", 1 << 30, 2))
     ids, offsets = ngram_bags(["a b", "c"], 1 << 30, 2)
     assert offsets.tolist() == [0, 3] and len(ids) == 4
+
+
+def test_character_ngrams_let_related_words_share_buckets():
+    dull, dullness = (set(ngram_buckets(text, 1 << 30, 1, 5).tolist()) for text in ("dull", "dullness"))
+    assert not set(ngram_buckets("dull", 1 << 30, 1)) & set(ngram_buckets("dullness", 1 << 30, 1))
+    # "<du", "dul", "ull", "<dul", "dull", "<dull": the subwords that the two words share
+    assert len(dull & dullness) == 6
+    # "<dull>" holds 4 + 3 + 2 character 3-, 4- and 5-grams, beside the word itself
+    assert len(dull) == 4 + 3 + 2 + 1
+    # the word's own bucket stays; its subwords come beside it ("<ab", "ab>")
+    assert len(set(ngram_buckets("ab", 1 << 30, 1, 3)) - set(ngram_buckets("ab", 1 << 30, 1))) == 2
 
 
 def test_expected_calibration_error_is_the_gap_between_confidence_and_accuracy_per_bin():

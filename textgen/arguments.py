@@ -72,7 +72,7 @@ INT_RANGES = {"vocab_size": whole_number(1, 1 << 20), "num_proc": whole_number(1
               "num_samples": whole_number(1, 1000), "head_hidden": WIDTH, "max_len": WINDOW,
               "lm_finetune_steps": whole_number(0, 10**9), "unfreeze_every": whole_number(0, 10**6),
               "patience": whole_number(1, 10**6), "ngram_buckets": whole_number(0, NGRAM_BUCKETS_LIMIT),
-              "ngram_max": whole_number(1, 8)}
+              "ngram_max": whole_number(1, 8), "char_ngrams": whole_number(0, 8)}
 _TYPES = {"float": finite_float, "str": str}
 HTML_FORMATS = ("html", "htm")
 

@@ -58,7 +58,7 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: list[str], device: t
     buckets = []
     if config.features != "recurrent":
         check_texts(texts, offset)
-        buckets = [ngram_buckets(text, config.ngram_buckets, config.ngram_max) for text in texts]
+        buckets = [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams) for text in texts]
     if config.features == "ngram":  # no tokens to read: one pass of bags in input order
         pieces, owners = [np.zeros(1)] * len(texts), np.arange(len(texts))
     else:

@@ -320,6 +320,8 @@ class ClassifierConfig:
     ngram_buckets: int = option(0, "rows of the hashed word n-gram table beside the encoder (0: none); with "
                                    "--features ngram or both, e.g. 262144")
     ngram_max: int = option(3, "longest word n-gram hashed (1: single words)")
+    char_ngrams: int = option(0, "also hash each word's character 3- to N-grams beside its word n-grams "
+                                 "(fastText subwords; 0: none), e.g. 5")
     ngram_weight: float = option(0.5, "--features both: logits = (1 - w) * recurrent + w * n-grams; fitted on "
                                       "validation, never typed")
     temperatures: tuple[float, ...] = option((1.0, 1.0, 1.0), "the logits of each --features choice (recurrent, "
@@ -330,6 +332,8 @@ class ClassifierConfig:
         _check_choice(self, "long_text")
         _check_choice(self, "features")
         _check_positive(self, "head_hidden", "max_len", "ngram_max")
+        if self.char_ngrams and not 3 <= self.char_ngrams <= 8:
+            raise ConfigError(f"--char-ngrams must be 0 (none) or from 3 to 8, got {self.char_ngrams}")
         _check_fraction(self, "head_dropout")
         _check_fraction(self, "token_dropout")
         _check_fraction(self, "ngram_weight", upper=1.0000001)

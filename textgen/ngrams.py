@@ -1,8 +1,9 @@
 """Hashed word n-grams: the sparse, bag-of-words input of a classifier beside its recurrent encoder.
 
-A text's lower-cased words (and punctuation marks) and their n-grams up to `max_n`, each hashed
-into one of `buckets` rows (fastText's hashing trick), counted once per text (NB-SVM's binarized
-features). Words are hashed with CRC-32 of their UTF-8 bytes and n-grams combined with fixed
+A text's lower-cased words (and punctuation marks) and their n-grams up to `max_n`, and optionally
+each word's character 3- to `max_chars`-grams (fastText's subwords: "dullness" shares "dull" with
+"dull"), each hashed into one of `buckets` rows (fastText's hashing trick), counted once per text
+(NB-SVM's binarized features). Words are hashed with CRC-32 of their UTF-8 bytes and n-grams combined with fixed
 64-bit arithmetic, never Python's `hash()`, which changes from one process to the next: a text
 lands in the same buckets in every process, on every machine.
 """
@@ -33,12 +34,25 @@ def word_hash(word: str) -> int:
     return zlib.crc32(word.encode("utf-8", "surrogatepass"))
 
 
-def ngram_buckets(text: str, buckets: int, max_n: int) -> np.ndarray:
-    """The distinct buckets (int64, sorted) of the word 1..max_n-grams of `text`; empty when it has no words."""
-    hashes = np.fromiter(map(word_hash, words(text)), dtype=np.uint64)
+@functools.lru_cache(maxsize=1 << 18)
+def subword_hashes(word: str, max_chars: int) -> np.ndarray:
+    """CRC-32s of the character 3..max_chars-grams of `word` marked at both ends ("<dull>": "<du",
+    "ull>", ...), each after a byte no word holds, so that no subword hashes as a word does."""
+    marked = f"<{word}>"
+    pieces = [marked[start:start + n] for n in range(3, max_chars + 1) for start in range(len(marked) - n + 1)]
+    return np.fromiter((word_hash("\0" + piece) for piece in pieces), dtype=np.uint64, count=len(pieces))
+
+
+def ngram_buckets(text: str, buckets: int, max_n: int, max_chars: int = 0) -> np.ndarray:
+    """The distinct buckets (int64, sorted) of the word 1..max_n-grams of `text`, and of its words'
+    character 3..max_chars-grams (0: none); empty when it has no words."""
+    tokens = words(text)
+    hashes = np.fromiter(map(word_hash, tokens), dtype=np.uint64)
     if not len(hashes):
         return np.zeros(0, dtype=np.int64)
     parts, grams = [hashes], hashes
+    if max_chars >= 3:
+        parts += [subword_hashes(token, max_chars) for token in set(tokens)]
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
         for n in range(2, max_n + 1):
             grams = (grams[:-1] * _ORDER_MULTIPLIER) ^ (hashes[n - 1:] + np.uint64(n))
@@ -57,6 +71,6 @@ def pack_bags(bags: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(ids), torch.from_numpy(offsets.astype(np.int64))
 
 
-def ngram_bags(texts: Iterable[str], buckets: int, max_n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def ngram_bags(texts: Iterable[str], buckets: int, max_n: int, max_chars: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """`pack_bags` of the texts' `ngram_buckets`."""
-    return pack_bags([ngram_buckets(text, buckets, max_n) for text in texts])
+    return pack_bags([ngram_buckets(text, buckets, max_n, max_chars) for text in texts])
