@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -28,9 +29,10 @@ from textgen.batches import LabelledBatches
 from textgen.checkpoint import load_classifier
 from textgen.config import DataConfig
 from textgen.corpus import load_corpus
+from textgen.model import Classifier, bag_logits
 from textgen.ngrams import ngram_buckets, pack_bags
 from textgen.precision import autocast
-from textgen.stacking import NGRAM_BATCH, NGRAM_LR, NGRAM_RUNS, fit_mixture, nb_ratios
+from textgen.stacking import NGRAM_BATCH, NGRAM_LR, fit_mixture, nb_ratios, train_ngrams
 
 BUCKETS, WIDTH = 262144, 16
 
@@ -56,14 +58,6 @@ def pooled_features(model, tokenizer, texts: list[str]) -> torch.Tensor:
     features = torch.empty(len(texts), seen[0].shape[1])
     features[order] = torch.cat(seen)
     return features
-
-
-def bag_logits(table: torch.Tensor, bias: torch.Tensor, bags: list[np.ndarray], scale: torch.Tensor) -> torch.Tensor:
-    """The n-gram bags through `table`, as Classifier.ngram_logits reads them (NB-scaled, / sqrt(count))."""
-    ids, offsets = pack_bags(bags)
-    counts = torch.diff(offsets, append=torch.tensor([len(ids)]))
-    weights = counts.clamp(min=1).float().rsqrt().repeat_interleave(counts) * scale[ids]
-    return F.embedding_bag(ids, table, offsets, mode="sum", per_sample_weights=weights) + bias
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -94,20 +88,18 @@ def main() -> None:
     result = {"model": args.model, "corpus": args.corpus, "train": len(train_y), "validation": len(val_y),
               "recurrent": accuracy(head_logits, val_y)}
 
-    def fit(head: nn.Module | None, width: int, train_head: bool, joined: bool, epochs: int, seed: int):
-        """Train the n-gram table (and the head if `train_head`); validation logits after each epoch."""
+    def fit(head: nn.Module, width: int, train_head: bool, joined: bool, epochs: int):
+        """Train the n-gram table beside `head` (and the head if `train_head`); validation logits after each epoch."""
         table = torch.zeros(BUCKETS, width, requires_grad=True)
         bias = torch.zeros(width, requires_grad=True)
         groups = [{"params": [table, bias], "lr": NGRAM_LR}]
-        if head is not None and train_head:
+        if train_head:
             groups.append({"params": list(head.parameters()), "lr": 1e-3})
         optimizer = torch.optim.Adam(groups)
-        rng = np.random.default_rng([0, seed])
+        rng = np.random.default_rng(0)
 
         def logits(x, bags, training):
-            ngrams = bag_logits(table, bias, bags, scale)
-            if head is None:
-                return ngrams
+            ngrams = bag_logits(table, bias, *pack_bags(bags), scale)
             head.train(training)
             return head(torch.cat([x, ngrams], 1)) if joined else head(x) + ngrams
 
@@ -122,21 +114,25 @@ def main() -> None:
                 per_epoch.append(logits(val_x, val_bags, False))
         return per_epoch
 
-    runs = [fit(None, classes, False, False, 3, seed) for seed in range(NGRAM_RUNS)]
+    # stacked: what `textgen train --features both` trains, each epoch's averaged n-grams mixed on validation
     result["stacked"] = []
-    for epoch in range(3):
-        ngrams = sum(run[epoch] for run in runs) / NGRAM_RUNS
-        fitted = fit_mixture(head_logits, ngrams, val_y)
-        result["stacked"].append({"ngram_epochs": epoch + 1, "ngram": accuracy(ngrams, val_y),
+
+    def judge(ngrams: torch.Tensor) -> dict[str, float]:
+        fitted = fit_mixture(head_logits, ngrams.float(), val_y)
+        result["stacked"].append({"ngram_epochs": len(result["stacked"]) + 1, "ngram": accuracy(ngrams, val_y),
                                   "ngram_weight": round(fitted.ngram_weight, 2),
                                   "both": round(fitted.metrics["both_accuracy"], 4)})
+        return {"val_loss": fitted.metrics["val_loss"]}
+
+    stacked = Classifier(model.model_config, dataclasses.replace(model.config, ngram_buckets=BUCKETS, char_ngrams=0))
+    train_ngrams(stacked, train_bags, train_y.numpy(), val_bags, judge, seed=0)
     joined_head = nn.Sequential(nn.Dropout(0.5), nn.Linear(val_x.shape[1] + WIDTH, 64), nn.ReLU(), nn.Dropout(0.5),
                                 nn.Linear(64, classes))
     variants = {"together": (copy.deepcopy(model.head), classes, True, False),
                 "residual": (copy.deepcopy(model.head), classes, False, False),
                 "joined": (joined_head, WIDTH, True, True)}
     for name, (head, width, train_head, joined) in variants.items():
-        per_epoch = fit(head, width, train_head, joined, args.epochs, 0)
+        per_epoch = fit(head, width, train_head, joined, args.epochs)
         result[name] = [accuracy(logits, val_y) for logits in per_epoch]
     print(json.dumps(result))
 

@@ -282,11 +282,7 @@ class Classifier(nn.Module):
         """Class logits (texts, classes) of the hashed n-gram bags: each text's buckets summed and
         divided by the square root of their count, so that long and short texts score on one scale
         (`bucket_scale`: a multiplier per bucket while training, NB-SVM's ratios)."""
-        counts = torch.diff(offsets, append=torch.tensor([len(ids)], device=offsets.device))
-        weights = counts.clamp(min=1).float().rsqrt().repeat_interleave(counts, output_size=len(ids))
-        if bucket_scale is not None:
-            weights = weights * bucket_scale[ids]
-        return self.ngrams(ids, offsets, per_sample_weights=weights) + self.ngram_bias
+        return bag_logits(self.ngrams.weight, self.ngram_bias, ids, offsets, bucket_scale)
 
     def recurrent_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits (batch, classes) of the encoder and head over padded `ids` (batch, time)."""
@@ -359,6 +355,17 @@ class Classifier(nn.Module):
                 largest, total = torch.maximum(largest, chunk_max), total + chunk_sum
         mean = total / lengths.to(total.dtype)[:, None]
         return torch.cat([last, largest, mean], dim=1)
+
+
+def bag_logits(table: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor,
+               bucket_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """The rows of `table` (buckets, width) that each bag of bucket `ids` (starting at `offsets`) holds,
+    summed and divided by the square root of their count, plus `bias` (`Classifier.ngram_logits`)."""
+    counts = torch.diff(offsets, append=torch.tensor([len(ids)], device=offsets.device))
+    weights = counts.clamp(min=1).float().rsqrt().repeat_interleave(counts, output_size=len(ids))
+    if bucket_scale is not None:
+        weights = weights * bucket_scale[ids]
+    return F.embedding_bag(ids, table, offsets, mode="sum", per_sample_weights=weights) + bias
 
 
 def count_parameters(model: nn.Module) -> int:
