@@ -1,11 +1,11 @@
 """Hashed word n-grams: the sparse, bag-of-words input of a classifier beside its recurrent encoder.
 
 A text's lower-cased words (and punctuation marks) and their n-grams up to `max_n`, and optionally
-each word's character 3- to `max_chars`-grams (fastText's subwords: "dullness" shares "dull" with
-"dull"), each hashed into one of `buckets` rows (fastText's hashing trick), counted once per text
-(NB-SVM's binarized features). Words are hashed with CRC-32 of their UTF-8 bytes and n-grams combined with fixed
-64-bit arithmetic, never Python's `hash()`, which changes from one process to the next: a text
-lands in the same buckets in every process, on every machine.
+each word's character 3- to `max_chars`-grams (fastText's subwords: "dullness" shares "<du", "dull"
+and four more with "dull"), each hashed into one of `buckets` rows (fastText's hashing trick),
+counted once per text (NB-SVM's binarized features). Words are hashed with CRC-32 of their UTF-8
+bytes and n-grams combined with fixed 64-bit arithmetic, never Python's `hash()`, which changes
+from one process to the next: a text lands in the same buckets in every process, on every machine.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def word_hash(word: str) -> int:
 @functools.lru_cache(maxsize=1 << 18)
 def subword_hashes(word: str, max_chars: int) -> np.ndarray:
     """CRC-32s of the character 3..max_chars-grams of `word` marked at both ends ("<dull>": "<du",
-    "ull>", ...), each after a byte no word holds, so that no subword hashes as a word does."""
+    "ull>", ...), each after a NUL, which no word of two or more characters holds, so that no
+    subword hashes as a word does."""
     marked = f"<{word}>"
     pieces = [marked[start:start + n] for n in range(3, max_chars + 1) for start in range(len(marked) - n + 1)]
     return np.fromiter((word_hash("\0" + piece) for piece in pieces), dtype=np.uint64, count=len(pieces))
