@@ -1,6 +1,7 @@
 """Hashed word n-grams beside the recurrent encoder: deterministic features, the stacked classifier,
 the --features choice, calibration, old checkpoints and bad input."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,12 +13,14 @@ import pytest
 import torch
 
 from textgen import cli
-from textgen.checkpoint import load_checkpoint, save_checkpoint
+from textgen.checkpoint import describe_checkpoint, export_weights, load_checkpoint, load_classifier, \
+    save_checkpoint
+from textgen.classify import predict
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
 from textgen.evaluation import expected_calibration_error
-from textgen.model import Classifier
+from textgen.model import Classifier, lead
 from textgen.ngrams import ngram_bags, ngram_buckets, words
-from textgen.stacking import train_ngrams
+from textgen.stacking import fit_mixture, train_ngrams
 from textgen.tokenizer import CharTokenizer
 
 from test_classify import classify_args, labelled_rows, reviews  # noqa: F401 (reviews: the same tiny corpus fixture)
@@ -99,6 +102,69 @@ def test_stacked_ngrams_learn_the_words_and_each_part_is_measured_alone(stacked,
     assert figures["ngram"]["accuracy"] > 0.9 and figures["both"]["accuracy"] > 0.9
     assert figures["recurrent"]["accuracy"] == pytest.approx(payload["metrics"]["recurrent_accuracy"])
     assert figures["both"]["accuracy"] == pytest.approx(payload["metrics"]["both_accuracy"])
+
+
+def test_the_decisive_margin_is_as_wide_as_the_recurrent_part_ever_spread_on_validation():
+    generator = torch.Generator().manual_seed(0)
+    recurrent, ngram = torch.randn(400, 2, generator=generator), 3 * torch.randn(400, 2, generator=generator)
+    labels = (recurrent + ngram).argmax(1)
+    fitted = fit_mixture(recurrent, ngram, labels)
+    weight = fitted.ngram_weight
+    assert 0 < weight < 1
+    spread = (1 - weight) * (recurrent.max(1).values - recurrent.min(1).values)
+    assert fitted.decisive_margin == pytest.approx(float(spread.max()))
+    decided = lead(weight * ngram) > fitted.decisive_margin
+    assert fitted.metrics["decisive_share"] == pytest.approx(float(decided.float().mean())) and decided.any()
+    mixed = (1 - weight) * recurrent + weight * ngram
+    assert torch.equal(mixed[decided].argmax(1), ngram[decided].argmax(1))
+    # the n-grams alone would have answered some of the others wrongly: those are read
+    assert not torch.equal(mixed[~decided].argmax(1), ngram[~decided].argmax(1))
+
+
+def test_texts_the_ngrams_decide_skip_the_encoder(stacked, reviews):
+    _, run = stacked
+    model, tokenizer, _ = load_classifier(run / "best.pt")
+    texts = [json.loads(line)["text"] for line in (reviews / "validation.jsonl").read_text().splitlines()]
+    with torch.no_grad():
+        ngram = model.ngram_logits(*ngram_bags(texts, model.config.ngram_buckets, model.config.ngram_max))
+    # a mix where the encoder counts, a margin that half the texts clear, and temperatures far apart
+    margin = float(lead(0.5 * ngram).median())
+    model.config = dataclasses.replace(model.config, ngram_weight=0.5, decisive_margin=margin,
+                                       temperatures=(1.0, 8.0, 1.0))
+    read = []
+    recurrent_logits = model.recurrent_logits
+    model.recurrent_logits = lambda ids, lengths: read.append(len(ids)) or recurrent_logits(ids, lengths)
+    shortcut = predict(model, tokenizer, texts, torch.device("cpu"))
+    decided = (lead(0.5 * ngram) > margin).numpy()
+    assert sum(read) == len(texts) - decided.sum() and 0 < decided.sum() < len(texts)
+    read.clear()
+    model.config = dataclasses.replace(model.config, decisive_margin=0.0)  # read every text
+    every = predict(model, tokenizer, texts, torch.device("cpu"), batch_size=7)
+    assert sum(read) == len(texts)
+    assert np.allclose(shortcut[~decided], every[~decided], atol=1e-6)
+    # a text the n-grams decide gets their own calibrated probabilities
+    model.config = dataclasses.replace(model.config, features="ngram")
+    alone = predict(model, tokenizer, texts, torch.device("cpu"))
+    assert np.allclose(shortcut[decided], alone[decided], atol=1e-6)
+    assert not np.allclose(shortcut[decided], every[decided], atol=1e-3)
+
+
+def test_a_packed_classifier_stores_its_ngram_table_relative_to_the_first_class(stacked, reviews, tmp_path):
+    _, run = stacked
+    packed = export_weights(run, tmp_path / "packed.pt")
+    assert load_checkpoint(packed)["model"]["ngrams.weight"].shape == (4096, 1)
+    texts = [json.loads(line)["text"] for line in (reviews / "validation.jsonl").read_text().splitlines()]
+    answers = {}
+    for name, path in (("run", run), ("packed", packed)):
+        model, tokenizer, _ = load_classifier(path)
+        for features in ("ngram", "both"):
+            # temperatures far from the fitted 0.05, or every probability would round to 0 or 1
+            model.config = dataclasses.replace(model.config, features=features, temperatures=(4.0, 4.0, 4.0))
+            answers[name, features] = predict(model, tokenizer, texts, torch.device("cpu"))
+    for features in ("ngram", "both"):
+        assert np.allclose(answers["packed", features], answers["run", features], atol=2e-3)
+        assert not np.allclose(answers["run", features], 0.5, atol=0.05)  # the texts are told apart
+    assert describe_checkpoint(packed)["parameters"] == describe_checkpoint(run)["parameters"]
 
 
 def test_stacking_reads_as_the_base_classifier_unless_told_to_read_the_tail(stacked, reviews, tmp_path, capsys):

@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     preset_train = frozenset(k for p in PRESETS.values() for k in p["train"])
     add_config_arguments(train, ModelConfig, exclude=("vocab_size", "label_names"), preset_fields=preset_model)
     add_config_arguments(train, TrainConfig, preset_fields=preset_train)
-    add_config_arguments(train, ClassifierConfig, exclude=("label_names", "ngram_weight", "temperatures"))
+    add_config_arguments(train, ClassifierConfig,
+                         exclude=("label_names", "ngram_weight", "temperatures", "decisive_margin"))
     add_config_arguments(train, FinetuneConfig)
 
     sample = commands.add_parser("sample", parents=[common], help="generate text from a language model",

@@ -124,7 +124,8 @@ def describe_checkpoint(model: str | Path) -> dict[str, Any]:
     payload = load_checkpoint(model)
     check_schema(payload, Path(payload["path"]))
     seen, parameters = set(), 0
-    for tensor in payload["model"].values():
+    classes = len(payload["classifier_config"]["label_names"]) if payload["kind"] == "classifier" else 0
+    for tensor in _absolute_ngrams(payload["model"], classes).values():
         if tensor.data_ptr() not in seen:  # tied weights count once
             seen.add(tensor.data_ptr())
             parameters += tensor.numel()
@@ -149,9 +150,30 @@ def export_weights(model: str | Path, out: str | Path, dtype: torch.dtype = torc
     small = {key: payload[key] for key in keep if key in payload}
     cast: dict[int, torch.Tensor] = {}  # tied weights (embedding = output) stay one tensor
     small["model"] = {name: cast.setdefault(tensor.data_ptr(), tensor.to(dtype)) if tensor.is_floating_point()
-                      else tensor for name, tensor in payload["model"].items()}
+                      else tensor for name, tensor in _relative_ngrams(payload["model"]).items()}
     save_checkpoint(out, small)
     return Path(out)
+
+
+# A softmax does not see a shift that every class shares, so the n-gram table can drop its first
+# column (each row less its first entry) and lose nothing: it halves a two-class table.
+NGRAM_TABLE = "ngrams.weight"
+
+
+def _relative_ngrams(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` with its n-gram table (if any) stored relative to the first class."""
+    table = state.get(NGRAM_TABLE)
+    if not isinstance(table, torch.Tensor) or table.dim() != 2 or table.shape[1] < 2:
+        return state
+    return {**state, NGRAM_TABLE: table[:, 1:] - table[:, :1]}
+
+
+def _absolute_ngrams(state: dict[str, Any], classes: int) -> dict[str, Any]:
+    """`state` with a relative n-gram table (one column fewer than `classes`) given its first column back."""
+    table = state.get(NGRAM_TABLE)
+    if not isinstance(table, torch.Tensor) or table.dim() != 2 or table.shape[1] != classes - 1:
+        return state
+    return {**state, NGRAM_TABLE: torch.cat([torch.zeros(len(table), 1, dtype=table.dtype), table], dim=1)}
 
 
 def load_checkpoint(model: str | Path, kind: str | None = None) -> dict[str, Any]:
@@ -220,8 +242,9 @@ def check_schema(payload: dict[str, Any], path: Path) -> None:
     with torch.device("meta"):  # the shapes the config means, without allocating them
         built = Classifier(model_config, classifier_config) if classifier_config else LanguageModel(model_config)
     expected = {name: tuple(tensor.shape) for name, tensor in built.state_dict().items()}
+    classes = len(classifier_config.label_names) if classifier_config else 0
     found = {name: tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-             for name, tensor in payload["model"].items()}
+             for name, tensor in _absolute_ngrams(payload["model"], classes).items()}
     if found != expected:
         wrong = sorted(name for name in expected.keys() | found.keys() if found.get(name) != expected.get(name))
         shown = "; ".join(f"{name} {found.get(name, 'missing')} vs {expected.get(name, 'unexpected')}"
@@ -244,9 +267,10 @@ def load_model(model: str | Path, device: str | torch.device = "cpu", kind: str 
         config = dataclasses.replace(config, max_len=max_len or config.max_len, long_text=long_text or config.long_text,
                                      features=features or config.features)
         built = Classifier(model_config, config)
+        built.load_state_dict(_absolute_ngrams(payload["model"], len(config.label_names)))
     else:
         built = LanguageModel(model_config)
-    built.load_state_dict(payload["model"])
+        built.load_state_dict(payload["model"])
     return built.to(device).eval(), tokenizer_from_data(payload["tokenizer"]), payload
 
 

@@ -10,7 +10,8 @@ import torch
 
 from textgen.batches import LabelledBatches, cut_to
 from textgen.errors import ConfigError, TextgenError
-from textgen.model import Classifier
+from textgen.config import FEATURES
+from textgen.model import Classifier, lead
 from textgen.ngrams import ngram_buckets, pack_bags
 from textgen.precision import autocast
 from textgen.tokenizer import Tokenizer
@@ -55,10 +56,21 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: list[str], device: t
         raise ConfigError(f"--batch-size must be positive, got {batch_size}")
     model.eval()
     config = model.config
+    probabilities = np.zeros((len(texts), len(config.label_names)))
     buckets = []
     if config.features != "recurrent":
         check_texts(texts, offset)
         buckets = [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams) for text in texts]
+    unread = np.arange(len(texts))
+    if config.features == "both" and config.decisive_margin > 0 and texts:
+        decided, decided_probabilities = ngram_decided(model, buckets, device, batch_size)
+        probabilities[decided] = decided_probabilities
+        unread = np.flatnonzero(~decided)
+        if progress is not None and decided.any():
+            progress(float(decided.sum()))
+        if not len(unread):
+            return probabilities
+        texts, buckets = [texts[index] for index in unread], [buckets[index] for index in unread]
     if config.features == "ngram":  # no tokens to read: one pass of bags in input order
         pieces, owners = [np.zeros(1)] * len(texts), np.arange(len(texts))
     else:
@@ -77,7 +89,21 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: list[str], device: t
         np.add.at(sums, owners[rows], torch.softmax(logits / config.temperature, dim=1).cpu().numpy())
         if progress is not None:
             progress(len(rows) * len(texts) / len(pieces))
-    return sums / np.bincount(owners, minlength=len(texts))[:, None]
+    probabilities[unread] = sums / np.bincount(owners, minlength=len(texts))[:, None]
+    return probabilities
+
+
+def ngram_decided(model: Classifier, buckets: list[np.ndarray], device: torch.device, batch_size: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Which texts `--features both` labels by their n-grams alone (weighted, they lead by more than
+    the recurrent part's share ever spread on validation, so reading them could not change the
+    answer there), and those texts' probabilities at the n-grams' own temperature."""
+    config = model.config
+    logits = torch.cat([model.ngram_logits(*(t.to(device) for t in pack_bags(buckets[start:start + batch_size])))
+                        .float().cpu() for start in range(0, len(buckets), batch_size)])
+    decided = lead(config.ngram_weight * logits) > config.decisive_margin
+    ngram_temperature = config.temperatures[FEATURES.index("ngram")]
+    return decided.numpy(), torch.softmax(logits[decided] / ngram_temperature, dim=1).numpy()
 
 
 def predict_stream(model: Classifier, tokenizer: Tokenizer, texts: Iterable[str], device: torch.device,

@@ -327,6 +327,10 @@ class ClassifierConfig:
     temperatures: tuple[float, ...] = option((1.0, 1.0, 1.0), "the logits of each --features choice (recurrent, "
                                                               "ngram, both) are divided by its temperature before "
                                                               "the softmax; fitted on validation, never typed")
+    decisive_margin: float = option(0.0, "--features both: a text whose weighted n-gram logits lead by more than "
+                                          "this is labelled by the n-grams alone, unread by the encoder (0: read "
+                                          "every text); fitted on validation as the widest spread of the recurrent "
+                                          "part's weighted logits, never typed")
 
     def __post_init__(self) -> None:
         _check_choice(self, "long_text")
@@ -337,6 +341,8 @@ class ClassifierConfig:
         _check_fraction(self, "head_dropout")
         _check_fraction(self, "token_dropout")
         _check_fraction(self, "ngram_weight", upper=1.0000001)
+        if not self.decisive_margin >= 0:  # also refuses NaN
+            raise ConfigError(f"decisive_margin must be 0 or more, got {self.decisive_margin}")
         self.label_names = tuple(self.label_names)
         self.temperatures = tuple(float(t) for t in self.temperatures)
         if not 0 <= self.ngram_buckets <= NGRAM_BUCKETS_LIMIT:

@@ -371,3 +371,10 @@ def bag_logits(table: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor, offse
 def count_parameters(model: nn.Module) -> int:
     """Distinct trainable parameters (tied weights count once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def lead(logits: torch.Tensor) -> torch.Tensor:
+    """How far each row's largest logit is ahead of its second (texts whose n-gram logits lead by more
+    than `ClassifierConfig.decisive_margin` are labelled by the n-grams alone)."""
+    top = logits.topk(2, dim=1).values
+    return top[:, 0] - top[:, 1]

@@ -23,7 +23,7 @@ from textgen.classify import predict
 from textgen.config import FEATURES, ClassifierConfig, DataConfig, to_dict
 from textgen.corpus import load_corpus
 from textgen.evaluation import expected_calibration_error, match_labels
-from textgen.model import Classifier
+from textgen.model import Classifier, lead
 from textgen.ngrams import ngram_buckets, pack_bags
 from textgen.tokenizer import Tokenizer
 
@@ -45,6 +45,7 @@ class Fitted:
 
     ngram_weight: float
     temperatures: tuple[float, float, float]
+    decisive_margin: float
     metrics: dict[str, float]
 
 
@@ -149,7 +150,14 @@ def fit_mixture(recurrent: torch.Tensor, ngram: torch.Tensor, labels: torch.Tens
     metrics["accuracy"] = metrics["both_accuracy"]
     metrics["val_examples"] = len(labels)
     metrics["val_loss"] = nll(both / temperatures[2])
-    return Fitted(float(weight), tuple(temperatures), metrics)
+    # Beyond the widest spread the recurrent part's share of the mix gave any validation text, it
+    # cannot overturn the n-grams' answer (on validation, provably): such texts skip the encoder.
+    # (At least a hair above 0, which means "read every text": with weight 1 the encoder counts for nothing.)
+    margin = max(float(((1 - weight) * (recurrent.max(1).values - recurrent.min(1).values)).max()), 1e-6)
+    metrics["decisive_margin"] = margin
+    metrics["decisive_share"] = float((lead(weight * ngram) > margin).float().mean())
+    return Fitted(float(weight), tuple(temperatures), margin, metrics)
+
 
 
 def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, classifier_config: ClassifierConfig,
@@ -197,7 +205,7 @@ def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, class
         ngram = ngram_logits(model, bags["validation"])
     fitted = fit_mixture(recurrent, ngram.float(), truth)
     model.config = dataclasses.replace(config, features=classifier_config.features, ngram_weight=fitted.ngram_weight,
-                                       temperatures=fitted.temperatures)
+                                       temperatures=fitted.temperatures, decisive_margin=fitted.decisive_margin)
     metrics = {**fitted.metrics, **found, "ngram_weight": fitted.ngram_weight,
                **{f"{name}_temperature": t for name, t in zip(FEATURES, fitted.temperatures)}}
     log.info("validation: %s", ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
