@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -22,17 +21,10 @@ import torch
 
 from textgen.checkpoint import load_language_model
 from textgen.completion import complete
+from textgen.precision import cpu_name
 
 PREFIXES = {"english": "The quick brown fox j", "shakespeare": "ROMEO: I will not bre",
             "reviews": "This movie was absol"}
-
-
-def cpu_name() -> str:
-    """The processor's model name, e.g. 'AMD EPYC' (figures depend on it)."""
-    for line in open("/proc/cpuinfo").read().splitlines() if os.path.exists("/proc/cpuinfo") else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def milliseconds(call) -> float:

@@ -27,7 +27,6 @@ import copy
 import dataclasses
 import json
 import os
-import platform
 import sys
 import time
 
@@ -40,7 +39,7 @@ import textgen
 from textgen.config import DataConfig, TrainConfig
 from textgen.corpus import load_corpus, stream_rows
 from textgen.model import LanguageModel, grow_vocabulary
-from textgen.precision import autocast, precision_context, resolve_precision
+from textgen.precision import autocast, cpu_name, precision_context, resolve_precision
 from textgen.sampling import start_token
 from textgen.trainer import learning_rate_factor
 
@@ -260,7 +259,7 @@ def main() -> None:
     validation = review_windows(corpus, "validation", tokenizer, args.window, spaced)
     targets = validation[0][:, 1:]
     chars = sum(len(tokenizer.decode(row[row != tokenizer.pad_id])) for row in targets.numpy())
-    result = {"command": " ".join(sys.argv[1:]), "cpu": platform.processor() or platform.machine(),
+    result = {"command": " ".join(sys.argv[1:]), "cpu": cpu_name(),
               "threads": torch.get_num_threads(), "precision": precision, "labels": names,
               "minutes": args.minutes, "window": args.window, "batch_size": args.batch_size, "lr": args.lr,
               "warmup_steps": args.warmup_steps, "label_dropout": args.label_dropout, "seed": args.seed,

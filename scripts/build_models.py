@@ -16,8 +16,6 @@ import datetime
 import hashlib
 import json
 import math
-import os
-import platform
 import random
 import shlex
 import subprocess
@@ -100,7 +98,7 @@ MODELS = {
                                      "--head-dropout", "0.5", "--weight-decay", "0.1", "--time-budget", "5m"]},
         "run": "sentiment-ngrams",
         "train": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed", "--init-from",
-                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "1048576", "--char-ngrams",
+                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "524288", "--char-ngrams",
                   "5", "--max-len", "400", "--long-text", "tail"],
         # --keep-recurrent skips the "before" stages and stacks on the bundled model's recurrent part
         "stacked": True,
@@ -175,14 +173,6 @@ def score(model: Path, corpus: str, split: str, kind: str, features: str | None 
             "bits_per_char": result["bits_per_char"], "nats_per_token": result["loss"]}
 
 
-def cpu_name() -> str:
-    """The processor's model name, e.g. 'Intel(R) Xeon(R) Processor' (figures depend on it)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    return platform.processor() or platform.machine()
-
-
 def features_section(fitted: dict, full: list[dict], half: list[dict]) -> str:
     """A stacked classifier's figures for each part alone and both: accuracy and calibration error per
     corpus, and what the stacking fitted on validation."""
@@ -202,9 +192,10 @@ def features_section(fitted: dict, full: list[dict], half: list[dict]) -> str:
 
 `--features both` labels with (1 - w) x recurrent logits + w x n-gram logits, w = {fitted['ngram_weight']:.2f}
 (fitted with each temperature by validation log-likelihood); the n-grams kept epoch {fitted['ngram_epoch']} of 3.
-A text whose weighted n-gram logits lead by more than {fitted['decisive_margin']:.2f}, the widest spread of the recurrent
-part's share on any validation text, is labelled by the n-grams alone (at their temperature) without being read
-by the encoder: {fitted['decisive_share']:.1%} of the validation texts, none of whose answers that changes.
+A text whose weighted n-gram logits lead by more than {fitted['decisive_margin']:.2f}, the widest spread of the
+recurrent part's share on any validation text, is labelled by the n-grams alone (at their temperature)
+without being read by the encoder: {fitted['decisive_share']:.1%} of the validation texts, none of whose answers
+that changes.
 
 | features | accuracy | ECE at temperature 1 | temperature | ECE after it |
 | --- | ---: | ---: | ---: | ---: |
@@ -215,6 +206,8 @@ by the encoder: {fitted['decisive_share']:.1%} of the validation texts, none of 
 def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half: list[dict], sha256: str,
          size: int, extra: str = "", rebuild: str = "") -> str:
     """The model card in Markdown."""
+    from textgen.precision import cpu_name
+    packing = ", an\nn-gram table relative to its first class" if spec.get("stacked") else ""
     metric = "accuracy" if info["kind"] == "classifier" else "bits_per_char"
     rows = "\n".join(f"| {f['corpus']} {f['split']} | {f[metric]:.4f} | {h[metric]:.4f} | {h[metric] - f[metric]:+.4f} |"
                      for f, h in zip(full, half) if f.get("features") in (None, "both"))
@@ -235,8 +228,8 @@ def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half
 
 {command}
 
-then packed with `python scripts/build_models.py --pack-only --only {name}` (weights cast to float16, an n-gram
-table relative to its first class; no optimizer state). `{rebuild or f"python scripts/build_models.py --only {name}"}` repeats both steps.
+then packed with `python scripts/build_models.py --pack-only --only {name}` (weights cast to float16{packing}; no
+optimizer state). `{rebuild or f"python scripts/build_models.py --only {name}"}` repeats both steps.
 
 ## Figures ({'accuracy' if metric == 'accuracy' else 'bits per character'})
 

@@ -16,7 +16,6 @@ import torch
 from textgen import cli
 from textgen.checkpoint import bundled_models, describe_checkpoint, export_weights, load_checkpoint, \
     load_language_model
-from textgen.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent
 

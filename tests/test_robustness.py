@@ -135,7 +135,6 @@ def test_resume_when_last_pt_and_best_pt_are_both_damaged_is_a_clear_error(corpu
 
 
 def hand_made(trained, tmp_path, change):
-    import torch
     from textgen.checkpoint import save_checkpoint
     payload = load_checkpoint(trained / "best.pt")
     for key in ("path", "checksum", "format", "version"):

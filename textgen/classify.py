@@ -51,7 +51,8 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: list[str], device: t
             progress: Progress | None = None) -> np.ndarray:
     """Class probabilities (texts, classes), calibrated by the classifier's temperature; texts are
     batched by length (the answers keep the input order) and chunked texts average their chunks'
-    probabilities. `precision` bf16 runs the encoder at half the cost where the CPU has bf16."""
+    probabilities. `precision` bf16 runs the encoder at half the cost where the CPU has bf16. With
+    `--features both`, texts the n-grams decide alone (`ngram_decided`) are not read by the encoder."""
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}")
     model.eval()

@@ -6,7 +6,6 @@ each other. Built on `nn.LSTM` / `nn.GRU` / `nn.RNN` so the cuDNN and oneDNN ker
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import NamedTuple
 

@@ -3,7 +3,10 @@ that go with it."""
 
 from __future__ import annotations
 
+import os
+import platform
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -14,6 +17,15 @@ from textgen.errors import ConfigError
 def cpu_has_native_bf16() -> bool:
     """True on CPUs whose oneDNN runs bf16 natively (AMX or AVX512-BF16)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def cpu_name() -> str:
+    """The processor's model name and core count, e.g. 'AMD EPYC (2 cores)': what a speed figure depends on."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    return platform.processor() or platform.machine()
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
