@@ -80,7 +80,7 @@ def timed_eval(model: str, corpus: str, split: str, features: str, precision: st
 
 
 def timed_unlabelled(model: str, texts: list[str], features: str, precision: str, reading: dict) -> dict:
-    """Labelling `texts` (reviews no part of the model trained on), timed, with how many it calls positive."""
+    """Labelling `texts` (reviews without labels), timed, with how many it calls positive."""
     def run() -> dict:
         classifier, tokenizer = load(model, features, reading)
         probabilities = predict(classifier, tokenizer, texts, torch.device("cpu"),
@@ -95,11 +95,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="sentiment")
     parser.add_argument("--features", default=f"ngram,both,both{READ_ALL}",
-                        help=f"comma-separated --features choices; both{READ_ALL}: both, every text read by the encoder")
+                        help=f"comma-separated --features choices; both{READ_ALL}: both, every text read by the "
+                             f"encoder")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--skip-all", action="store_true", help="only the 2,500 validation reviews")
     parser.add_argument("--unlabelled", action="store_true",
-                        help="then label IMDb's 50,000 unlabelled reviews, which no part of the model trained on")
+                        help="then label IMDb's 50,000 unlabelled reviews (no part of the model trained on their "
+                             "labels: they have none)")
     parser.add_argument("--max-len", help="--max-len for classify (default: the classifier's)")
     parser.add_argument("--long-text", help="--long-text for classify (default: the classifier's)")
     args = parser.parse_args()
