@@ -19,20 +19,22 @@ from textgen.classify import predict
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
 from textgen.evaluation import expected_calibration_error
 from textgen.model import Classifier, lead
-from textgen.ngrams import ngram_bags, ngram_buckets, words
+from textgen.ngrams import negate_scopes, ngram_bags, ngram_buckets, words
 from textgen.stacking import fit_mixture, train_ngrams
 from textgen.tokenizer import CharTokenizer
 
-from test_classify import classify_args, labelled_rows, reviews  # noqa: F401 (reviews: the same tiny corpus fixture)
+from test_classify import NEGATIVE, POSITIVE, classify_args, labelled_rows, reviews  # noqa: F401 (the corpus fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["Not bad at all!", "dull and lifeless", "Ein Film, 映画は素晴らしい — très bien", "?!...", "x" * 50]
 
 
 def test_hashed_ngrams_are_the_same_in_another_process_whatever_its_hash_seed():
-    here = [ngram_buckets(text, 1 << 18, 3, max_chars).tolist() for text in TEXTS for max_chars in (0, 5)]
+    here = [ngram_buckets(text, 1 << 18, 3, max_chars, negation).tolist() for text in TEXTS for max_chars in (0, 5)
+            for negation in (False, True)]
     script = ("import json; from textgen.ngrams import ngram_buckets; "
-              f"print(json.dumps([ngram_buckets(t, 1 << 18, 3, c).tolist() for t in {TEXTS!r} for c in (0, 5)]))")
+              f"print(json.dumps([ngram_buckets(t, 1 << 18, 3, c, n).tolist() for t in {TEXTS!r} for c in (0, 5) "
+              f"for n in (False, True)]))")
     for seed in ("1", "12345"):
         environment = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
         out = subprocess.run([sys.executable, "-c", script], env=environment, check=True, capture_output=True,
@@ -62,6 +64,18 @@ def test_character_ngrams_let_related_words_share_buckets():
     assert len(set(ngram_buckets("ab", 1 << 30, 1, 3)) - set(ngram_buckets("ab", 1 << 30, 1))) == 2
 
 
+def test_negated_words_say_nothing_of_their_plain_meaning_until_the_scope_ends():
+    assert negate_scopes(words("Not bad at all, but I don't like it. Never boring")) == [
+        "not", "\u00acbad", "\u00acat", "\u00acall", ",", "but", "i", "don", "'", "t", "\u00aclike", "\u00acit", ".",
+        "never", "\u00acboring"]
+    bad = set(ngram_buckets("bad", 1 << 30, 1, 5, negation=True).tolist())
+    assert bad == set(ngram_buckets("bad", 1 << 30, 1, 5).tolist())  # nothing to negate: as before
+    # negated, "bad" shares neither its word nor its subwords' buckets; after the full stop, both again
+    assert not bad & set(ngram_buckets("not bad", 1 << 30, 1, 5, negation=True).tolist())
+    assert bad & set(ngram_buckets("not bad", 1 << 30, 1, 5).tolist()) == bad
+    assert bad <= set(ngram_buckets("not good. bad", 1 << 30, 1, 5, negation=True).tolist())
+
+
 def test_expected_calibration_error_is_the_gap_between_confidence_and_accuracy_per_bin():
     probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.4, 0.6]])
     labels = np.array([0, 1, 1, 1])
@@ -77,8 +91,8 @@ def stacked(reviews, tmp_path, capsys):
     assert cli.main(classify_args(reviews, base, "--max-steps", "4")) == 0
     run = tmp_path / "stacked"
     assert cli.main(["train", "--task", "classify", "--corpus", str(reviews), "--init-from", str(base), "--features",
-                     "both", "--ngram-buckets", "4096", "--out", str(run), "--device", "cpu", "--precision",
-                     "fp32"]) == 0
+                     "both", "--ngram-buckets", "4096", "--negation", "--out", str(run), "--device", "cpu",
+                     "--precision", "fp32"]) == 0
     capsys.readouterr()
     return base, run
 
@@ -147,6 +161,20 @@ def test_texts_the_ngrams_decide_skip_the_encoder(stacked, reviews):
     alone = predict(model, tokenizer, texts, torch.device("cpu"))
     assert np.allclose(shortcut[decided], alone[decided], atol=1e-6)
     assert not np.allclose(shortcut[decided], every[decided], atol=1e-3)
+
+
+def test_a_classifier_reads_negations_as_its_ngrams_were_trained(stacked):
+    _, run = stacked
+    model, tokenizer, payload = load_classifier(run / "best.pt")
+    assert payload["classifier_config"]["negation"] is True
+    model.config = dataclasses.replace(model.config, features="ngram", temperatures=(1.0, 1.0, 1.0))
+    texts = [f"not {NEGATIVE[0]} at all", f"never {POSITIVE[0]}", NEGATIVE[0]]
+    answers = predict(model, tokenizer, texts, torch.device("cpu"))
+    with torch.no_grad():
+        marked, plain = (torch.softmax(model.ngram_logits(*ngram_bags(texts, 4096, 3, 0, negation)), 1).numpy()
+                         for negation in (True, False))
+    assert np.allclose(answers, marked, atol=1e-6) and not np.allclose(answers[:2], plain[:2], atol=1e-3)
+    assert np.allclose(answers[2], plain[2], atol=1e-6)  # nothing negated
 
 
 def test_a_packed_classifier_stores_its_ngram_table_relative_to_the_first_class(stacked, reviews, tmp_path):

@@ -61,7 +61,8 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: list[str], device: t
     buckets = []
     if config.features != "recurrent":
         check_texts(texts, offset)
-        buckets = [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams) for text in texts]
+        buckets = [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams, config.negation)
+                   for text in texts]
     unread = np.arange(len(texts))
     if config.features == "both" and config.decisive_margin > 0 and texts:
         decided, decided_probabilities = ngram_decided(model, buckets, device, batch_size)

@@ -322,6 +322,9 @@ class ClassifierConfig:
     ngram_max: int = option(3, "longest word n-gram hashed (1: single words)")
     char_ngrams: int = option(0, "also hash each word's character 3- to N-grams beside its word n-grams "
                                  "(fastText subwords; 0: none), e.g. 5")
+    negation: bool = option(False, "mark the words after a negation (not, no, never, n't, ...) up to the next "
+                                   "punctuation mark or 'but' as negated in the n-grams: \"not bad\" then says "
+                                   "nothing of \"bad\" (Das and Chen 2001)")
     ngram_weight: float = option(0.5, "--features both: logits = (1 - w) * recurrent + w * n-grams; fitted on "
                                       "validation, never typed")
     temperatures: tuple[float, ...] = option((1.0, 1.0, 1.0), "the logits of each --features choice (recurrent, "

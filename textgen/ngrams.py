@@ -2,7 +2,8 @@
 
 A text's lower-cased words (and punctuation marks) and their n-grams up to `max_n`, and optionally
 each word's character 3- to `max_chars`-grams (fastText's subwords: "dullness" shares "<du", "dull"
-and four more with "dull"), each hashed into one of `buckets` rows (fastText's hashing trick),
+and four more with "dull"), optionally with the words after a negation marked as negated ("not bad"
+-> "not", "¬bad"), each hashed into one of `buckets` rows (fastText's hashing trick),
 counted once per text (NB-SVM's binarized features). Words are hashed with CRC-32 of their UTF-8
 bytes and n-grams combined with fixed 64-bit arithmetic, never Python's `hash()`, which changes
 from one process to the next: a text lands in the same buckets in every process, on every machine.
@@ -23,9 +24,32 @@ _ORDER_MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: folds one
 _FINAL_MULTIPLIER = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's: spreads the bits before the modulo
 
 
+# Das and Chen's negation scope (as in Pang et al. 2002): the words after one of these, up to the next
+# punctuation mark or contrast, are marked with a character that no word holds
+NEGATIONS = frozenset({"not", "no", "never", "nothing", "nobody", "none", "nor", "neither", "cannot", "without",
+                       "hardly"})
+SCOPE_ENDS = frozenset({".", ",", "!", "?", ";", ":", "(", ")", "but", "however", "although", "though"})
+NEGATED = "\u00ac"  # ¬, a symbol: WORD splits it off, so no word of a text starts with it
+
+
 def words(text: str) -> list[str]:
     """The lower-cased words and punctuation marks of `text`, in order."""
     return WORD.findall(text.lower())
+
+
+def negate_scopes(tokens: list[str]) -> list[str]:
+    """`tokens` with each word in a negation's scope marked ("n't" splits as "'", "t"): "not bad at all"
+    -> "not ¬bad ¬at ¬all", so that "bad" counts for a negative text only where it is not negated."""
+    marked, in_scope = [], False
+    for index, token in enumerate(tokens):
+        if token in SCOPE_ENDS:
+            in_scope = False
+            marked.append(token)
+            continue
+        marked.append(NEGATED + token if in_scope else token)
+        if token in NEGATIONS or (token == "t" and index and tokens[index - 1] in ("'", "\u2019")):
+            in_scope = True
+    return marked
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -44,16 +68,19 @@ def subword_hashes(word: str, max_chars: int) -> np.ndarray:
     return np.fromiter((word_hash("\0" + piece) for piece in pieces), dtype=np.uint64, count=len(pieces))
 
 
-def ngram_buckets(text: str, buckets: int, max_n: int, max_chars: int = 0) -> np.ndarray:
+def ngram_buckets(text: str, buckets: int, max_n: int, max_chars: int = 0, negation: bool = False) -> np.ndarray:
     """The distinct buckets (int64, sorted) of the word 1..max_n-grams of `text`, and of its words'
-    character 3..max_chars-grams (0: none); empty when it has no words."""
+    character 3..max_chars-grams (0: none), with negation scopes marked if `negation` (a negated word
+    then has no subwords: they would carry its plain meaning); empty when it has no words."""
     tokens = words(text)
+    if negation:
+        tokens = negate_scopes(tokens)
     hashes = np.fromiter(map(word_hash, tokens), dtype=np.uint64)
     if not len(hashes):
         return np.zeros(0, dtype=np.int64)
     parts, grams = [hashes], hashes
     if max_chars >= 3:
-        parts += [subword_hashes(token, max_chars) for token in set(tokens)]
+        parts += [subword_hashes(token, max_chars) for token in set(tokens) if not token.startswith(NEGATED)]
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
         for n in range(2, max_n + 1):
             grams = (grams[:-1] * _ORDER_MULTIPLIER) ^ (hashes[n - 1:] + np.uint64(n))
@@ -72,6 +99,7 @@ def pack_bags(bags: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(ids), torch.from_numpy(offsets.astype(np.int64))
 
 
-def ngram_bags(texts: Iterable[str], buckets: int, max_n: int, max_chars: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def ngram_bags(texts: Iterable[str], buckets: int, max_n: int, max_chars: int = 0, negation: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """`pack_bags` of the texts' `ngram_buckets`."""
-    return pack_bags([ngram_buckets(text, buckets, max_n, max_chars) for text in texts])
+    return pack_bags([ngram_buckets(text, buckets, max_n, max_chars, negation) for text in texts])

@@ -174,6 +174,7 @@ def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, class
         log.info("%s", note)
     config = dataclasses.replace(base.config, features="recurrent", ngram_buckets=classifier_config.ngram_buckets,
                                  ngram_max=classifier_config.ngram_max, char_ngrams=classifier_config.char_ngrams,
+                                 negation=classifier_config.negation,
                                  max_len=classifier_config.max_len,
                                  long_text=classifier_config.long_text)
     model = Classifier(base.model_config, config)
@@ -184,9 +185,10 @@ def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, class
         rows = corpus.splits[split]
         texts[split] = list(rows[corpus.text_column])
         labels[split] = to_classifier[np.asarray(rows[corpus.label_column])]
-        bags[split] = [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams)
+        bags[split] = [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams, config.negation)
                        for text in texts[split]]
     subwords = f" and their words' character 3-{config.char_ngrams}-grams" if config.char_ngrams else ""
+    subwords += ", negation scopes marked," if config.negation else ""
     log.info("hashed the word 1-%d-grams%s of %s training and %s validation texts into %s buckets", config.ngram_max,
              subwords, f"{len(texts['train']):,}", f"{len(texts['validation']):,}", f"{config.ngram_buckets:,}")
     log.info("reading the %s validation texts with the recurrent encoder", f"{len(texts['validation']):,}")
