@@ -296,6 +296,23 @@ def test_a_checkpoint_from_before_ngrams_still_loads_and_classifies(tmp_path, ca
     assert "has none" in capsys.readouterr().err
 
 
+def test_a_stacked_checkpoint_from_before_the_shortcut_reads_every_text(stacked, reviews, tmp_path):
+    """Written before decisive margins and negation scopes: its config lacks both fields."""
+    _, run = stacked
+    payload = load_checkpoint(run / "best.pt")
+    payload["classifier_config"] = {key: value for key, value in payload["classifier_config"].items()
+                                    if key not in ("decisive_margin", "negation")}
+    save_checkpoint(tmp_path / "old.pt", payload)
+    model, tokenizer, _ = load_classifier(tmp_path / "old.pt")
+    assert model.config.decisive_margin == 0.0 and model.config.negation is False
+    texts = [json.loads(line)["text"] for line in (reviews / "validation.jsonl").read_text().splitlines()]
+    read = []
+    recurrent_logits = model.recurrent_logits
+    model.recurrent_logits = lambda ids, lengths: read.append(len(ids)) or recurrent_logits(ids, lengths)
+    probabilities = predict(model, tokenizer, texts, torch.device("cpu"))
+    assert sum(read) == len(texts) and probabilities.shape == (len(texts), 2)
+
+
 def test_the_bundled_sentiment_loads_with_every_part_it_has(capsys):
     payload = load_checkpoint("sentiment")
     choices = ["recurrent"] + (["ngram", "both"] if payload["classifier_config"].get("ngram_buckets") else [])
