@@ -106,8 +106,9 @@ MODELS = {
         "features": ["recurrent", "ngram", "both"],
         "about": "An English sentiment classifier (neg/pos) for review snippets and whole reviews alike: a "
                  "recurrent encoder fine-tuned from the `reviews` language model, and hashed word 1-3-grams "
-                 "and character 3-5-grams of words beside it (fastText, Naive-Bayes weighted), their logits mixed: `textgen classify` uses it when "
-                 "no --model is given; `--features recurrent` or `ngram` uses one part alone.",
+                 "and character 3-5-grams of words beside it (fastText, Naive-Bayes weighted), their logits "
+                 "mixed: `textgen classify` uses it when no --model is given; `--features recurrent` or `ngram` "
+                 "uses one part alone.",
         "data": "first rotten_tomatoes train (8,530 sentences) + imdb train less its validation rows (22,500 "
                 "whole reviews), written by this script to runs/bundled/data/reviews_mixed (validation: both "
                 "corpora's validation rows, 1,066 + 2,500); then rotten_tomatoes train alone; the n-grams on "

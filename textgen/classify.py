@@ -65,7 +65,7 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: list[str], device: t
                    for text in texts]
     unread = np.arange(len(texts))
     if config.features == "both" and config.decisive_margin > 0 and texts:
-        decided, decided_probabilities = ngram_decided(model, buckets, device, batch_size)
+        decided, decided_probabilities = ngram_decided(model, buckets, batch_size)
         probabilities[decided] = decided_probabilities
         unread = np.flatnonzero(~decided)
         if progress is not None and decided.any():
@@ -95,17 +95,25 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: list[str], device: t
     return probabilities
 
 
-def ngram_decided(model: Classifier, buckets: list[np.ndarray], device: torch.device, batch_size: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def ngram_decided(model: Classifier, buckets: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Which texts `--features both` labels by their n-grams alone (weighted, they lead by more than
     the recurrent part's share ever spread on validation, so reading them could not change the
     answer there), and those texts' probabilities at the n-grams' own temperature."""
     config = model.config
-    logits = torch.cat([model.ngram_logits(*(t.to(device) for t in pack_bags(buckets[start:start + batch_size])))
-                        .float().cpu() for start in range(0, len(buckets), batch_size)])
+    logits = ngram_logits(model, buckets, batch_size=batch_size).float().cpu()
     decided = lead(config.ngram_weight * logits) > config.decisive_margin
     ngram_temperature = config.temperatures[FEATURES.index("ngram")]
     return decided.numpy(), torch.softmax(logits[decided] / ngram_temperature, dim=1).numpy()
+
+
+def ngram_logits(model: Classifier, bags: list[np.ndarray], scale: torch.Tensor | None = None,
+                 batch_size: int = 512) -> torch.Tensor:
+    """The n-gram part's logits (texts, classes) of `ngram_buckets` bags, `batch_size` texts at a time,
+    with each bucket's row scaled by `scale` (NB ratios, while stacking)."""
+    device = model.ngrams.weight.device
+    out = [model.ngram_logits(*(tensor.to(device) for tensor in pack_bags(bags[start:start + batch_size])), scale)
+           for start in range(0, len(bags), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, len(model.config.label_names), device=device)
 
 
 def predict_stream(model: Classifier, tokenizer: Tokenizer, texts: Iterable[str], device: torch.device,

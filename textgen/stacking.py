@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from textgen.checkpoint import save_checkpoint
-from textgen.classify import predict
+from textgen.classify import ngram_logits, predict
 from textgen.config import FEATURES, ClassifierConfig, DataConfig, to_dict
 from textgen.corpus import load_corpus
 from textgen.evaluation import expected_calibration_error, match_labels
@@ -60,14 +60,6 @@ def nb_ratios(bags: list[np.ndarray], labels: np.ndarray, buckets: int) -> torch
     ratios = [np.log(shares[c] / np.delete(shares, c, axis=0).mean(axis=0)) for c in range(len(shares))]
     ratio = ratios[1] if len(shares) == 2 else np.abs(np.stack(ratios)).max(axis=0)
     return torch.tensor(ratio, dtype=torch.float32)
-
-
-def ngram_logits(model: Classifier, bags: list[np.ndarray], scale: torch.Tensor | None = None,
-                 batch_size: int = 512) -> torch.Tensor:
-    """The n-gram part's logits (texts, classes), with each bucket's row scaled by `scale` (NB ratios)."""
-    out = [model.ngram_logits(*pack_bags(bags[start:start + batch_size]), scale)
-           for start in range(0, len(bags), batch_size)]
-    return torch.cat(out) if out else torch.zeros(0, len(model.config.label_names))
 
 
 def train_ngrams(model: Classifier, train_bags: list[np.ndarray], train_labels: np.ndarray,
