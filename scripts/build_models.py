@@ -4,6 +4,8 @@ textgen/pretrained/, measure what the export costs, and write each model card.
     python scripts/build_models.py                      # train and pack all (hours on a laptop CPU)
     python scripts/build_models.py --only shakespeare   # one model
     python scripts/build_models.py --pack-only          # pack runs that are already trained
+    python scripts/build_models.py --only sentiment --from-stage sentiment-ngrams
+        # that stage (and any after it) from the bundled file: new n-grams on the shipped encoder
 
 The corpora other than the bundled tiny_shakespeare come from the data folder ($TEXTGEN_DATA).
 Prints one JSON object per model.
@@ -86,8 +88,9 @@ MODELS = {
     },
     "sentiment": {
         # first whole reviews and sentences together, then the sentences alone, which were 3% of the
-        # first stage's tokens: the recurrent part; then hashed word n-grams stacked on it, with their
-        # mixing weight and the temperatures fitted on both corpora's validation rows
+        # first stage's tokens, then one gentle epoch of both: the recurrent part; then hashed word
+        # n-grams stacked on it, with their mixing weight and the temperatures fitted on both corpora's
+        # validation rows
         "before": {"sentiment": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed", "--init-from",
                                  "runs/bundled/reviews", "--max-len", "400", "--embed-dropout", "0.3",
                                  "--head-dropout", "0.5", "--weight-decay", "0.1", "--batch-size", "32",
@@ -95,12 +98,21 @@ MODELS = {
                    "sentiment-rt2": ["--task", "classify", "--corpus", "rotten_tomatoes", "--init-from",
                                      "runs/bundled/sentiment", "--unfreeze-every", "0", "--lr", "2e-3", "--batch-size",
                                      "32", "--eval-interval", "90", "--patience", "5", "--embed-dropout", "0.3",
-                                     "--head-dropout", "0.5", "--weight-decay", "0.1", "--time-budget", "5m"]},
+                                     "--head-dropout", "0.5", "--weight-decay", "0.1", "--time-budget", "5m"],
+                   # one epoch of both at a quarter of the rate, all layers alike, on the last 400 tokens
+                   # as the classifier reads them: the sentences' stage had left IMDb 3 points behind
+                   "sentiment-mixed": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed",
+                                       "--init-from", "runs/bundled/sentiment-rt2", "--unfreeze-every", "0",
+                                       "--layer-lr-decay", "1", "--lr", "5e-4", "--warmup-steps", "50",
+                                       "--min-lr-ratio", "0", "--max-steps", "970", "--eval-interval", "970",
+                                       "--batch-size", "32", "--max-len", "400", "--long-text", "tail",
+                                       "--embed-dropout", "0.3", "--head-dropout", "0.5", "--weight-decay",
+                                       "0.1"]},
         "run": "sentiment-ngrams",
         "train": ["--task", "classify", "--corpus", "runs/bundled/data/reviews_mixed", "--init-from",
-                  "runs/bundled/sentiment-rt2", "--features", "both", "--ngram-buckets", "524288", "--char-ngrams",
+                  "runs/bundled/sentiment-mixed", "--features", "both", "--ngram-buckets", "524288", "--char-ngrams",
                   "5", "--max-len", "400", "--long-text", "tail"],
-        # --keep-recurrent skips the "before" stages and stacks on the bundled model's recurrent part
+        # --from-stage sentiment-ngrams skips the "before" stages and stacks on the bundled model's recurrent part
         "stacked": True,
         "scores": [["rotten_tomatoes", "validation"], ["imdb", "validation"]],
         "features": ["recurrent", "ngram", "both"],
@@ -111,7 +123,8 @@ MODELS = {
                  "uses one part alone.",
         "data": "first rotten_tomatoes train (8,530 sentences) + imdb train less its validation rows (22,500 "
                 "whole reviews), written by this script to runs/bundled/data/reviews_mixed (validation: both "
-                "corpora's validation rows, 1,066 + 2,500); then rotten_tomatoes train alone; the n-grams on "
+                "corpora's validation rows, 1,066 + 2,500); then rotten_tomatoes train alone; then one epoch of "
+                "reviews_mixed again, the last 400 tokens of each text; the n-grams on "
                 "reviews_mixed's training rows, their weight and the temperatures on its validation rows. No SST-2.",
         "prepare": "reviews_mixed",
     },
@@ -244,9 +257,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=list(MODELS), action="append", help="build only these models")
     parser.add_argument("--pack-only", action="store_true", help="skip training; pack the existing runs")
-    parser.add_argument("--keep-recurrent", action="store_true",
-                        help="sentiment: skip the stages that train its recurrent part and stack the n-grams on the "
-                             "bundled sentiment's, which those stages trained")
+    parser.add_argument("--from-stage", metavar="STAGE",
+                        help="start at this stage (a run name such as sentiment-mixed, or the model's last run), "
+                             "from the bundled file in place of the runs before it, which are not trained again")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from textgen.checkpoint import describe_checkpoint, export_weights, load_checkpoint
@@ -256,24 +269,32 @@ def main() -> None:
         spec = MODELS[name]
         run = RUNS / spec.get("run", name)
         # a rebuild starts each run again: --overwrite replaces what an earlier build left
-        stages = []
+        stages = []  # (run name, arguments)
         for out, before in spec.get("before", {}).items():
             # one stage, or a first stage and the resumed ones that followed it
             first, *resumed = before if isinstance(before[0], list) else [before]
-            stages.append([*first, "--out", str((RUNS / out).relative_to(ROOT)), "--overwrite"])
-            stages += [[*extra, "--resume", "--out", str((RUNS / out).relative_to(ROOT))] for extra in resumed]
-        final_stage = [*spec["train"], "--out", str(run.relative_to(ROOT)), "--overwrite"]
-        keep = args.keep_recurrent and spec.get("stacked")
+            stages.append((out, [*first, "--out", str((RUNS / out).relative_to(ROOT)), "--overwrite"]))
+            stages += [(out, [*extra, "--resume", "--out", str((RUNS / out).relative_to(ROOT))]) for extra in resumed]
+        stages.append((run.name, [*spec["train"], "--out", str(run.relative_to(ROOT)), "--overwrite"]))
+        stages += [(run.name, [*extra, "--resume", "--out", str(run.relative_to(ROOT))])
+                   for extra in spec.get("resume", [])]
         intro = ""
-        if keep:
-            # the bundled file holds the recurrent part those stages trained; its n-grams are trained afresh
-            intro = ("The recurrent part was trained by these stages (not rerun in this build; the bundled model "
-                     "kept it):\n\n" + "".join(f"    textgen train {shlex.join(stage)}\n" for stage in stages) +
-                     "\nthen the n-grams were stacked on the bundled model's recurrent part:\n\n")
-            stages = []
-            final_stage[final_stage.index("--init-from") + 1] = str((PRETRAINED / f"{name}.pt").relative_to(ROOT))
-        stages.append(final_stage)
-        stages += [[*extra, "--resume", "--out", str(run.relative_to(ROOT))] for extra in spec.get("resume", [])]
+        if args.from_stage:
+            names = [out for out, _ in stages]
+            if args.from_stage not in names:
+                parser.error(f"{name} has no stage {args.from_stage!r}; its stages: {', '.join(dict.fromkeys(names))}")
+            skipped, stages = stages[:names.index(args.from_stage)], stages[names.index(args.from_stage):]
+            first = stages[0][1]
+            if skipped and "--init-from" not in first:
+                parser.error(f"stage {args.from_stage!r} starts from nothing: build {name} whole")
+            if skipped:
+                # the bundled file holds what the skipped stages trained (a stacked classifier's n-grams
+                # stay behind when its recurrent part trains on, and are stacked afresh)
+                intro = ("These stages were not rerun in this build; the bundled model kept what they trained:\n\n"
+                         + "".join(f"    textgen train {shlex.join(stage)}\n" for _, stage in skipped)
+                         + "\nthen, from the bundled model's file:\n\n")
+                first[first.index("--init-from") + 1] = str((PRETRAINED / f"{name}.pt").relative_to(ROOT))
+        stages = [stage for _, stage in stages]
         command = "\n".join("    textgen train " + shlex.join(stage) for stage in stages)
         if not args.pack_only:
             if spec.get("prepare") == "reviews_mixed":
@@ -296,7 +317,9 @@ def main() -> None:
         half = [score(packed, corpus, split, kind, features) for corpus, split in spec["scores"] for features in choices]
         sha256 = hashlib.sha256(packed.read_bytes()).hexdigest()
         extra = features_section(last["metrics"], full, half) if spec.get("features") else ""
-        rebuild = f"python scripts/build_models.py --only {name}" + (" --keep-recurrent" if keep else "")
+        rebuild = f"python scripts/build_models.py --only {name}"
+        if intro:
+            rebuild += f" --from-stage {args.from_stage}"
         (PRETRAINED / f"{name}.md").write_text(card(name, spec, intro + command, info, full, half, sha256,
                                                     packed.stat().st_size, extra, rebuild))
         print(json.dumps({"model": name, "command": command, "float32": full, "float16": half,
