@@ -218,10 +218,13 @@ that changes.
 
 
 def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half: list[dict], sha256: str,
-         size: int, extra: str = "", rebuild: str = "") -> str:
+         size: int, extra: str = "") -> str:
     """The model card in Markdown."""
     from textgen.precision import cpu_name
     packing = ", an\nn-gram table relative to its first class" if spec.get("stacked") else ""
+    # the shipped file holds what every stage before the stacking trained, so restacking alone is always sound
+    restack = (f"; `--from-stage {spec['run']}` stacks the n-grams afresh on the shipped encoder"
+               if spec.get("stacked") else "")
     metric = "accuracy" if info["kind"] == "classifier" else "bits_per_char"
     rows = "\n".join(f"| {f['corpus']} {f['split']} | {f[metric]:.4f} | {h[metric]:.4f} | {h[metric] - f[metric]:+.4f} |"
                      for f, h in zip(full, half) if f.get("features") in (None, "both"))
@@ -243,7 +246,7 @@ def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half
 {command}
 
 then packed with `python scripts/build_models.py --pack-only --only {name}` (weights cast to float16{packing}; no
-optimizer state). `{rebuild or f"python scripts/build_models.py --only {name}"}` repeats both steps.
+optimizer state). `python scripts/build_models.py --only {name}` trains every stage again and packs the result{restack}.
 
 ## Figures ({'accuracy' if metric == 'accuracy' else 'bits per character'})
 
@@ -253,13 +256,48 @@ optimizer state). `{rebuild or f"python scripts/build_models.py --only {name}"}`
 {extra}"""
 
 
+def plan_stages(name: str, spec: dict, from_stage: str | None = None) -> tuple[list[list[str]], str]:
+    """The `textgen train` arguments of each stage that builds model `name`, and the card's account of
+    the stages skipped: with `from_stage` (a run name), that stage and those after it, the first from
+    the bundled file in place of the runs before it."""
+    run = RUNS / spec.get("run", name)
+    # a rebuild starts each run again: --overwrite replaces what an earlier build left
+    stages = []  # (run name, arguments)
+    for out, before in spec.get("before", {}).items():
+        # one stage, or a first stage and the resumed ones that followed it
+        first, *resumed = before if isinstance(before[0], list) else [before]
+        stages.append((out, [*first, "--out", str((RUNS / out).relative_to(ROOT)), "--overwrite"]))
+        stages += [(out, [*extra, "--resume", "--out", str((RUNS / out).relative_to(ROOT))]) for extra in resumed]
+    stages.append((run.name, [*spec["train"], "--out", str(run.relative_to(ROOT)), "--overwrite"]))
+    stages += [(run.name, [*extra, "--resume", "--out", str(run.relative_to(ROOT))])
+               for extra in spec.get("resume", [])]
+    intro = ""
+    if from_stage:
+        names = [out for out, _ in stages]
+        if from_stage not in names:
+            raise ValueError(f"{name} has no stage {from_stage!r}; its stages: {', '.join(dict.fromkeys(names))}")
+        skipped, stages = stages[:names.index(from_stage)], stages[names.index(from_stage):]
+        first = stages[0][1]
+        if skipped and "--init-from" not in first:
+            raise ValueError(f"stage {from_stage!r} starts from nothing: build {name} whole")
+        if skipped:
+            # the bundled file holds what the skipped stages trained (a stacked classifier's n-grams
+            # stay behind when its recurrent part trains on, and are stacked afresh)
+            intro = ("These stages were not rerun in this build; the bundled model kept what they trained:\n\n"
+                     + "".join(f"    textgen train {shlex.join(stage)}\n" for _, stage in skipped)
+                     + "\nthen, from the bundled model's file:\n\n")
+            first[first.index("--init-from") + 1] = str((PRETRAINED / f"{name}.pt").relative_to(ROOT))
+    return [stage for _, stage in stages], intro
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=list(MODELS), action="append", help="build only these models")
     parser.add_argument("--pack-only", action="store_true", help="skip training; pack the existing runs")
-    parser.add_argument("--from-stage", metavar="STAGE",
-                        help="start at this stage (a run name such as sentiment-mixed, or the model's last run), "
-                             "from the bundled file in place of the runs before it, which are not trained again")
+    parser.add_argument("--from-stage", metavar="RUN",
+                        help="start at this stage, from the bundled file in place of the runs before it, which are "
+                             "not trained again: the file must hold what they trained, as a stacked model's does "
+                             "for its last run (sentiment-ngrams: new n-grams on the shipped encoder)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from textgen.checkpoint import describe_checkpoint, export_weights, load_checkpoint
@@ -268,33 +306,10 @@ def main() -> None:
     for name in args.only or list(MODELS):
         spec = MODELS[name]
         run = RUNS / spec.get("run", name)
-        # a rebuild starts each run again: --overwrite replaces what an earlier build left
-        stages = []  # (run name, arguments)
-        for out, before in spec.get("before", {}).items():
-            # one stage, or a first stage and the resumed ones that followed it
-            first, *resumed = before if isinstance(before[0], list) else [before]
-            stages.append((out, [*first, "--out", str((RUNS / out).relative_to(ROOT)), "--overwrite"]))
-            stages += [(out, [*extra, "--resume", "--out", str((RUNS / out).relative_to(ROOT))]) for extra in resumed]
-        stages.append((run.name, [*spec["train"], "--out", str(run.relative_to(ROOT)), "--overwrite"]))
-        stages += [(run.name, [*extra, "--resume", "--out", str(run.relative_to(ROOT))])
-                   for extra in spec.get("resume", [])]
-        intro = ""
-        if args.from_stage:
-            names = [out for out, _ in stages]
-            if args.from_stage not in names:
-                parser.error(f"{name} has no stage {args.from_stage!r}; its stages: {', '.join(dict.fromkeys(names))}")
-            skipped, stages = stages[:names.index(args.from_stage)], stages[names.index(args.from_stage):]
-            first = stages[0][1]
-            if skipped and "--init-from" not in first:
-                parser.error(f"stage {args.from_stage!r} starts from nothing: build {name} whole")
-            if skipped:
-                # the bundled file holds what the skipped stages trained (a stacked classifier's n-grams
-                # stay behind when its recurrent part trains on, and are stacked afresh)
-                intro = ("These stages were not rerun in this build; the bundled model kept what they trained:\n\n"
-                         + "".join(f"    textgen train {shlex.join(stage)}\n" for _, stage in skipped)
-                         + "\nthen, from the bundled model's file:\n\n")
-                first[first.index("--init-from") + 1] = str((PRETRAINED / f"{name}.pt").relative_to(ROOT))
-        stages = [stage for _, stage in stages]
+        try:
+            stages, intro = plan_stages(name, spec, args.from_stage)
+        except ValueError as error:
+            parser.error(str(error))
         command = "\n".join("    textgen train " + shlex.join(stage) for stage in stages)
         if not args.pack_only:
             if spec.get("prepare") == "reviews_mixed":
@@ -317,11 +332,8 @@ def main() -> None:
         half = [score(packed, corpus, split, kind, features) for corpus, split in spec["scores"] for features in choices]
         sha256 = hashlib.sha256(packed.read_bytes()).hexdigest()
         extra = features_section(last["metrics"], full, half) if spec.get("features") else ""
-        rebuild = f"python scripts/build_models.py --only {name}"
-        if intro:
-            rebuild += f" --from-stage {args.from_stage}"
         (PRETRAINED / f"{name}.md").write_text(card(name, spec, intro + command, info, full, half, sha256,
-                                                    packed.stat().st_size, extra, rebuild))
+                                                    packed.stat().st_size, extra))
         print(json.dumps({"model": name, "command": command, "float32": full, "float16": half,
                           "bytes": packed.stat().st_size, "sha256": sha256}), flush=True)
 
