@@ -10,7 +10,7 @@ import torch
 
 from textgen.batches import LabelledBatches, cut_to
 from textgen.errors import ConfigError, TextgenError
-from textgen.config import FEATURES
+from textgen.config import FEATURES, ClassifierConfig
 from textgen.model import Classifier, lead
 from textgen.ngrams import ngram_buckets, pack_bags
 from textgen.precision import autocast
@@ -61,8 +61,7 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: list[str], device: t
     buckets = []
     if config.features != "recurrent":
         check_texts(texts, offset)
-        buckets = [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams, config.negation)
-                   for text in texts]
+        buckets = text_buckets(config, texts)
     unread = np.arange(len(texts))
     if config.features == "both" and config.decisive_margin > 0 and texts:
         decided, decided_probabilities = ngram_decided(model, buckets, batch_size)
@@ -93,6 +92,13 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: list[str], device: t
             progress(len(rows) * len(texts) / len(pieces))
     probabilities[unread] = sums / np.bincount(owners, minlength=len(texts))[:, None]
     return probabilities
+
+
+def text_buckets(config: ClassifierConfig, texts: list[str]) -> list[np.ndarray]:
+    """Each text's `ngram_buckets` as the classifier's n-grams were trained to read them (its buckets,
+    longest n-gram, character n-grams and negation scopes): the one place that reads those settings."""
+    return [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams, config.negation)
+            for text in texts]
 
 
 def ngram_decided(model: Classifier, buckets: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from textgen.checkpoint import save_checkpoint
-from textgen.classify import ngram_logits, predict
+from textgen.classify import ngram_logits, predict, text_buckets
 from textgen.config import FEATURES, ClassifierConfig, DataConfig, to_dict
 from textgen.corpus import load_corpus
 from textgen.evaluation import expected_calibration_error, match_labels
 from textgen.model import Classifier, lead
-from textgen.ngrams import ngram_buckets, pack_bags
+from textgen.ngrams import pack_bags
 from textgen.tokenizer import Tokenizer
 
 log = logging.getLogger("textgen")
@@ -151,7 +151,6 @@ def fit_mixture(recurrent: torch.Tensor, ngram: torch.Tensor, labels: torch.Tens
     return Fitted(float(weight), tuple(temperatures), margin, metrics)
 
 
-
 def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, classifier_config: ClassifierConfig,
                  seed: int, configs: dict[str, Any], run_dir: Path, device: torch.device, precision: str
                  ) -> dict[str, float]:
@@ -177,8 +176,7 @@ def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, class
         rows = corpus.splits[split]
         texts[split] = list(rows[corpus.text_column])
         labels[split] = to_classifier[np.asarray(rows[corpus.label_column])]
-        bags[split] = [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams, config.negation)
-                       for text in texts[split]]
+        bags[split] = text_buckets(config, texts[split])
     subwords = f" and their words' character 3-{config.char_ngrams}-grams" if config.char_ngrams else ""
     subwords += ", negation scopes marked," if config.negation else ""
     log.info("hashed the word 1-%d-grams%s of %s training and %s validation texts into %s buckets", config.ngram_max,
