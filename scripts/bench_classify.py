@@ -26,7 +26,7 @@ from pathlib import Path
 
 from textgen.cli import main as textgen
 from textgen.config import DataConfig
-from textgen.corpus import load_corpus
+from textgen.data.corpus import load_corpus
 
 # What regularizes a classifier fine-tuned on a few thousand texts (measured; see the README).
 REGULARIZED = ["--embed-dropout", "0.3", "--head-dropout", "0.5", "--weight-decay", "0.1"]

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from textgen.checkpoint import load_classifier
-from textgen.classify import predict
+from textgen.nn.checkpoint import load_classifier
+from textgen.classify.predict import predict
 from textgen.config import DataConfig
-from textgen.corpus import load_corpus
-from textgen.evaluation import evaluate_classifier
-from textgen.precision import cpu_has_native_bf16, cpu_name, resolve_precision
+from textgen.data.corpus import load_corpus
+from textgen.recipes.evaluate import evaluate_classifier
+from textgen.nn.precision import cpu_has_native_bf16, cpu_name, resolve_precision
 
 # `both` without the shortcut for texts the n-grams decide (ClassifierConfig.decisive_margin)
 READ_ALL = ":read-all"

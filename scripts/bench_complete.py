@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from textgen.checkpoint import load_language_model
-from textgen.completion import complete
-from textgen.precision import cpu_name
+from textgen.nn.checkpoint import load_language_model
+from textgen.generate.completion import complete
+from textgen.nn.precision import cpu_name
 
 PREFIXES = {"english": "The quick brown fox j", "shakespeare": "ROMEO: I will not bre",
             "reviews": "This movie was absol"}

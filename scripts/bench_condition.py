@@ -37,11 +37,11 @@ from torch.nn import functional as F
 
 import textgen
 from textgen.config import DataConfig, TrainConfig
-from textgen.corpus import load_corpus, stream_rows
-from textgen.model import LanguageModel, grow_vocabulary
-from textgen.precision import autocast, cpu_name, precision_context, resolve_precision
-from textgen.sampling import start_token
-from textgen.trainer import learning_rate_factor
+from textgen.data.corpus import load_corpus, stream_rows
+from textgen.nn.model import LanguageModel, grow_vocabulary
+from textgen.nn.precision import autocast, cpu_name, precision_context, resolve_precision
+from textgen.generate.sampling import start_token
+from textgen.training.trainer import learning_rate_factor
 
 LN2 = float(np.log(2.0))
 

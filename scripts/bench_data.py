@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from textgen.batches import StreamBatches, token_array
+from textgen.data.batches import StreamBatches, token_array
 from textgen.config import DataConfig
-from textgen.corpus import load_corpus, split_texts
-from textgen.tokenizer import CharTokenizer, SentencePieceTokenizer, build_tokenizer
+from textgen.data.corpus import load_corpus, split_texts
+from textgen.data.tokenizer import CharTokenizer, SentencePieceTokenizer, build_tokenizer
 
 MB = 1_000_000
 

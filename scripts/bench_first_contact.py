@@ -18,8 +18,8 @@ import sys
 import tempfile
 import time
 
-IMPORTS = ("import textgen.cli, textgen.checkpoint, textgen.sampling, textgen.classify, textgen.model")
-LOAD = ("import time; from textgen.checkpoint import load_language_model, load_classifier; t = time.perf_counter(); "
+IMPORTS = ("import textgen.cli, textgen.nn.checkpoint, textgen.generate.sampling, textgen.classify.predict, textgen.nn.model")
+LOAD = ("import time; from textgen.nn.checkpoint import load_language_model, load_classifier; t = time.perf_counter(); "
         "load_language_model('shakespeare'); load_classifier('sentiment'); print(time.perf_counter() - t)")
 
 

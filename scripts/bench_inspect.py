@@ -25,10 +25,10 @@ from rich.console import Console
 
 from textgen import cli
 from textgen.config import ModelConfig
-from textgen.inspection import Unit, load_model, trace_text
-from textgen.views import html_page, render_unit, trace_json
-from textgen.model import LanguageModel
-from textgen.tokenizer import CharTokenizer
+from textgen.lab.inspection import Unit, load_model, trace_text
+from textgen.lab.views import html_page, render_unit, trace_json
+from textgen.nn.model import LanguageModel
+from textgen.data.tokenizer import CharTokenizer
 
 
 def timed(function, runs: int) -> dict[str, float]:

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from textgen.memory import CELLS, TASKS, LagModel, _loss
+from textgen.lab.memory import CELLS, TASKS, LagModel, _loss
 
 
 def step_ms(cell: str, lag: int, steps: int) -> float:

@@ -19,11 +19,11 @@ import time
 
 import torch
 
-from textgen.checkpoint import load_language_model
+from textgen.nn.checkpoint import load_language_model
 from textgen.config import ModelConfig, SampleConfig
-from textgen.model import LanguageModel
-from textgen.sampling import Stepper, start_token, stream
-from textgen.tokenizer import CharTokenizer
+from textgen.nn.model import LanguageModel
+from textgen.generate.sampling import Stepper, start_token, stream
+from textgen.data.tokenizer import CharTokenizer
 
 
 def timed_generation(model, tokenizer, length: int, num_samples: int, quantize: str = "none"

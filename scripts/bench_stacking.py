@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgen.batches import LabelledBatches
-from textgen.checkpoint import load_classifier
+from textgen.data.batches import LabelledBatches
+from textgen.nn.checkpoint import load_classifier
 from textgen.config import DataConfig
-from textgen.corpus import load_corpus
-from textgen.model import Classifier, bag_logits
-from textgen.ngrams import ngram_buckets, pack_bags
-from textgen.precision import autocast
-from textgen.stacking import NGRAM_BATCH, NGRAM_LR, fit_mixture, nb_ratios, train_ngrams
+from textgen.data.corpus import load_corpus
+from textgen.nn.model import Classifier, bag_logits
+from textgen.data.ngrams import ngram_buckets, pack_bags
+from textgen.nn.precision import autocast
+from textgen.classify.stacking import NGRAM_BATCH, NGRAM_LR, fit_mixture, nb_ratios, train_ngrams
 
 BUCKETS, WIDTH = 262144, 16
 

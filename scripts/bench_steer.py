@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 import textgen
-from textgen.batches import StreamBatches, label_array, token_array
+from textgen.data.batches import StreamBatches, label_array, token_array
 from textgen.config import DataConfig, SampleConfig
-from textgen.corpus import count_chars, load_corpus
-from textgen.evaluation import language_model_metrics
-from textgen.sampling import generate
+from textgen.data.corpus import count_chars, load_corpus
+from textgen.training.validation import language_model_metrics
+from textgen.generate.sampling import generate
 
 
 def judged(judge, texts: list[str]) -> list[str]:

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgen.batches import StreamBatches
+from textgen.data.batches import StreamBatches
 from textgen.config import ModelConfig, TrainConfig
-from textgen.model import LanguageModel
-from textgen.precision import autocast, precision_context
-from textgen.tasks import LanguageModelTask
-from textgen.trainer import fit
+from textgen.nn.model import LanguageModel
+from textgen.nn.precision import autocast, precision_context
+from textgen.training.tasks import LanguageModelTask
+from textgen.training.trainer import fit
 
 VOCAB = 65
 

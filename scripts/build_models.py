@@ -135,7 +135,7 @@ def write_reviews_mixed(folder: Path) -> None:
     """rotten_tomatoes and imdb labelled rows together (labels neg/pos), each corpus's own validation
     rows (imdb's carved as textgen carves it) kept for validation."""
     from textgen.config import DataConfig
-    from textgen.corpus import load_corpus
+    from textgen.data.corpus import load_corpus
 
     folder.mkdir(parents=True, exist_ok=True)
     corpora = [load_corpus(DataConfig(corpus=name), task="classify") for name in ("rotten_tomatoes", "imdb")]
@@ -151,7 +151,7 @@ def write_english_mix(folder: Path) -> None:
     """gutenberg's training books, then IMDb training reviews (shuffled, seed 0) until they are half as
     long; gutenberg's validation books validate."""
     from textgen.config import DataConfig
-    from textgen.corpus import load_corpus
+    from textgen.data.corpus import load_corpus
 
     gutenberg = load_corpus(DataConfig(corpus="gutenberg"), task="lm")
     imdb = load_corpus(DataConfig(corpus="imdb"), task="lm")
@@ -220,7 +220,7 @@ that changes.
 def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half: list[dict], sha256: str,
          size: int, extra: str = "") -> str:
     """The model card in Markdown."""
-    from textgen.precision import cpu_name
+    from textgen.nn.precision import cpu_name
     packing = ", an\nn-gram table relative to its first class" if spec.get("stacked") else ""
     # the shipped file holds what every stage before the stacking trained, so restacking alone is always sound
     restack = (f"; `--from-stage {spec['run']}` stacks the n-grams afresh on the shipped encoder"
@@ -300,8 +300,8 @@ def main() -> None:
                              "for its last run (sentiment-ngrams: new n-grams on the shipped encoder)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from textgen.checkpoint import describe_checkpoint, export_weights, load_checkpoint
-    from textgen.stacking import NGRAM_EPOCHS, NGRAM_RUNS
+    from textgen.nn.checkpoint import describe_checkpoint, export_weights, load_checkpoint
+    from textgen.classify.stacking import NGRAM_EPOCHS, NGRAM_RUNS
 
     for name in args.only or list(MODELS):
         spec = MODELS[name]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from textgen.checkpoint import load_checkpoint
+from textgen.nn.checkpoint import load_checkpoint
 from textgen.errors import CheckpointError
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards box and hum near "

@@ -8,11 +8,11 @@ import sys
 
 import torch
 
-import textgen.trainer
+import textgen.training.trainer
 from textgen import cli
 
 dump_dir = sys.argv[1]
-real_fit = textgen.trainer.fit
+real_fit = textgen.training.trainer.fit
 
 
 def fit_then_dump(model, *args, **kwargs):
@@ -21,5 +21,5 @@ def fit_then_dump(model, *args, **kwargs):
     return result
 
 
-textgen.trainer.fit = fit_then_dump
+textgen.training.trainer.fit = fit_then_dump
 sys.exit(cli.main(sys.argv[2:]))

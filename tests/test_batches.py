@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-import textgen.corpus
-from textgen.batches import (LabelledBatches, StreamBatches, cut_to, encode_labelled, smallest_uint_dtype, token_array)
+import textgen.data.corpus
+from textgen.data.batches import (LabelledBatches, StreamBatches, cut_to, encode_labelled, smallest_uint_dtype, token_array)
 from textgen.config import DataConfig
-from textgen.corpus import Corpus, load_corpus, split_texts
+from textgen.data.corpus import Corpus, load_corpus, split_texts
 from textgen.errors import CorpusError, TrainingError
-from textgen.tokenizer import CharTokenizer, SentencePieceTokenizer
+from textgen.data.tokenizer import CharTokenizer, SentencePieceTokenizer
 
 DOCUMENT = "".join(f"Line {i}: the cat sat on the mat, ünïcödé ✓\n" for i in range(200))
 
@@ -44,7 +44,7 @@ def test_token_array_is_a_read_only_memmap_of_the_encoded_stream(text_corpus, tm
 def test_token_array_is_read_from_the_cache_the_second_time(text_corpus, tmp_path, monkeypatch):
     tokenizer = CharTokenizer.from_texts(split_texts(text_corpus, "train"))
     first = token_array(text_corpus, "validation", tokenizer, cache_dir=tmp_path / "cache")
-    monkeypatch.setattr(textgen.corpus, "split_texts", lambda *args: pytest.fail("tokenized twice"))
+    monkeypatch.setattr(textgen.data.corpus, "split_texts", lambda *args: pytest.fail("tokenized twice"))
     second = token_array(text_corpus, "validation", tokenizer, cache_dir=tmp_path / "cache")
     assert second.filename == first.filename and second.tolist() == first.tolist()
     assert list((tmp_path / "cache").iterdir()) == [Path(first.filename)]  # and no temporary file is left

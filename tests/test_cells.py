@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from textgen.cells import GRU_GATES, LSTM_GATES, RNN_GATES, reverse_padded, trace_layers
+from textgen.lab.cells import GRU_GATES, LSTM_GATES, RNN_GATES, reverse_padded, trace_layers
 from textgen.config import ModelConfig
-from textgen.model import LanguageModel
+from textgen.nn.model import LanguageModel
 
 STEPS = 500
 

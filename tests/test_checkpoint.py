@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from textgen.checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
+from textgen.nn.checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from textgen.errors import CheckpointError
 
 

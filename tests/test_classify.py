@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from textgen import cli
-from textgen.checkpoint import load_checkpoint
-from textgen.evaluation import classification_metrics
+from textgen.nn.checkpoint import load_checkpoint
+from textgen.metrics import classification_metrics
 from textgen.config import ClassifierConfig, FinetuneConfig, ModelConfig
-from textgen.model import Classifier
-from textgen.distributed import Distributed
-from textgen.tasks import ClassificationTask
+from textgen.nn.model import Classifier
+from textgen.training.distributed import Distributed
+from textgen.training.tasks import ClassificationTask
 
 POSITIVE = "good great lovely fine superb warm".split()
 NEGATIVE = "bad awful dull poor grim cold".split()
@@ -106,7 +106,7 @@ def test_layer_groups_hold_every_parameter_once_bottom_up():
 
 
 def test_gradual_unfreezing_thaws_one_group_per_evaluation_with_discriminative_rates():
-    from textgen.batches import LabelledBatches
+    from textgen.data.batches import LabelledBatches
 
     batches = LabelledBatches([np.array([3, 4])] * 4, np.array([0, 1, 0, 1]), 2, pad_id=0)
     task = ClassificationTask(batches, batches, FinetuneConfig(init_from="x", layer_lr_decay=2.0),
@@ -259,7 +259,7 @@ def test_a_classifier_is_evaluated_on_a_folder_holding_only_test_rows_with_integ
 
 
 def test_labels_match_by_name_or_by_position_and_otherwise_say_why():
-    from textgen.evaluation import match_labels
+    from textgen.metrics import match_labels
     from textgen.errors import TextgenError
 
     assert match_labels(["pos", "neg"], ["neg", "pos"])[0].tolist() == [1, 0]

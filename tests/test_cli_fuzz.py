@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textgen import cli
-from textgen.arguments import build_parser
+from textgen.cli.grammar import build_parser
 from fuzzing import time_limit, work_folder
 
 PROFILE = os.environ.get("TEXTGEN_CLI_FUZZ_PROFILE", "short")

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from textgen.cli import main
-from textgen.completion import complete, is_word_char
+from textgen.generate.completion import complete, is_word_char
 from textgen.config import ModelConfig
-from textgen.evaluation import score
-from textgen.model import LanguageModel
-from textgen.tokenizer import CharTokenizer
+from textgen.generate.scoring import score
+from textgen.nn.model import LanguageModel
+from textgen.data.tokenizer import CharTokenizer
 
 CHARS = "ab .\n"
 

@@ -10,15 +10,15 @@ import torch
 
 import textgen
 from textgen import cli
-from textgen.batches import StreamBatches, label_array, token_array
-from textgen.checkpoint import load_language_model, save_checkpoint
+from textgen.data.batches import StreamBatches, label_array, token_array
+from textgen.nn.checkpoint import load_language_model, save_checkpoint
 from textgen.config import DataConfig, ModelConfig, SampleConfig, to_dict
-from textgen.corpus import language_model_split, load_corpus
-from textgen.model import LanguageModel, grow_vocabulary
-from textgen.sampling import generate
-from textgen.stepper import Stepper
-from textgen.tasks import LanguageModelTask
-from textgen.tokenizer import CharTokenizer
+from textgen.data.corpus import language_model_split, load_corpus
+from textgen.nn.model import LanguageModel, grow_vocabulary
+from textgen.generate.sampling import generate
+from textgen.generate.stepper import Stepper
+from textgen.training.tasks import LanguageModelTask
+from textgen.data.tokenizer import CharTokenizer
 
 POSITIVE, NEGATIVE = "good great fine lovely", "bad awful poor dull"
 

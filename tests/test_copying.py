@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textgen import cli
-from textgen.copying import COPIED_SPAN, CopyIndex, suffix_array
+from textgen.generate.copying import COPIED_SPAN, CopyIndex, suffix_array
 
 texts = st.text(alphabet=st.sampled_from("ab c\né€"), max_size=60)
 

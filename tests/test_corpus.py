@@ -10,7 +10,7 @@ import datasets
 import pytest
 
 from textgen.config import DataConfig
-from textgen.corpus import NAMED_CORPORA, count_chars, language_model_split, load_corpus, resolve_data_dir, split_texts
+from textgen.data.corpus import NAMED_CORPORA, count_chars, language_model_split, load_corpus, resolve_data_dir, split_texts
 from textgen.errors import ConfigError, CorpusError
 
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from textgen.batches import LabelledBatches, StreamBatches
+from textgen.data.batches import LabelledBatches, StreamBatches
 from textgen.config import ClassifierConfig, FinetuneConfig, ModelConfig
-from textgen.distributed import Distributed
-from textgen.evaluation import bits_per_char, classifier_metrics, language_model_metrics
-from textgen.model import Classifier, LanguageModel
-from textgen.tasks import ClassificationTask, LanguageModelTask
+from textgen.training.distributed import Distributed
+from textgen.metrics import bits_per_char
+from textgen.training.validation import classifier_metrics, language_model_metrics
+from textgen.nn.model import Classifier, LanguageModel
+from textgen.training.tasks import ClassificationTask, LanguageModelTask
 
 
 def test_bits_per_char_is_nats_over_ln_2_per_character():

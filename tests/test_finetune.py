@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
-from textgen import cli, recipes
-from textgen.checkpoint import load_checkpoint, load_language_model
+from textgen import cli
+from textgen.recipes import train as recipes
+from textgen.nn.checkpoint import load_checkpoint, load_language_model
 from textgen.config import ModelConfig
-from textgen.model import LanguageModel, grow_vocabulary
-from textgen.tokenizer import CharTokenizer
+from textgen.nn.model import LanguageModel, grow_vocabulary
+from textgen.data.tokenizer import CharTokenizer
 
 
 def train_args(corpus, out, *extra):

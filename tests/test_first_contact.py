@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from textgen import cli
-from textgen.checkpoint import bundled_models, describe_checkpoint, export_weights, load_checkpoint, \
+from textgen.nn.checkpoint import bundled_models, describe_checkpoint, export_weights, load_checkpoint, \
     load_language_model
 
 ROOT = Path(__file__).resolve().parent.parent

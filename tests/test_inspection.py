@@ -11,14 +11,14 @@ import pytest
 import torch
 from rich.console import Console
 
-from textgen.checkpoint import save_checkpoint
+from textgen.nn.checkpoint import save_checkpoint
 from textgen.cli import main
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
-from textgen.inspection import (Trace, Unit, feature_values, find_units, informative_unit, load_model,
+from textgen.lab.inspection import (Trace, Unit, feature_values, find_units, informative_unit, load_model,
                                 token_texts, trace_text)
-from textgen.views import CHART_PALETTE, colour, html_page, model_name, page_title, render_prediction, render_unit
-from textgen.model import Classifier, LanguageModel
-from textgen.tokenizer import CharTokenizer, SentencePieceTokenizer
+from textgen.lab.views import CHART_PALETTE, colour, html_page, model_name, page_title, render_prediction, render_unit
+from textgen.nn.model import Classifier, LanguageModel
+from textgen.data.tokenizer import CharTokenizer, SentencePieceTokenizer
 
 CHARS = "abc()+-\n \"'<>/="
 

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from textgen.checkpoint import load_classifier, load_language_model
+from textgen.nn.checkpoint import load_classifier, load_language_model
 from textgen.cli import main
 from textgen.config import ModelConfig
 from textgen.errors import ConfigError
-from textgen.cells import ArticleGRU, ArticleLSTM
-from textgen.memory import (CELLS, PROFILES, REBER_SYMBOLS, TASKS, LagModel, MemoryConfig, Result, adding_problem,
+from textgen.lab.cells import ArticleGRU, ArticleLSTM
+from textgen.lab.memory import (CELLS, PROFILES, REBER_SYMBOLS, TASKS, LagModel, MemoryConfig, Result, adding_problem,
                             delayed_recall, embedded_reber, middle, reach, run_benchmark, score, skipped, summarize,
                             train_to_criterion)
-from textgen.model import LanguageModel
-from textgen.sampling import Stepper
+from textgen.nn.model import LanguageModel
+from textgen.generate.sampling import Stepper
 
 MEMORY_PAGE = Path(__file__).resolve().parent.parent / "docs" / "memory.md"
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from textgen.config import ModelConfig
-from textgen.model import LanguageModel, count_parameters, detach_state, select_state
+from textgen.nn.model import LanguageModel, count_parameters, detach_state, select_state
 
 
 def tiny(cell="lstm", **overrides):
@@ -69,7 +69,7 @@ def test_detach_and_select_state_keep_the_shape_of_lstm_and_gru_states():
 
 
 def test_the_gate_layout_is_torchs_chunk_order():
-    from textgen.model import gate_rows, split_gates
+    from textgen.nn.model import gate_rows, split_gates
 
     lstm = torch.nn.LSTM(1, 2)
     gru = torch.nn.GRU(1, 2)

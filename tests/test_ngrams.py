@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from textgen import cli
-from textgen.checkpoint import describe_checkpoint, export_weights, load_checkpoint, load_classifier, \
+from textgen.nn.checkpoint import describe_checkpoint, export_weights, load_checkpoint, load_classifier, \
     save_checkpoint
-from textgen.classify import predict
+from textgen.classify.predict import predict
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
-from textgen.evaluation import expected_calibration_error
-from textgen.model import Classifier, lead
-from textgen.ngrams import negate_scopes, ngram_bags, ngram_buckets, words
-from textgen.stacking import fit_mixture, train_ngrams
-from textgen.tokenizer import CharTokenizer
+from textgen.metrics import expected_calibration_error
+from textgen.nn.model import Classifier, lead
+from textgen.data.ngrams import negate_scopes, ngram_bags, ngram_buckets, words
+from textgen.classify.stacking import fit_mixture, train_ngrams
+from textgen.data.tokenizer import CharTokenizer
 
 from test_classify import NEGATIVE, POSITIVE, classify_args, labelled_rows, reviews  # noqa: F401 (the corpus fixture)
 
@@ -32,7 +32,7 @@ TEXTS = ["Not bad at all!", "dull and lifeless", "Ein Film, 映画は素晴ら�
 def test_hashed_ngrams_are_the_same_in_another_process_whatever_its_hash_seed():
     here = [ngram_buckets(text, 1 << 18, 3, max_chars, negation).tolist() for text in TEXTS for max_chars in (0, 5)
             for negation in (False, True)]
-    script = ("import json; from textgen.ngrams import ngram_buckets; "
+    script = ("import json; from textgen.data.ngrams import ngram_buckets; "
               f"print(json.dumps([ngram_buckets(t, 1 << 18, 3, c, n).tolist() for t in {TEXTS!r} for c in (0, 5) "
               f"for n in (False, True)]))")
     for seed in ("1", "12345"):

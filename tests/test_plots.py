@@ -9,7 +9,7 @@ import pytest
 
 from textgen.cli import main
 from textgen.errors import TextgenError
-from textgen.plots import plot_runs, read_run
+from textgen.training.plots import plot_runs, read_run
 
 
 def write_run(folder, tokenizer="char", task="lm", chars_per_token=None, steps=(10, 20, 30, 40)):

@@ -18,17 +18,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from textgen import batches, checkpoint, cli
-from textgen.checkpoint import load_checkpoint, load_classifier
-from textgen.classify import predict_stream
+from textgen import cli
+from textgen.data import batches
+from textgen.nn import checkpoint
+from textgen.nn.checkpoint import load_checkpoint, load_classifier
+from textgen.classify.predict import predict_stream
 from textgen.config import ModelConfig, SampleConfig
-from textgen.corpus import read_texts
+from textgen.data.corpus import read_texts
 from textgen.errors import CorpusError, TextgenError
-from textgen.model import LanguageModel
-from textgen.sampling import _History, stream
-from textgen.tokenizer import CharTokenizer
-from textgen.distributed import Distributed
-from textgen.trainer import run_folder_lock
+from textgen.nn.model import LanguageModel
+from textgen.generate.sampling import _History, stream
+from textgen.data.tokenizer import CharTokenizer
+from textgen.training.distributed import Distributed
+from textgen.training.trainer import run_folder_lock
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from textgen import cli
-from textgen.checkpoint import load_checkpoint
+from textgen.nn.checkpoint import load_checkpoint
 
 
 def train_args(corpus, out, *extra):
@@ -135,7 +135,7 @@ def test_resume_when_last_pt_and_best_pt_are_both_damaged_is_a_clear_error(corpu
 
 
 def hand_made(trained, tmp_path, change):
-    from textgen.checkpoint import save_checkpoint
+    from textgen.nn.checkpoint import save_checkpoint
     payload = load_checkpoint(trained / "best.pt")
     for key in ("path", "checksum", "format", "version"):
         payload.pop(key)
@@ -194,7 +194,7 @@ def test_a_closed_pipe_ends_quietly_with_status_0(trained, monkeypatch, capsys):
 
 
 def test_a_long_prompt_is_read_in_bounded_chunks(trained, write_file, monkeypatch, capsys):
-    from textgen.model import LanguageModel
+    from textgen.nn.model import LanguageModel
     widths, forward = [], LanguageModel.forward
 
     def recorded(self, ids, state=None, labels=None):
@@ -235,7 +235,7 @@ def test_memory_results_are_printed_before_a_plot_that_fails(tmp_path, monkeypat
     def fails(summaries, path):
         raise TextgenError(f"could not write {path}: the disk is full")
 
-    monkeypatch.setattr("textgen.memory.plot", fails)
+    monkeypatch.setattr("textgen.lab.memory.plot", fails)
     code = cli.main(["memory", "--tasks", "adding", "--cells", "rnn", "--lags", "5", "--budget", "64",
                      "--hidden", "4", "--json", "--plot", str(tmp_path / "m.png")])
     captured = capsys.readouterr()

@@ -6,16 +6,16 @@ import math
 import pytest
 import torch
 
-from textgen.checkpoint import save_checkpoint
+from textgen.nn.checkpoint import save_checkpoint
 from textgen.cli import main
 from textgen.config import ModelConfig, SampleConfig, to_dict
 from textgen.errors import ConfigError, TextgenError
-from textgen.model import LanguageModel
-from textgen.processors import (MinP, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP, TypicalP,
+from textgen.nn.model import LanguageModel
+from textgen.generate.processors import (MinP, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP, TypicalP,
                                 build_processors)
-from textgen.sampling import Stepper, beam_search, generate, start_token, stream
-from textgen.evaluation import score
-from textgen.tokenizer import CharTokenizer
+from textgen.generate.sampling import Stepper, beam_search, generate, start_token, stream
+from textgen.generate.scoring import score
+from textgen.data.tokenizer import CharTokenizer
 
 TEXT = "the cat sat on the mat.\n"
 NO_HISTORY = torch.zeros(1, 0, dtype=torch.long)
@@ -279,7 +279,7 @@ def test_padding_and_unknown_tokens_are_never_generated(tokenizer):
 
 
 def test_subword_samples_stream_whole_text_up_to_the_length_in_characters():
-    from textgen.tokenizer import SentencePieceTokenizer
+    from textgen.data.tokenizer import SentencePieceTokenizer
     tokenizer = SentencePieceTokenizer.train(["the cat sat on the mat, the café was naïve.\n" * 40], 278)
     model = tiny(tokenizer)
     chunks = list(stream(model, tokenizer, "the café", SampleConfig(length=60, num_samples=3, seed=0)))

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textgen.config import DataConfig
-from textgen.corpus import load_corpus, split_texts
+from textgen.data.corpus import load_corpus, split_texts
 from textgen.errors import TokenizerError
-from textgen.tokenizer import CharTokenizer, SentencePieceTokenizer, build_tokenizer, tokenizer_from_data
+from textgen.data.tokenizer import CharTokenizer, SentencePieceTokenizer, build_tokenizer, tokenizer_from_data
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "ve", "du", "the", "and"]
 TRAINING_TEXT = "".join(

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from textgen import cli
-from textgen.checkpoint import load_checkpoint
+from textgen.nn.checkpoint import load_checkpoint
 from textgen.config import TrainConfig
-from textgen.precision import resolve_precision
-from textgen.trainer import learning_rate_factor
+from textgen.nn.precision import resolve_precision
+from textgen.training.trainer import learning_rate_factor
 
 def train_args(corpus, out, *extra):
     return ["train", "--corpus", str(corpus), "--preset", "tiny", "--out", str(out), "--device", "cpu",
@@ -83,7 +83,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(corpus, tmp_pat
 
 def test_a_second_ctrl_c_during_the_last_evaluation_keeps_the_step_it_stopped_at(corpus, tmp_path, monkeypatch,
                                                                                  capsys):
-    from textgen.tasks import LanguageModelTask
+    from textgen.training.tasks import LanguageModelTask
 
     original_step, original_evaluate = cli.RichReporter.step, LanguageModelTask.evaluate
     pressed = []
@@ -156,7 +156,7 @@ def test_bf16_autocast_trains_on_the_cpu(corpus, tmp_path):
 
 
 def test_auto_precision_is_bf16_only_where_the_hardware_runs_it():
-    from textgen.precision import cpu_has_native_bf16
+    from textgen.nn.precision import cpu_has_native_bf16
 
     expected = "bf16" if cpu_has_native_bf16() else "fp32"
     assert resolve_precision("auto", torch.device("cpu")) == expected

@@ -26,19 +26,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from textgen import recipes
-from textgen.checkpoint import bundled_models, describe_checkpoint, load_model
-from textgen.classify import Progress, predict, predict_stream
-from textgen.completion import Completion, complete
+from textgen.recipes import train as recipes
+from textgen.nn.checkpoint import bundled_models, describe_checkpoint, load_model
+from textgen.classify.predict import Progress, predict, predict_stream
+from textgen.generate.completion import Completion, complete
 from textgen.config import DataConfig, SampleConfig
-from textgen.copying import CopyIndex
-from textgen.corpus import read_texts
+from textgen.generate.copying import CopyIndex
+from textgen.data.corpus import read_texts
 from textgen.errors import ConfigError
-from textgen.evaluation import evaluate_classifier, evaluate_language_model, score
-from textgen.model import Classifier, resolve_device
-from textgen.precision import resolve_precision
-from textgen.sampling import Chunk, generate, stream
-from textgen.tokenizer import Tokenizer
+from textgen.generate.scoring import score
+from textgen.recipes.evaluate import evaluate_classifier, evaluate_language_model
+from textgen.nn.model import Classifier, resolve_device
+from textgen.nn.precision import resolve_precision
+from textgen.generate.sampling import Chunk, generate, stream
+from textgen.data.tokenizer import Tokenizer
 
 log = logging.getLogger("textgen")
 

@@ -17,8 +17,8 @@ import torch
 
 from textgen.config import ClassifierConfig, ModelConfig, from_dict
 from textgen.errors import CheckpointError, TextgenError
-from textgen.model import Classifier, LanguageModel
-from textgen.tokenizer import Tokenizer, tokenizer_from_data
+from textgen.nn.model import Classifier, LanguageModel
+from textgen.data.tokenizer import Tokenizer, tokenizer_from_data
 
 log = logging.getLogger("textgen")
 

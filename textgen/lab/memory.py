@@ -28,10 +28,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from textgen.cells import ArticleGRU, ArticleLSTM
+from textgen.lab.cells import ArticleGRU, ArticleLSTM
 from textgen.config import ModelConfig
 from textgen.errors import ConfigError
-from textgen.model import GATE_COUNT, check_memory, gate_rows, recurrent_layers
+from textgen.nn.model import GATE_COUNT, check_memory, gate_rows, recurrent_layers
 
 CELLS = ("rnn", "gru", "lstm", "article-lstm", "article-gru")
 INITS = ("chrono", "chrono-forget", "forget-1")

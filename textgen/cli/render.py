@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # imported where used, so that `textgen --help` loads no torch
-    from textgen.memory import MemoryConfig, Result, Summary
+    from textgen.lab.memory import MemoryConfig, Result, Summary
 
 log = logging.getLogger("textgen")
 
@@ -49,7 +49,7 @@ class RichReporter:
         self.task_id = self.progress.add_task("train", total=1.0, step=step, loss=float("nan"), chars_per_s=0.0)
 
     def step(self, step, fraction_done, metrics):
-        from textgen.evaluation import bits_per_char
+        from textgen.metrics import bits_per_char
 
         loss = bits_per_char(metrics["loss"], self.chars_per_token) if self.per_char else metrics["loss"]
         self.progress.update(self.task_id, completed=fraction_done, step=step, loss=loss,
@@ -181,7 +181,7 @@ def print_models(models: dict[str, dict[str, Any]]) -> None:
 def print_memory(config: MemoryConfig, summaries: list[Summary], results: list[Result]) -> None:
     """The sequences each cell needed at each lag to beat the baseline and to solve the task
     (median, range over the seeds that did), its final skill, and the settings behind them."""
-    from textgen.memory import ADDING_TOLERANCE, BEATS_BASELINE, reach, skipped
+    from textgen.lab.memory import ADDING_TOLERANCE, BEATS_BASELINE, reach, skipped
 
     def thousands(count: int) -> str:
         return f"{count / 1000:g}k"

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgen.batches import LabelledBatches, StreamBatches
+from textgen.data.batches import LabelledBatches, StreamBatches
 from textgen.config import FinetuneConfig, TrainConfig
-from textgen.distributed import Distributed
-from textgen.evaluation import classifier_metrics, language_model_metrics
-from textgen.model import State, detach_state
-from textgen.precision import autocast
+from textgen.training.distributed import Distributed
+from textgen.training.validation import classifier_metrics, language_model_metrics
+from textgen.nn.model import State, detach_state
+from textgen.nn.precision import autocast
 
 
 class LanguageModelTask:

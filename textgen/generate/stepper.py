@@ -11,7 +11,7 @@ import warnings
 import torch
 
 from textgen.errors import TextgenError
-from textgen.model import LanguageModel, State, gate_rows, split_gates
+from textgen.nn.model import LanguageModel, State, gate_rows, split_gates
 
 
 class _Matmul:

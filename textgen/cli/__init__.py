@@ -18,10 +18,10 @@ from typing import Callable
 from rich.console import Console
 from rich.logging import RichHandler
 
-from textgen.arguments import build_parser, check_arguments, corpus_config, one_line, read_text_file
+from textgen.cli.grammar import build_parser, check_arguments, corpus_config, one_line, read_text_file
 from textgen.config import SampleConfig, typed_fields
 from textgen.errors import ConfigError, TextgenError
-from textgen.output import (LabellingProgress, RichReporter, print_classifier_metrics, print_completions, print_memory,
+from textgen.cli.render import (LabellingProgress, RichReporter, print_classifier_metrics, print_completions, print_memory,
                             print_models, print_predictions)
 
 log = logging.getLogger("textgen")
@@ -38,7 +38,7 @@ class ExitStatus(IntEnum):
 
 def train_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen train`: a language model (or classifier) from a corpus, into a run folder."""
-    from textgen.recipes import run
+    from textgen.recipes.train import run
 
     setup, result = run(vars(args), lambda chars_per_token: RichReporter(console, chars_per_token))
     run_dir = setup.run_dir
@@ -75,7 +75,7 @@ def show_next_steps(console: Console, task: str, run_dir: Path, corpus: str, fin
 def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen classify`: label texts, or score the classifier on a labelled corpus split."""
     from textgen.api import load
-    from textgen.evaluation import evaluate_classifier
+    from textgen.recipes.evaluate import evaluate_classifier
 
     output = Console(soft_wrap=True)
     if args.eval:
@@ -115,7 +115,7 @@ def classify_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
 def eval_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen eval`: bits per character and perplexity of a checkpoint on a corpus split."""
-    from textgen.evaluation import evaluate_language_model
+    from textgen.recipes.evaluate import evaluate_language_model
 
     if args.text is not None:
         return score_text_command(args)
@@ -131,7 +131,7 @@ def eval_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
 def score_text_command(args: argparse.Namespace) -> ExitStatus:
     """`textgen eval --text`: log-probability and bits per character of one text."""
-    from textgen.evaluation import score_text
+    from textgen.recipes.evaluate import score_text
 
     if args.corpus:
         raise ConfigError("--text and --corpus both give what to score; choose one")
@@ -262,7 +262,7 @@ def models_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
 def memory_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen memory`: the sequences each cell needs to bridge each lag of synthetic tasks."""
-    from textgen.memory import PROFILES, MemoryConfig, check_plot_path, plot, run_benchmark, summarize, to_json
+    from textgen.lab.memory import PROFILES, MemoryConfig, check_plot_path, plot, run_benchmark, summarize, to_json
 
     if args.quick and args.profile not in ("default", "quick"):
         raise ConfigError(f"--quick is --profile quick; drop one of --quick and --profile {args.profile}")
@@ -306,10 +306,10 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from textgen.corpus import load_corpus
-    from textgen.inspection import (EXCERPT_CHARS, check_unit, corpus_rows, find_units, found_unit,
+    from textgen.data.corpus import load_corpus
+    from textgen.lab.inspection import (EXCERPT_CHARS, check_unit, corpus_rows, find_units, found_unit,
                                     informative_unit, load_model, trace_text)
-    from textgen.views import html_page, page_title, render_prediction, render_unit, score_json, trace_json
+    from textgen.lab.views import html_page, page_title, render_prediction, render_unit, score_json, trace_json
 
     if args.text is not None and args.file is not None:
         raise ConfigError("--text and --file both give the text to inspect; choose one")
@@ -402,7 +402,7 @@ def inspect_command(args: argparse.Namespace, console: Console) -> ExitStatus:
 
 def plot_command(args: argparse.Namespace, console: Console) -> ExitStatus:
     """`textgen plot`: training and validation loss of runs against step and wall time, as a PNG."""
-    from textgen.plots import plot_runs
+    from textgen.training.plots import plot_runs
 
     out = plot_runs(args.runs, args.out)
     log.info("wrote %s", out)

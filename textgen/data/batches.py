@@ -18,12 +18,12 @@ import pyarrow.compute as pc
 import torch
 
 from textgen.errors import CorpusError, TrainingError
-from textgen.tokenizer import Tokenizer
+from textgen.data.tokenizer import Tokenizer
 
 if TYPE_CHECKING:  # corpus pulls in `datasets`, which `textgen sample` and `classify TEXT` never need
     import datasets
 
-    from textgen.corpus import Corpus
+    from textgen.data.corpus import Corpus
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def token_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str
     path = cache / f"{key}.{dtype.name}"
     if not path.exists():
         if tokenizer.kind == "char":
-            from textgen.corpus import split_texts
+            from textgen.data.corpus import split_texts
 
             # characters encode faster than datasets can map, and need no second copy on disk
             pieces = (tokenizer.encode_counting_unknown(text)[0] for text in split_texts(corpus, split, _CHUNK_ROWS))
@@ -99,7 +99,7 @@ def label_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str
 
 def _count_stream_tokens(rows: dict, tokenizer: Tokenizer, text_column: str, line_rows: bool) -> dict:
     """A `datasets.map` function: how many tokens each row adds to the language-modelling stream."""
-    from textgen.corpus import stream_rows
+    from textgen.data.corpus import stream_rows
 
     texts = stream_rows(rows[text_column], line_rows)
     if tokenizer.kind == "char":  # one token per character
@@ -109,7 +109,7 @@ def _count_stream_tokens(rows: dict, tokenizer: Tokenizer, text_column: str, lin
 
 def _encode_stream_rows(rows: dict, tokenizer: Tokenizer, text_column: str, line_rows: bool) -> dict:
     """A `datasets.map` function: the ids of each row as the language-modelling stream has it."""
-    from textgen.corpus import stream_rows
+    from textgen.data.corpus import stream_rows
 
     return {"ids": tokenizer.encode_batch(stream_rows(rows[text_column], line_rows))}
 

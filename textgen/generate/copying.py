@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from textgen.config import DataConfig, from_dict
-from textgen.corpus import language_model_split, load_corpus, split_texts
+from textgen.data.corpus import language_model_split, load_corpus, split_texts
 from textgen.errors import ConfigError
 
 # spans at least this long count as copied: shorter ones are common phrases any writer repeats

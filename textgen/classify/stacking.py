@@ -18,14 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from textgen.checkpoint import save_checkpoint
-from textgen.classify import ngram_logits, predict, text_buckets
+from textgen.nn.checkpoint import save_checkpoint
+from textgen.classify.predict import ngram_logits, predict, text_buckets
 from textgen.config import FEATURES, ClassifierConfig, DataConfig, to_dict
-from textgen.corpus import load_corpus
-from textgen.evaluation import expected_calibration_error, match_labels
-from textgen.model import Classifier, lead
-from textgen.ngrams import pack_bags
-from textgen.tokenizer import Tokenizer
+from textgen.data.corpus import load_corpus
+from textgen.metrics import expected_calibration_error, match_labels
+from textgen.nn.model import Classifier, lead
+from textgen.data.ngrams import pack_bags
+from textgen.data.tokenizer import Tokenizer
 
 log = logging.getLogger("textgen")
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from textgen.model import gate_rows, split_gates
+from textgen.nn.model import gate_rows, split_gates
 
 LSTM_GATES = ("input", "forget", "candidate", "cell", "output", "hidden")
 GRU_GATES = ("reset", "update", "candidate", "hidden")

@@ -18,20 +18,20 @@ from typing import Any
 
 import torch
 
-from textgen.batches import LabelledBatches, StreamBatches, encode_labelled, label_array, token_array
-from textgen.checkpoint import bundled_models, load_model
+from textgen.data.batches import LabelledBatches, StreamBatches, encode_labelled, label_array, token_array
+from textgen.nn.checkpoint import bundled_models, load_model
 from textgen.config import (AUTO_COMPACT_BELOW, LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig,
                             ModelConfig, TrainConfig, flag_of, from_dict, to_dict, typed_fields)
-from textgen.corpus import Corpus, count_chars, language_model_split, load_corpus, local_text_bytes, split_texts
-from textgen.distributed import Distributed
+from textgen.data.corpus import Corpus, count_chars, language_model_split, load_corpus, local_text_bytes, split_texts
+from textgen.training.distributed import Distributed
 from textgen.errors import ConfigError
-from textgen.model import (Classifier, LanguageModel, check_memory, count_parameters, grow_vocabulary,
+from textgen.nn.model import (Classifier, LanguageModel, check_memory, count_parameters, grow_vocabulary,
                            resolve_device, training_bytes)
-from textgen.precision import resolve_precision
-from textgen.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, tokenizer_from_data
-from textgen.stacking import stack_ngrams
-from textgen.tasks import ClassificationTask, LanguageModelTask
-from textgen.trainer import Reporter, RunResult, check_resumable, check_run_folder, fit, resume_checkpoint
+from textgen.nn.precision import resolve_precision
+from textgen.data.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, tokenizer_from_data
+from textgen.classify.stacking import stack_ngrams
+from textgen.training.tasks import ClassificationTask, LanguageModelTask
+from textgen.training.trainer import Reporter, RunResult, check_resumable, check_run_folder, fit, resume_checkpoint
 
 log = logging.getLogger("textgen")
 

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from textgen.cells import gate_names, trace_layers
-from textgen.checkpoint import load_checkpoint, load_classifier, load_language_model
-from textgen.corpus import Corpus, split_texts
+from textgen.lab.cells import gate_names, trace_layers
+from textgen.nn.checkpoint import load_checkpoint, load_classifier, load_language_model
+from textgen.data.corpus import Corpus, split_texts
 from textgen.errors import TextgenError
-from textgen.model import GATE_COUNT, Classifier, LanguageModel, check_memory
-from textgen.tokenizer import Tokenizer
+from textgen.nn.model import GATE_COUNT, Classifier, LanguageModel, check_memory
+from textgen.data.tokenizer import Tokenizer
 
 FEATURES = {
     "quote": "inside double quotes",

@@ -14,7 +14,7 @@ import numpy as np
 from rich.text import Text
 
 from textgen.errors import TextgenError
-from textgen.inspection import FEATURES, Trace, Unit, UnitScore
+from textgen.lab.inspection import FEATURES, Trace, Unit, UnitScore
 
 PAGE_VALUES = 25_000_000  # values one HTML page may hold (1.4 bytes each)
 

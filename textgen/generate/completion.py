@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from textgen.errors import TextgenError
-from textgen.model import LanguageModel, State, select_state
-from textgen.sampling import encode_text, label_ids, prime
-from textgen.stepper import Stepper
-from textgen.tokenizer import Tokenizer
+from textgen.nn.model import LanguageModel, State, select_state
+from textgen.generate.sampling import encode_text, label_ids, prime
+from textgen.generate.stepper import Stepper
+from textgen.data.tokenizer import Tokenizer
 
 
 @dataclass

@@ -25,11 +25,11 @@ from typing import Any, Iterator, Protocol
 import torch
 from torch import nn
 
-from textgen.checkpoint import check_schema, load_checkpoint, save_checkpoint
+from textgen.nn.checkpoint import check_schema, load_checkpoint, save_checkpoint
 from textgen.config import TrainConfig
-from textgen.distributed import Distributed
+from textgen.training.distributed import Distributed
 from textgen.errors import CheckpointError, ConfigError, TrainingError
-from textgen.precision import precision_context
+from textgen.nn.precision import precision_context
 
 log = logging.getLogger("textgen")
 

@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from textgen.batches import LabelledBatches, cut_to
+from textgen.data.batches import LabelledBatches, cut_to
 from textgen.errors import ConfigError, TextgenError
 from textgen.config import FEATURES, ClassifierConfig
-from textgen.model import Classifier, lead
-from textgen.ngrams import ngram_buckets, pack_bags
-from textgen.precision import autocast
-from textgen.tokenizer import Tokenizer
+from textgen.nn.model import Classifier, lead
+from textgen.data.ngrams import ngram_buckets, pack_bags
+from textgen.nn.precision import autocast
+from textgen.data.tokenizer import Tokenizer
 
 # Told how many more texts are done (a fraction when texts are read in independent chunks).
 Progress = Callable[[float], None]

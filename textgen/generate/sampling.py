@@ -24,10 +24,10 @@ import torch
 
 from textgen.config import SampleConfig
 from textgen.errors import TextgenError
-from textgen.model import LanguageModel, State, check_memory, select_state
-from textgen.processors import NEG_INF, Processor, SuppressTokens, apply_processors, build_processors
-from textgen.stepper import Stepper
-from textgen.tokenizer import Tokenizer
+from textgen.nn.model import LanguageModel, State, check_memory, select_state
+from textgen.generate.processors import NEG_INF, Processor, SuppressTokens, apply_processors, build_processors
+from textgen.generate.stepper import Stepper
+from textgen.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Look inside and measure: the cells' equations, unit traces and pages, the memory benchmark."""

@@ -1,0 +1,1 @@
+"""The recurrent models, their precision, and how checkpoints store and rebuild them."""

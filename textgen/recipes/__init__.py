@@ -1,0 +1,1 @@
+"""One workflow per module, composed from the packages before it: run(request, reporter) -> result."""

@@ -1,0 +1,107 @@
+"""Scoring a model on data: bits per character of a language model over a corpus split or one text;
+accuracy, macro-F1, the confusion matrix and calibration of a classifier over a labelled split."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from textgen.classify.predict import Progress, predict
+from textgen.config import DataConfig
+from textgen.data.batches import StreamBatches, label_array, token_array
+from textgen.data.corpus import count_chars, load_corpus
+from textgen.data.tokenizer import Tokenizer
+from textgen.errors import ConfigError, TextgenError
+from textgen.generate.scoring import score
+from textgen.metrics import classification_metrics, expected_calibration_error, match_labels
+from textgen.nn.checkpoint import load_classifier, load_language_model
+from textgen.nn.model import Classifier, LanguageModel, resolve_device
+from textgen.nn.precision import resolve_precision
+from textgen.training.validation import language_model_metrics
+
+log = logging.getLogger("textgen")
+
+
+def _device(device: str | torch.device) -> torch.device:
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
+def evaluate_language_model(model: str | LanguageModel, data: DataConfig, split: str = "test",
+                            device: str | torch.device = "auto", batch_size: int = 16, seq_len: int = 256,
+                            tokenizer: Tokenizer | None = None) -> dict:
+    """Bits per character, perplexity and loss (nats per token) of language model `model` (run
+    folder, .pt or bundled name; or a loaded model with its `tokenizer`) on `split` of the corpus
+    `data` names, with its token count."""
+    torch_device = _device(device)
+    language_model = model
+    if tokenizer is None:
+        language_model, tokenizer, _ = load_language_model(model, torch_device)
+    config = language_model.config
+    corpus = load_corpus(data, task="lm", condition=config.condition if config.label_names else None)
+    if split not in corpus.splits:
+        raise TextgenError(f"--split {split} is not in {corpus.name}; it has: {', '.join(corpus.splits)}")
+    tokens = token_array(corpus, split, tokenizer)
+    labels = None
+    if config.label_names:
+        if list(corpus.label_names) != list(config.label_names):
+            raise TextgenError(f"{corpus.name}'s labels ({', '.join(corpus.label_names)}) are not the model's "
+                               f"({', '.join(config.label_names)}); score it on a corpus with the same labels")
+        labels = label_array(corpus, split, tokenizer)
+    seq_len = max(1, min(seq_len, len(tokens) - 1))
+    streams = StreamBatches(tokens, max(1, min(batch_size, (len(tokens) - 1) // seq_len)), seq_len, labels=labels)
+    chars_per_token = count_chars(corpus, split) / len(tokens)
+    metrics = language_model_metrics(language_model, streams, chars_per_token, torch_device)
+    result = {"corpus": corpus.name, "split": split, "loss": metrics["val_loss"],
+              "bits_per_char": metrics["bits_per_char"], "perplexity": metrics["perplexity"],
+              "tokens": int(metrics["val_tokens"])}
+    if labels is not None:
+        # what the label tells the model: the same text scored with each row's true label
+        labelled = language_model_metrics(language_model, streams, chars_per_token, torch_device, with_labels=True)
+        result["bits_per_char_with_label"] = labelled["bits_per_char"]
+    return result
+
+
+def score_text(model: str, text: str, device: str | torch.device = "auto") -> dict:
+    """`score` of `text` under language model `model` (run folder, .pt or bundled name)."""
+    torch_device = _device(device)
+    language_model, tokenizer, _ = load_language_model(model, torch_device)
+    return score(language_model, tokenizer, text, torch_device)
+
+
+def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = "validation",
+                        device: str | torch.device = "auto", batch_size: int = 64, tokenizer: Tokenizer | None = None,
+                        max_len: int | None = None, long_text: str | None = None, features: str | None = None,
+                        precision: str = "fp32", progress: Callable[[int], Progress] | None = None) -> dict:
+    """Accuracy, macro-F1, the confusion matrix and the expected calibration error (15 bins) of
+    classifier `model` (run folder, .pt or bundled name, read with `max_len`, `long_text` and
+    `features` as `checkpoint.load_model` says; or a loaded classifier with its `tokenizer`) on
+    labelled `split` of the corpus `data` names, and how many texts it labelled per second.
+    `precision` (fp32, bf16, auto) is the encoder's arithmetic.
+    `progress`, given the number of texts, returns what to tell as they are labelled."""
+    torch_device = _device(device)
+    if tokenizer is None:
+        model, tokenizer, _ = load_classifier(model, torch_device, max_len, long_text, features)
+    names = list(model.config.label_names)
+    corpus = load_corpus(data, task="classify", evaluate=split)
+    if split not in corpus.splits:
+        raise ConfigError(f"--split {split} is not in {corpus.name}, or has no labels; it has: "
+                          f"{', '.join(corpus.splits)}")
+    to_classifier, note = match_labels(list(corpus.label_names), names)
+    if note:
+        log.info("%s", note)
+    rows = corpus.splits[split]
+    texts = list(rows[corpus.text_column])
+    started = time.perf_counter()
+    probabilities = predict(model, tokenizer, texts, torch_device, batch_size,
+                            precision=resolve_precision(precision, torch_device),
+                            progress=progress(len(texts)) if progress else None)
+    seconds = time.perf_counter() - started
+    labels = to_classifier[np.asarray(rows[corpus.label_column])]
+    return {"corpus": corpus.name, "split": split, "features": model.config.features,
+            **classification_metrics(labels, probabilities.argmax(1), names),
+            "ece": expected_calibration_error(probabilities, labels), "seconds": round(seconds, 3),
+            "texts_per_second": round(len(texts) / max(seconds, 1e-9), 1)}

@@ -1,0 +1,1 @@
+"""The training loop: tasks, the trainer, processes under torchrun, and training curves."""
