@@ -22,7 +22,7 @@ ALLOWED = {
     "recipes": BUILDING_BLOCKS | {"training", "generate", "classify", "lab"},
     "api": BUILDING_BLOCKS | {"generate", "classify", "recipes"},
     "serve": BUILDING_BLOCKS | {"generate", "classify", "lab", "recipes", "api"},
-    "cli": {"recipes", "api", "serve", "lab"},  # until inspect and memory have recipes
+    "cli": {"recipes", "api", "serve", "lab", "data", "training"},  # until every command has its recipe
 }
 
 
@@ -37,7 +37,8 @@ def textgen_imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("textgen"):
             parts = node.module.split(".")
-            names.update([parts[1]] if len(parts) > 1 else [alias.name for alias in node.names])
+            names.update([parts[1]] if len(parts) > 1 else [alias.name if (PACKAGE / alias.name).exists() or
+                          (PACKAGE / f"{alias.name}.py").exists() else "__init__" for alias in node.names])
         elif isinstance(node, ast.Import):
             names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("textgen."))
     return names
