@@ -148,7 +148,7 @@ def hand_made(trained, tmp_path, change):
 @pytest.mark.parametrize("change, message", [
     (lambda p: p.pop("model"), "model is missing"),
     (lambda p: p.update(tokenizer="chars"), "tokenizer is str, not a dict"),
-    (lambda p: p["model_config"].update(hidden_size=10 ** 9), "hidden_size 1000000000 is not a whole number"),
+    (lambda p: p["model_config"].update(hidden_size=10 ** 9), "--hidden must be a whole number from 1 to 16,384, got 1000000000"),
     (lambda p: p["model_config"].update(hidden_size="64"), "do not read back"),
     (lambda p: p["model_config"].update(cell="transformer"), "do not read back"),
     (lambda p: p["model"].update({"output.bias": p["model"]["output.bias"][:3]}), "do not fit its config"),

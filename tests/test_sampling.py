@@ -115,9 +115,9 @@ def test_build_processors_makes_one_processor_per_control_set_and_none_by_defaul
 @pytest.mark.parametrize("options, message", [
     (dict(top_p=0.0), "--top-p must be in (0, 1], got 0.0"),
     (dict(typical_p=1.5), "--typical-p must be in (0, 1], got 1.5"),
-    (dict(min_p=1.0), "--min-p must be in [0, 1.0), got 1.0"),
-    (dict(top_k=0), "--top-k must be positive, got 0"),
-    (dict(length=0), "--length must be positive, got 0"),
+    (dict(min_p=1.0), "--min-p must be in [0, 1), got 1.0"),
+    (dict(top_k=0), "--top-k must be a whole number from 1 to 1,048,576, got 0"),
+    (dict(length=0), "--length must be a whole number from 1 to 10,000,000, got 0"),
     (dict(beams=3, num_samples=2), "--beams 3 returns the single most likely text, so it cannot make "
                                    "--num-samples 2; choose one"),
     (dict(beams=3, top_k=5, temperature=0.5), "--beams searches for the most likely text and takes no "

@@ -15,9 +15,16 @@ from typing import Any
 from textgen.errors import ConfigError
 
 
-def option(default: Any, help: str, flag: str | None = None, choices: tuple | None = None) -> Any:
-    """A dataclass field with its CLI help text, optional flag name and allowed values."""
-    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+def option(default: Any, help: str, flag: str | None = None, choices: tuple | None = None, *,
+           low: float | None = None, high: float | None = None, above: float | None = None,
+           below: float | None = None, positional: bool = False) -> Any:
+    """A dataclass field with its one-line help, its flag (default: --field-name), and the values it
+    takes: `choices`, or bounds (`low`/`high` inclusive, `above`/`below` exclusive; for a tuple,
+    each item's). `check_fields` enforces them and the command line's grammar is built from them,
+    so a range is written once, here."""
+    meta = {"help": help, "flag": flag, "choices": choices, "low": low, "high": high, "above": above,
+            "below": below, "positional": positional}
+    return field(default=default, metadata=meta)
 
 
 def flag_of(config_class: type, name: str) -> str:
@@ -26,26 +33,84 @@ def flag_of(config_class: type, name: str) -> str:
     return meta.get("flag") or "--" + name.replace("_", "-")
 
 
-def _check_choice(config: Any, name: str) -> None:
-    meta = {f.name: f.metadata for f in dataclasses.fields(config)}[name]
-    value = getattr(config, name)
-    if meta.get("choices") and value not in meta["choices"]:
-        allowed = ", ".join(map(str, meta["choices"]))
-        raise ConfigError(f"{flag_of(type(config), name)} {value!r} is not one of: {allowed}")
+def field_kind(spec: dataclasses.Field) -> tuple[str, bool, bool]:
+    """A field's item type (int, float, str, bool), whether it may be None, and whether it is a tuple."""
+    text = str(spec.type).replace(" ", "")
+    optional = text.endswith("|None")
+    text = text.removesuffix("|None")
+    if text.startswith("tuple["):
+        return text[len("tuple["):].split(",")[0].rstrip("]"), optional, True
+    return text, optional, False
 
 
-def _check_positive(config: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"{flag_of(type(config), name)} must be positive, got {value}")
+_NOUNS = {"int": "a whole number", "float": "a number", "str": "a text", "bool": "true or false"}
 
 
-def _check_fraction(config: Any, *names: str, upper: float = 1.0) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not 0.0 <= value < upper:
-            raise ConfigError(f"{flag_of(type(config), name)} must be in [0, {upper}), got {value}")
+def _bounds(base: str, meta: dict) -> str:
+    """What a field's bounds allow, in words: 'a whole number from 1 to 64', 'in (0, 1]', 'above 0'."""
+    low, high, above, below = (meta.get(key) for key in ("low", "high", "above", "below"))
+    if base == "int":
+        if low is not None and high is not None:
+            return f"a whole number from {low:,} to {high:,}"
+        return f"a whole number of at least {low:,}" if low is not None else f"a whole number of at most {high:,}"
+    start = above if above is not None else low
+    end = below if below is not None else high
+    if start is not None and end is not None:
+        return f"in {'(' if above is not None else '['}{start:g}, {end:g}{')' if below is not None else ']'}"
+    if start is not None:
+        return f"above {start:g}" if above is not None else f"{start:g} or more"
+    return f"below {end:g}" if below is not None else f"at most {end:g}"
+
+
+def _check_item(flag: str, base: str, meta: dict, value: Any) -> Any:
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{flag} must be true or false, got {value!r}")
+        return value
+    if base == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{flag} must be a text, got {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or (base == "int" and not isinstance(value, int)):
+        raise ConfigError(f"{flag} must be {_NOUNS[base]}, got {value!r}")
+    elif base == "float":
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, got {value}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{flag} {value!r} is not one of: {', '.join(map(str, choices))}")
+    low, high, above, below = (meta.get(key) for key in ("low", "high", "above", "below"))
+    if ((low is not None and value < low) or (high is not None and value > high)
+            or (above is not None and value <= above) or (below is not None and value >= below)):
+        raise ConfigError(f"{flag} must be {_bounds(base, meta)}, got {value}")
+    return value
+
+
+def check_value(owner: type, name: str, value: Any) -> Any:
+    """`value` for field `name` of dataclass `owner`, checked against the field's type, choices and
+    bounds (a list becomes a tuple, one text a one-item tuple); a `ConfigError` naming the flag if
+    it does not fit. The one check behind flags, keyword arguments and JSON fields alike."""
+    spec = {f.name: f for f in dataclasses.fields(owner)}[name]
+    flag = flag_of(owner, name)
+    base, optional, sequence = field_kind(spec)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{flag} needs a value ({_NOUNS[base]}); it cannot be None")
+    if not sequence:
+        return _check_item(flag, base, spec.metadata, value)
+    if isinstance(value, str) and base == "str":
+        value = (value,)  # stop="\n\n" is one stop text, not two
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{flag} takes a list of items ({_NOUNS[base]} each), got {value!r}")
+    return tuple(_check_item(flag, base, spec.metadata, item) for item in value)
+
+
+def check_fields(config: Any) -> None:
+    """Check every field of a dataclass instance with `check_value`, normalising it in place."""
+    for spec in dataclasses.fields(config):
+        if spec.metadata.get("help") is not None:
+            setattr(config, spec.name, check_value(type(config), spec.name, getattr(config, spec.name)))
 
 
 def to_dict(config: Any) -> dict:
@@ -76,6 +141,15 @@ def parse_duration(text: str, flag: str = "--time-budget") -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
+SEED_MAX = 2**32 - 1
+STEPS_MAX = 10**9
+WIDTH_MAX = 1 << 14  # units or embedding width: textgen's largest preset has 1024
+BATCH_MAX = 1 << 16
+WINDOW_MAX = 1_000_000  # tokens per window, text or chunk
+# ceilings far above any useful value: they keep a typo from asking for terabytes or running for days
+FRACTION = dict(low=0.0, below=1.0)  # dropout-like: a share that must leave something
+
+
 @dataclass
 class DataConfig:
     """Where the text comes from and how it becomes tokens."""
@@ -86,17 +160,17 @@ class DataConfig:
     label_column: str | None = option(None, "column holding the label for classification (default: 'label')")
     encoding: str = option("utf-8", "text encoding of local files")
     tokenizer: str = option("char", "per-character or SentencePiece subword tokens", choices=("char", "sentencepiece"))
-    vocab_size: int = option(2000, "SentencePiece vocabulary size (char vocabularies come from the data)")
+    vocab_size: int = option(2000, "SentencePiece vocabulary size (char vocabularies come from the data)",
+                             low=1, high=1 << 20)
     sentencepiece_model: str = option("unigram", "SentencePiece algorithm", choices=("unigram", "bpe"))
-    num_proc: int = option(1, "worker processes for SentencePiece encoding")
-    split_seed: int = option(0, "seed for carving a validation split where a corpus has none")
+    num_proc: int = option(1, "worker processes for SentencePiece encoding", low=1, high=256)
+    split_seed: int = option(0, "seed for carving a validation split where a corpus has none", low=0,
+                            high=SEED_MAX)
     lm_splits: str = option("train", "splits whose text trains a language model, comma-separated (labels "
                                      "ignored), e.g. train,unsupervised for imdb")
 
     def __post_init__(self) -> None:
-        _check_choice(self, "tokenizer")
-        _check_choice(self, "sentencepiece_model")
-        _check_positive(self, "vocab_size", "num_proc")
+        check_fields(self)
         if not self.corpus:
             raise ConfigError("--corpus is empty; name a corpus (e.g. tiny_shakespeare), a Hub id or a path")
 
@@ -107,28 +181,27 @@ class ModelConfig:
 
     cell: str = option("lstm", "recurrent cell (rnn: a plain tanh network, the baseline without gates)",
                        choices=("lstm", "gru", "rnn"))
-    num_layers: int = option(2, "stacked recurrent layers", flag="--layers")
-    hidden_size: int = option(512, "units per recurrent layer", flag="--hidden")
-    embed_size: int = option(512, "token embedding width", flag="--embed")
-    dropout: float = option(0.1, "dropout between recurrent layers")
-    embed_dropout: float = option(0.0, "dropout on token embeddings")
-    output_dropout: float = option(0.1, "dropout before the output layer")
+    num_layers: int = option(2, "stacked recurrent layers", flag="--layers", low=1, high=64)
+    hidden_size: int = option(512, "units per recurrent layer", flag="--hidden", low=1, high=WIDTH_MAX)
+    embed_size: int = option(512, "token embedding width", flag="--embed", low=1, high=WIDTH_MAX)
+    dropout: float = option(0.1, "dropout between recurrent layers", **FRACTION)
+    embed_dropout: float = option(0.0, "dropout on token embeddings", **FRACTION)
+    output_dropout: float = option(0.1, "dropout before the output layer", **FRACTION)
     tie_weights: bool = option(True, "share input embedding and output weights where the widths allow (an LSTM projects down to fit)")
-    vocab_size: int = option(0, "token count; read from the tokenizer, never typed")
+    vocab_size: int = option(0, "token count; read from the tokenizer, never typed", low=0, high=1 << 20)
     condition: str | None = option(None, "learn this label column of the corpus (e.g. label) as context fed "
                                          "with every token, so that `textgen sample --label` steers the text")
     label_embed_size: int = option(16, "width of the label embedding that --condition feeds with every token",
-                                   flag="--label-embed")
+                                   flag="--label-embed",
+                                   low=1, high=WIDTH_MAX)
     label_dropout: float = option(0.2, "with --condition, withhold the label from this fraction of the rows of "
-                                       "each training window, so the model also writes (and scores) text without one")
+                                       "each training window, so the model also writes (and scores) text without one",
+                                   **FRACTION)
     label_names: tuple[str, ...] = option((), "the --condition labels, index + 1 = label id (0: no label); "
                                               "read from the data, never typed")
 
     def __post_init__(self) -> None:
-        _check_choice(self, "cell")
-        _check_positive(self, "num_layers", "hidden_size", "embed_size", "label_embed_size")
-        _check_fraction(self, "dropout", "embed_dropout", "output_dropout", "label_dropout")
-        self.label_names = tuple(self.label_names)
+        check_fields(self)
         if self.condition == "":
             raise ConfigError("--condition is empty; name the label column to learn as context, e.g. label")
 
@@ -145,31 +218,26 @@ class TrainConfig:
     resume: bool = option(False, "continue the run in --out from its last.pt")
     overwrite: bool = option(False, "start again in an --out that holds a run (its files are replaced once the "
                                     "new run's first checkpoint is written)")
-    batch_size: int = option(64, "sequences per batch (per process under DDP)")
-    seq_len: int = option(128, "tokens per truncated-backprop window")
-    lr: float = option(2e-3, "peak learning rate (AdamW)")
-    weight_decay: float = option(0.01, "AdamW weight decay")
-    warmup_steps: int = option(100, "linear warm-up steps before cosine decay")
-    min_lr_ratio: float = option(0.1, "final learning rate as a fraction of --lr")
-    grad_clip: float = option(1.0, "clip the gradient norm to this (0 disables)")
-    max_steps: int | None = option(None, "stop after this many optimizer steps")
+    batch_size: int = option(64, "sequences per batch (per process under DDP)", low=1, high=BATCH_MAX)
+    seq_len: int = option(128, "tokens per truncated-backprop window", low=1, high=WINDOW_MAX)
+    lr: float = option(2e-3, "peak learning rate (AdamW)", above=0.0)
+    weight_decay: float = option(0.01, "AdamW weight decay", low=0.0)
+    warmup_steps: int = option(100, "linear warm-up steps before cosine decay", low=0, high=STEPS_MAX)
+    min_lr_ratio: float = option(0.1, "final learning rate as a fraction of --lr", low=0.0, high=1.0)
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0 disables)", low=0.0)
+    max_steps: int | None = option(None, "stop after this many optimizer steps", low=1, high=STEPS_MAX)
     time_budget: str | None = option(None, "stop cleanly after this long, e.g. 10m (the schedule fits it)")
-    eval_interval: int = option(500, "evaluate on the validation split every N steps")
-    eval_tokens: int | None = option(None, "tokens of the validation split per evaluation (default: all)")
-    checkpoint_interval: int = option(500, "write last.pt every N steps")
-    log_interval: int = option(10, "append to metrics.jsonl every N steps")
-    seed: int = option(0, "seed for weights, dropout and data order")
+    eval_interval: int = option(500, "evaluate on the validation split every N steps", low=1, high=STEPS_MAX)
+    eval_tokens: int | None = option(None, "tokens of the validation split per evaluation (default: all)",
+                                     low=1, high=10**12)
+    checkpoint_interval: int = option(500, "write last.pt every N steps", low=1, high=STEPS_MAX)
+    log_interval: int = option(10, "append to metrics.jsonl every N steps", low=1, high=STEPS_MAX)
+    seed: int = option(0, "seed for weights, dropout and data order", low=0, high=SEED_MAX)
     precision: str = option("auto", "compute precision", choices=("auto", "fp32", "bf16", "fp16"))
     device: str = option("auto", "where to train", choices=("auto", "cpu", "cuda", "mps"))
 
     def __post_init__(self) -> None:
-        for name in ("task", "preset", "precision", "device"):
-            _check_choice(self, name)
-        _check_positive(self, "batch_size", "seq_len", "lr", "eval_interval", "checkpoint_interval",
-                        "log_interval", "max_steps", "eval_tokens")
-        _check_fraction(self, "min_lr_ratio", upper=1.0000001)
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("--warmup-steps, --weight-decay and --grad-clip cannot be negative")
+        check_fields(self)
         if self.time_budget is not None and not self.time_budget_seconds > 0:  # also validates the text
             raise ConfigError(f"--time-budget {self.time_budget} must be longer than 0; write it like 90s or 10m")
         if self.resume and not self.out:
@@ -217,50 +285,44 @@ LM_FINETUNE: dict[str, dict[str, Any]] = {
 class SampleConfig:
     """Text generation: length, decoding controls, stops, batch of samples, seed."""
 
-    length: int = option(500, "characters to generate per sample")
+    length: int = option(500, "characters to generate per sample", low=1, high=10_000_000)
     temperature: float = option(1.0, "divide the logits by this; <= 0 means greedy (the most likely token)")
-    top_k: int | None = option(None, "sample only from the k most likely tokens")
-    top_p: float = option(1.0, "nucleus: sample from the smallest set of tokens holding this much probability")
-    min_p: float = option(0.0, "drop tokens less likely than this fraction of the most likely one")
-    typical_p: float = option(1.0, "sample from the most typical tokens holding this much probability")
-    repetition_penalty: float = option(1.0, "divide positive (multiply negative) logits of recent tokens by this")
-    repetition_window: int = option(64, "how many recent tokens --repetition-penalty looks at")
-    no_repeat_ngram: int = option(0, "never repeat an n-gram of this many tokens (0: off)")
-    beams: int = option(1, "beam search with this many beams (1: sample)")
+    top_k: int | None = option(None, "sample only from the k most likely tokens", low=1, high=1 << 20)
+    top_p: float = option(1.0, "nucleus: sample from the smallest set of tokens holding this much probability",
+                          above=0.0, high=1.0)
+    min_p: float = option(0.0, "drop tokens less likely than this fraction of the most likely one", **FRACTION)
+    typical_p: float = option(1.0, "sample from the most typical tokens holding this much probability", above=0.0,
+                              high=1.0)
+    repetition_penalty: float = option(1.0, "divide positive (multiply negative) logits of recent tokens by this",
+                                       above=0.0)
+    repetition_window: int = option(64, "how many recent tokens --repetition-penalty looks at", low=1,
+                                    high=WINDOW_MAX)
+    no_repeat_ngram: int = option(0, "never repeat an n-gram of this many tokens (0: off)", low=0, high=1000)
+    beams: int = option(1, "beam search with this many beams (1: sample)", low=1, high=64)
     length_penalty: float = option(1.0, "beam score is log-probability / tokens ** this")
     stop: tuple[str, ...] = option((), "end a sample where this text appears (repeatable)")
     label: tuple[str, ...] = option((), "generate under this label, for a model trained with --condition "
                                         "(repeatable or comma-separated: one label per sample in turn)")
     guidance: float = option(0.0, "with --label: move each step's log-probabilities away from the unlabelled "
-                                  "ones by this multiple of their difference (classifier-free guidance; 0: off)")
-    num_samples: int = option(1, "samples generated together as one batch (at least one per --label)")
-    seed: int | None = option(None, "seed for exact reproducibility (unset: random); sample i uses seed + i")
+                                  "ones by this multiple of their difference (classifier-free guidance; 0: off)",
+                             low=0.0)
+    num_samples: int = option(1, "samples generated together as one batch (at least one per --label)", low=1,
+                              high=1000)
+    seed: int | None = option(None, "seed for exact reproducibility (unset: random); sample i uses seed + i",
+                              low=0, high=SEED_MAX)
     device: str = option("auto", "where to generate", choices=("auto", "cpu", "cuda", "mps"))
     quantize: str = option("none", "int8: 8-bit weights for faster steps on a CPU (texts differ slightly "
                            "from full precision, and a batch's rows no longer match single runs)",
                            choices=("none", "int8"))
 
     def __post_init__(self) -> None:
-        _check_choice(self, "device")
-        _check_choice(self, "quantize")
-        _check_positive(self, "length", "top_k", "repetition_penalty", "repetition_window", "beams",
-                        "num_samples")
-        for name in ("top_p", "typical_p"):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ConfigError(f"{flag_of(SampleConfig, name)} must be in (0, 1], got {getattr(self, name)}")
-        _check_fraction(self, "min_p")
-        if self.no_repeat_ngram < 0:
-            raise ConfigError(f"--no-repeat-ngram must be 0 (off) or positive, got {self.no_repeat_ngram}")
-        self.stop = tuple(self.stop)
+        check_fields(self)
         if "" in self.stop:
             raise ConfigError("--stop '' would stop before the first character; give a non-empty text")
-        labels = (self.label,) if isinstance(self.label, str) else self.label  # label="pos" from Python
-        self.label = tuple(name.strip() for names in labels for name in names.split(","))
+        self.label = tuple(name.strip() for names in self.label for name in names.split(","))
         if "" in self.label:
             raise ConfigError("--label names an empty label; give label names such as pos or neg")
         self.num_samples = max(self.num_samples, len(self.label))
-        if self.guidance < 0 or not math.isfinite(self.guidance):
-            raise ConfigError(f"--guidance must be 0 (off) or positive, got {self.guidance}")
         if self.guidance and not self.label:
             raise ConfigError(f"--guidance {self.guidance} steers towards a --label; add --label or drop --guidance")
         if self.guidance and self.beams > 1:
@@ -302,11 +364,13 @@ class ClassifierConfig:
     """The classification head on a language model's encoder; saved in classifier checkpoints."""
 
     bidirectional: bool = option(False, "read texts both ways (from scratch only: a language model reads forwards)")
-    head_hidden: int = option(64, "units in the head's hidden layer")
-    head_dropout: float = option(0.3, "dropout before each layer of the head")
+    head_hidden: int = option(64, "units in the head's hidden layer", low=1, high=WIDTH_MAX)
+    head_dropout: float = option(0.3, "dropout before each layer of the head", **FRACTION)
     head_norm: bool = option(False, "batch-normalize the pooled features and the head's hidden layer (ULMFiT)")
-    token_dropout: float = option(0.0, "while training, drop this fraction of whole tokens from each text")
-    max_len: int = option(256, "tokens the encoder reads at once; longer texts follow --long-text")
+    token_dropout: float = option(0.0, "while training, drop this fraction of whole tokens from each text",
+                                  **FRACTION)
+    max_len: int = option(256, "tokens the encoder reads at once; longer texts follow --long-text", low=1,
+                          high=WINDOW_MAX)
     long_text: str = option("whole", "texts over --max-len: read the whole text in max-len chunks carrying "
                                       "the state (memory bounded by max-len; training backpropagates through "
                                       "the last chunk), keep the first max-len tokens (truncate) or the last "
@@ -318,39 +382,29 @@ class ClassifierConfig:
                                         "(fastText), or both, their logits mixed by the fitted n-gram weight",
                            choices=FEATURES)
     ngram_buckets: int = option(0, "rows of the hashed word n-gram table beside the encoder (0: none); with "
-                                   "--features ngram or both, e.g. 262144")
-    ngram_max: int = option(3, "longest word n-gram hashed (1: single words)")
+                                   "--features ngram or both, e.g. 262144", low=0, high=NGRAM_BUCKETS_LIMIT)
+    ngram_max: int = option(3, "longest word n-gram hashed (1: single words)", low=1, high=8)
     char_ngrams: int = option(0, "also hash each word's character 3- to N-grams beside its word n-grams "
-                                 "(fastText subwords; 0: none), e.g. 5")
+                                 "(fastText subwords; 0: none), e.g. 5", low=0, high=8)
     negation: bool = option(False, "mark the words after a negation (not, no, never, n't, ...) up to the next "
                                    "punctuation mark or 'but' as negated in the n-grams: \"not bad\" then says "
                                    "nothing of \"bad\" (Das and Chen 2001)")
     ngram_weight: float = option(0.5, "--features both: logits = (1 - w) * recurrent + w * n-grams; fitted on "
-                                      "validation, never typed")
+                                      "validation, never typed", low=0.0, high=1.0)
     temperatures: tuple[float, ...] = option((1.0, 1.0, 1.0), "the logits of each --features choice (recurrent, "
                                                               "ngram, both) are divided by its temperature before "
-                                                              "the softmax; fitted on validation, never typed")
+                                                              "the softmax; fitted on validation, never typed",
+                                             above=0.0)
     decisive_margin: float = option(0.0, "--features both: a text whose weighted n-gram logits lead by more than "
                                           "this is labelled by the n-grams alone, unread by the encoder (0: read "
                                           "every text); fitted on validation as the widest spread of the recurrent "
-                                          "part's weighted logits, never typed")
+                                          "part's weighted logits, never typed", low=0.0)
 
     def __post_init__(self) -> None:
-        _check_choice(self, "long_text")
-        _check_choice(self, "features")
-        _check_positive(self, "head_hidden", "max_len", "ngram_max")
+        check_fields(self)
         if self.char_ngrams and not 3 <= self.char_ngrams <= 8:
             raise ConfigError(f"--char-ngrams must be 0 (none) or from 3 to 8, got {self.char_ngrams}")
-        _check_fraction(self, "head_dropout")
-        _check_fraction(self, "token_dropout")
-        _check_fraction(self, "ngram_weight", upper=1.0000001)
-        if not self.decisive_margin >= 0:  # also refuses NaN
-            raise ConfigError(f"decisive_margin must be 0 or more, got {self.decisive_margin}")
-        self.label_names = tuple(self.label_names)
-        self.temperatures = tuple(float(t) for t in self.temperatures)
-        if not 0 <= self.ngram_buckets <= NGRAM_BUCKETS_LIMIT:
-            raise ConfigError(f"--ngram-buckets must be from 0 (none) to {NGRAM_BUCKETS_LIMIT}, got {self.ngram_buckets}")
-        if len(self.temperatures) != len(FEATURES) or not all(t > 0 for t in self.temperatures):
+        if len(self.temperatures) != len(FEATURES):
             raise ConfigError(f"temperatures must be {len(FEATURES)} positive numbers, got {self.temperatures}")
         if self.features != "recurrent" and not self.ngram_buckets:
             raise ConfigError(f"--features {self.features} needs hashed word n-grams, and this classifier has none; "
@@ -368,14 +422,16 @@ class FinetuneConfig:
 
     init_from: str | None = option(None, "language model (or classifier, to go on fine-tuning it) to start from: "
                                          "run folder, .pt or bundled name such as reviews (else from scratch)")
-    lm_finetune_steps: int = option(0, "first fine-tune the language model on the target texts this many steps")
-    unfreeze_every: int = option(1, "evaluations between unfreezing the next layer group, top down (0: all at once)")
-    layer_lr_decay: float = option(2.6, "discriminative learning rates: each lower layer group gets lr / this")
-    patience: int = option(3, "stop after this many evaluations without a better validation accuracy")
+    lm_finetune_steps: int = option(0, "first fine-tune the language model on the target texts this many steps",
+                                    low=0, high=STEPS_MAX)
+    unfreeze_every: int = option(1, "evaluations between unfreezing the next layer group, top down (0: all at once)",
+                                 low=0, high=10**6)
+    layer_lr_decay: float = option(2.6, "discriminative learning rates: each lower layer group gets lr / this",
+                                   above=0.0)
+    patience: int = option(3, "stop after this many evaluations without a better validation accuracy", low=1,
+                           high=10**6)
 
     def __post_init__(self) -> None:
-        _check_positive(self, "patience", "layer_lr_decay")
-        if self.lm_finetune_steps < 0 or self.unfreeze_every < 0:
-            raise ConfigError("--lm-finetune-steps and --unfreeze-every cannot be negative")
+        check_fields(self)
         if self.lm_finetune_steps and not self.init_from:
             raise ConfigError("--lm-finetune-steps fine-tunes a pretrained language model; give --init-from RUN")
