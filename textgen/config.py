@@ -17,13 +17,14 @@ from textgen.errors import ConfigError
 
 def option(default: Any, help: str, flag: str | None = None, choices: tuple | None = None, *,
            low: float | None = None, high: float | None = None, above: float | None = None,
-           below: float | None = None, positional: bool = False) -> Any:
+           below: float | None = None, positional: bool = False, path: bool = False) -> Any:
     """A dataclass field with its one-line help, its flag (default: --field-name), and the values it
     takes: `choices`, or bounds (`low`/`high` inclusive, `above`/`below` exclusive; for a tuple,
     each item's). `check_fields` enforces them and the command line's grammar is built from them,
-    so a range is written once, here."""
+    so a range is written once, here. `positional`: an argument, not a flag; `path`: it names a file or
+    folder."""
     meta = {"help": help, "flag": flag, "choices": choices, "low": low, "high": high, "above": above,
-            "below": below, "positional": positional}
+            "below": below, "positional": positional, "path": path}
     return field(default=default, metadata=meta)
 
 
