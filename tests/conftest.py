@@ -65,10 +65,10 @@ def press_ctrl_c_at(monkeypatch):
     """A function that makes the next `textgen train` in this test receive Ctrl-C after the given step."""
     import signal
 
-    from textgen import cli
+    from textgen.terminal.render import RichReporter
 
     def press(at_step: int) -> None:
-        original_step = cli.RichReporter.step
+        original_step = RichReporter.step
 
         def step(self, step, fraction, metrics):
             original_step(self, step, fraction, metrics)
@@ -76,6 +76,6 @@ def press_ctrl_c_at(monkeypatch):
                 monkeypatch.undo()  # once only: the resumed run goes on
                 os.kill(os.getpid(), signal.SIGINT)
 
-        monkeypatch.setattr(cli.RichReporter, "step", step)
+        monkeypatch.setattr(RichReporter, "step", step)
 
     return press

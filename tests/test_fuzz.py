@@ -187,7 +187,7 @@ def test_a_labelled_file_with_odd_columns_trains_and_classifies_or_fails_in_one_
 # --- random argument vectors for every subcommand -----------------------------------------------
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
-    action = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in cli.grammar.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
 
 
@@ -257,8 +257,9 @@ def test_argument_vectors_found_by_fuzzing_end_cleanly(world):
     for argv in (["classify", "--model", str(world.text)],  # a text file as a checkpoint: unpickled garbage
                  ["classify", "--model", str(world.classifier), "--file", "no\nsuch"]):  # a line break in the error
         assert check("found", run_cli(argv)).status == 1
-    # refused by the parser since the flags have ranges (issue 19)
-    assert check("found", run_cli(["classify", "--model", str(world.classifier), "--batch-size", "0", "good"])).status == 2
+    # refused when the request is built, before any model loads, since the fields have ranges
+    refused = check("found", run_cli(["classify", "--model", str(world.classifier), "--batch-size", "0", "good"]))
+    assert refused.status == 1 and "--batch-size must be a whole number from 1 to 65,536, got 0" in refused.err
 
 
 # --- random prompts and texts -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Data flows one way between textgen's packages: corpus -> tokenizer -> batches (data) -> model and
-checkpoint (nn) -> training (train) -> generation and classification -> the look-inside tools (lab)
--> workflows (recipes) -> the Python API -> the server and the command line. A package imports only
-the packages this file allows it; config, errors, requests and metrics are free for all."""
+checkpoint (nn) -> training -> generation and classification -> the look-inside tools (lab) ->
+workflows (recipes) -> the Python API, the server, the terminal and the command line. A package
+imports only the packages this file allows it; config, errors, requests and metrics are free for all."""
 
 import ast
 from pathlib import Path
@@ -20,9 +20,11 @@ ALLOWED = {
     "classify": BUILDING_BLOCKS,
     "lab": BUILDING_BLOCKS | {"generate", "classify"},
     "recipes": BUILDING_BLOCKS | {"training", "generate", "classify", "lab"},
-    "api": BUILDING_BLOCKS | {"generate", "classify", "recipes"},
+    "api": {"recipes"},
     "serve": BUILDING_BLOCKS | {"generate", "classify", "lab", "recipes", "api"},
-    "cli": {"recipes", "api", "serve", "lab", "data", "training"},  # until every command has its recipe
+    # drawing on a terminal: results of the recipes, never a computation
+    "terminal": {"generate", "classify", "lab", "recipes"},
+    "cli": {"recipes", "terminal", "serve"},  # each command imports its recipe when it runs
 }
 
 

@@ -289,7 +289,7 @@ def test_the_paper_profile_dry_run_shows_its_budget_without_training(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--quick", "--profile", "paper"], "--quick is --profile quick; drop one of --quick and --profile paper"),
     (["--budget", "16"], "--budget 16 is less than one step of 32 sequences; give 32 or more"),
-    (["--lr", "0"], "--lr must be positive, got 0.0"),
+    (["--lr", "0"], "--lr must be above 0, got 0.0"),
 ])
 def test_bad_memory_options_are_one_line_errors_before_any_training(argv, message, capsys):
     assert main(["memory", *argv]) == 1

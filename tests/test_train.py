@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from textgen import cli
+from textgen.terminal.render import RichReporter
 from textgen.nn.checkpoint import load_checkpoint
 from textgen.config import TrainConfig
 from textgen.nn.precision import resolve_precision
@@ -61,14 +62,14 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(corpus, tmp_pat
     extra = ("--max-steps", "10", "--checkpoint-interval", "100")
     assert cli.main(train_args(corpus, tmp_path / "whole", *extra)) == 0
 
-    original_step = cli.RichReporter.step
+    original_step = RichReporter.step
 
     def press_ctrl_c_at_step_4(self, step, fraction, metrics):
         original_step(self, step, fraction, metrics)
         if step == 4:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(cli.RichReporter, "step", press_ctrl_c_at_step_4)
+    monkeypatch.setattr(RichReporter, "step", press_ctrl_c_at_step_4)
     assert cli.main(train_args(corpus, tmp_path / "split", *extra)) == 130
     assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 4
     monkeypatch.undo()
@@ -85,7 +86,7 @@ def test_a_second_ctrl_c_during_the_last_evaluation_keeps_the_step_it_stopped_at
                                                                                  capsys):
     from textgen.training.tasks import LanguageModelTask
 
-    original_step, original_evaluate = cli.RichReporter.step, LanguageModelTask.evaluate
+    original_step, original_evaluate = RichReporter.step, LanguageModelTask.evaluate
     pressed = []
 
     def press_ctrl_c_at_step_5(self, step, fraction, metrics):
@@ -99,7 +100,7 @@ def test_a_second_ctrl_c_during_the_last_evaluation_keeps_the_step_it_stopped_at
             os.kill(os.getpid(), signal.SIGINT)
         return original_evaluate(self, *args)
 
-    monkeypatch.setattr(cli.RichReporter, "step", press_ctrl_c_at_step_5)
+    monkeypatch.setattr(RichReporter, "step", press_ctrl_c_at_step_5)
     monkeypatch.setattr(LanguageModelTask, "evaluate", press_again_while_evaluating)
     run = tmp_path / "run"
     assert cli.main(train_args(corpus, run, "--max-steps", "10", "--checkpoint-interval", "100")) == 130

@@ -16,165 +16,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+from textgen.recipes.models import Prediction, TextClassifier, TextGenerator, load, models
+from textgen.requests import TrainRequest
 
-from textgen.recipes import train as recipes
-from textgen.nn.checkpoint import bundled_models, describe_checkpoint, load_model
-from textgen.classify.predict import Progress, predict, predict_stream
-from textgen.generate.completion import Completion, complete
-from textgen.config import DataConfig, SampleConfig
-from textgen.generate.copying import CopyIndex
-from textgen.data.corpus import read_texts
-from textgen.errors import ConfigError
-from textgen.generate.scoring import score
-from textgen.recipes.evaluate import evaluate_classifier, evaluate_language_model
-from textgen.nn.model import Classifier, resolve_device
-from textgen.nn.precision import resolve_precision
-from textgen.generate.sampling import Chunk, generate, stream
-from textgen.data.tokenizer import Tokenizer
+if TYPE_CHECKING:
+    from textgen.recipes.train import Reporter
 
-log = logging.getLogger("textgen")
-
-
-class TextGenerator:
-    """A language model with its tokenizer, ready to continue texts and to score them."""
-
-    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, device: torch.device, path: str,
-                 trained_on: dict | None = None):
-        self.model, self.tokenizer, self.device, self.path = model, tokenizer, device, path
-        self.trained_on = trained_on  # the saved data config of the text it trained on, if known
-
-    def copy_index(self, corpus: str = "", data_dir: str | None = None) -> CopyIndex:
-        """An index for checking samples against `corpus`'s training text (default: the text this
-        model trained on): `.check(sample)` gives the longest span copied verbatim and the share of
-        characters in copied spans."""
-        return CopyIndex.of_training_text(corpus, self.trained_on, data_dir, self.path)
-
-    def chunks(self, prompt: str = "", config: SampleConfig | None = None, keep_text: bool = True,
-               **settings: Any) -> Iterator[Chunk]:
-        """Chunks of new text as they are generated, for each of `config.num_samples` continuations
-        of `prompt`; a sample's last chunk carries the finished `Sample`. `settings` are fields of
-        `SampleConfig` (length, temperature, top_k, ...), used when `config` is None."""
-        config = config or SampleConfig(**settings)
-        return stream(self.model, self.tokenizer, prompt, config, self.device, keep_text=keep_text)
-
-    def stream(self, prompt: str = "", **settings: Any) -> Iterator[str]:
-        """The continuation of `prompt` (not included) in pieces, each as soon as it is generated;
-        `settings` are fields of `SampleConfig` (length, temperature, top_k, seed, ...)."""
-        for chunk in self.chunks(prompt, keep_text=False, **settings):
-            yield chunk.text
-
-    def generate(self, prompt: str = "", **settings: Any) -> str:
-        """The continuation of `prompt` (not included); `settings` are fields of `SampleConfig`
-        (length, temperature, top_k, top_p, stop, seed, beams, ...)."""
-        return generate(self.model, self.tokenizer, prompt, SampleConfig(**settings), self.device)[0].text
-
-    def complete(self, prefix: str, top: int = 5, until: str = "word", label: str | None = None
-                 ) -> list[Completion]:
-        """The `top` most likely continuations of `prefix` up to the end of the next word (or, with
-        `until="line"`, the line), most likely first, each with its probability; `label` steers
-        a model trained with --condition."""
-        return complete(self.model, self.tokenizer, prefix, top, until, label=label, device=self.device)
-
-    def score(self, text: str) -> dict:
-        """Log-probability (nats) and bits per character of `text`, with its token and character counts."""
-        return score(self.model, self.tokenizer, text, self.device)
-
-    def evaluate(self, corpus: str | DataConfig, split: str = "test", batch_size: int = 16, seq_len: int = 256) -> dict:
-        """Bits per character, perplexity and loss (nats per token) on `split` of `corpus` (a name,
-        Hub id or path, or a `DataConfig`)."""
-        data = corpus if isinstance(corpus, DataConfig) else DataConfig(corpus=corpus)
-        return evaluate_language_model(self.model, data, split, self.device, batch_size, seq_len, self.tokenizer)
-
-
-@dataclass
-class Prediction:
-    """A text's label: the most probable class, its probability, and every class's."""
-
-    text: str
-    label: str
-    probability: float
-    probabilities: dict[str, float]
-
-
-class TextClassifier:
-    """A classifier with its tokenizer, ready to label texts and to be scored on a labelled corpus;
-    its encoder runs in `precision` (fp32, or bf16 where the hardware has it)."""
-
-    def __init__(self, model: Classifier, tokenizer: Tokenizer, device: torch.device, path: str,
-                 precision: str = "fp32"):
-        self.model, self.tokenizer, self.device, self.path = model, tokenizer, device, path
-        self.precision = precision
-
-    @property
-    def label_names(self) -> list[str]:
-        """The class names, index = label id."""
-        return list(self.model.config.label_names)
-
-    def probabilities(self, texts: list[str], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
-        """Class probabilities (texts, classes), calibrated; `progress` is told the texts done batch by batch."""
-        return predict(self.model, self.tokenizer, texts, self.device, batch_size, precision=self.precision,
-                       progress=progress)
-
-    def probabilities_stream(self, texts: Iterable[str], batch_size: int = 64, progress: Progress | None = None
-                             ) -> Iterator[tuple[list[str], np.ndarray]]:
-        """(texts, probabilities) for consecutive groups of `texts`, each as soon as it is labelled:
-        memory stays bounded however many texts the iterable yields."""
-        return predict_stream(self.model, self.tokenizer, texts, self.device, batch_size, precision=self.precision,
-                              progress=progress)
-
-    def file_probabilities(self, path: str | Path, text_column: str | None = None, encoding: str = "utf-8",
-                           batch_size: int = 64, progress: Progress | None = None
-                           ) -> Iterator[tuple[list[str], np.ndarray]]:
-        """`probabilities_stream` of the texts of a file: one per line, or a csv/jsonl/parquet column."""
-        return self.probabilities_stream(read_texts(path, text_column, encoding), batch_size, progress)
-
-    def predictions(self, texts: list[str], probabilities: np.ndarray) -> list[Prediction]:
-        """`Prediction`s of `texts` from their `probabilities` (texts, classes)."""
-        names = self.label_names
-        return [Prediction(text, names[int(row.argmax())], float(row.max()), dict(zip(names, map(float, row))))
-                for text, row in zip(texts, probabilities)]
-
-    def classify(self, texts: str | list[str], batch_size: int = 64) -> list[Prediction]:
-        """The label of each text (one text may be given alone), with its probability and every class's."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        return self.predictions(texts, self.probabilities(texts, batch_size))
-
-    def evaluate(self, corpus: str | DataConfig, split: str = "validation", batch_size: int = 64) -> dict:
-        """Accuracy, macro-F1 and the confusion matrix on labelled `split` of `corpus` (a name, Hub
-        id or path, or a `DataConfig`)."""
-        data = corpus if isinstance(corpus, DataConfig) else DataConfig(corpus=corpus)
-        return evaluate_classifier(self.model, data, split, self.device, batch_size, self.tokenizer,
-                                   precision=self.precision)
-
-
-def load(model: str | Path = "shakespeare", device: str = "auto", kind: str | None = None,
-         max_len: int | None = None, long_text: str | None = None, features: str | None = None,
-         precision: str = "fp32") -> TextGenerator | TextClassifier:
-    """A `TextGenerator` for a language model or a `TextClassifier` for a classifier: `model` is a
-    bundled name (shakespeare, sentiment, reviews), a run folder (its best.pt) or a .pt file.
-    `kind` ("language_model" or "classifier") refuses the other; `max_len` and `long_text`
-    change how a classifier reads long texts, `features` (recurrent, ngram, both) what it labels
-    with (default: as it was trained), `precision` (fp32, bf16, auto) its encoder's arithmetic."""
-    torch_device = resolve_device(device)
-    loaded, tokenizer, payload = load_model(model, torch_device, kind, max_len, long_text, features)
-    if isinstance(loaded, Classifier):
-        return TextClassifier(loaded, tokenizer, torch_device, payload["path"],
-                              resolve_precision(precision, torch_device))
-    return TextGenerator(loaded, tokenizer, torch_device, payload["path"], payload.get("configs", {}).get("data"))
-
-
-def models() -> dict[str, dict[str, Any]]:
-    """The bundled models by name: kind, tokenizer, parameters, bytes on disk, corpus and validation figure."""
-    return {name: {**describe_checkpoint(path), "bytes": path.stat().st_size} for name, path in bundled_models().items()}
+__all__ = ["Prediction", "Run", "TextClassifier", "TextGenerator", "load", "models", "train"]
 
 
 @dataclass
@@ -192,30 +44,15 @@ class Run:
         return load(self.folder, device)
 
 
-def train(corpus: str | Path | None = None, task: str | None = None, reporter: recipes.Reporter | None = None,
+def train(corpus: str | Path | None = None, task: str | None = None, reporter: "Reporter | None" = None,
           **settings: Any) -> Run:
     """Train a language model (task "lm") or a classifier ("classify") on `corpus` (a name, Hub id
     or path; default tiny_shakespeare) into a run folder (`out`, else runs/<corpus>-<kind>-<time>); a
     `reporter` (see `trainer.Reporter`) is told the progress. `settings` are fields of
     `DataConfig`, `ModelConfig`, `TrainConfig`, `ClassifierConfig` and `FinetuneConfig` by name
     (preset, max_steps, time_budget, hidden_size, init_from, ...), checked as the CLI checks flags."""
-    settings = {name: str(value) if isinstance(value, Path) else value
-                for name, value in {"corpus": corpus, "task": task, **settings}.items()}
-    unknown = sorted(set(settings) - {f.name for config in recipes.CONFIGS.values() for f in dataclasses.fields(config)})
-    if unknown:
-        raise ConfigError(f"train() has no setting {', '.join(unknown)}; see the fields of DataConfig, ModelConfig, "
-                          f"TrainConfig, ClassifierConfig and FinetuneConfig")
-    _, result = recipes.run(settings, lambda chars_per_token: reporter)
+    from textgen.recipes.train import run
+
+    request = TrainRequest({"corpus": corpus, "task": task, **settings})
+    _, result = run(request, lambda chars_per_token: reporter)
     return Run(result.run_dir, result.step, result.stop_reason, result.metrics, result.best_metrics)
-
-
-def logged_copy_checks(chunks, copies: CopyIndex):
-    """`chunks` passed on unchanged; each finished sample's copy check is logged."""
-    for chunk in chunks:
-        yield chunk
-        if chunk.sample is not None:
-            report = copies.check(chunk.sample.text)
-            found = f" ({report.longest_text[:60]!r})" if report.longest else ""
-            log.info("copy check, sample %d: longest span found in the training text %d characters%s; "
-                     "%.1f%% of its %d characters lie in copied spans of 50 or more",
-                     chunk.index + 1, report.longest, found, 100 * report.copied_share, report.chars)

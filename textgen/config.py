@@ -119,11 +119,6 @@ def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
-def typed_fields(values: dict[str, Any], config_class: type) -> dict[str, Any]:
-    """The fields of `config_class` among `values` (flags or keyword arguments; None counts as unset)."""
-    return {spec.name: values[spec.name] for spec in dataclasses.fields(config_class) if values.get(spec.name) is not None}
-
-
 def from_dict(config_class: type, data: dict) -> Any:
     """Rebuild a config from `to_dict` output, ignoring keys this version does not know."""
     known = {f.name for f in dataclasses.fields(config_class)}
@@ -336,11 +331,11 @@ class SampleConfig:
             raise ConfigError(f"--beams searches for the most likely text and takes no sampling controls; "
                               f"drop {', '.join(controls)} or drop --beams")
         if self.greedy and [c for c in controls if c != "--temperature"]:
-            raise ConfigError(f"--temperature {self.temperature} means greedy decoding, which "
+            raise ConfigError(f"--temperature {self.temperature:g} means greedy decoding, which "
                               f"{', '.join(c for c in controls if c != '--temperature')} cannot change; "
                               f"drop those flags or use a temperature above 0")
         if self.greedy and self.num_samples > 1:
-            raise ConfigError(f"--temperature {self.temperature} means greedy decoding, so --num-samples "
+            raise ConfigError(f"--temperature {self.temperature:g} means greedy decoding, so --num-samples "
                               f"{self.num_samples} would give identical texts; use a temperature above 0")
 
     @property

@@ -1,5 +1,7 @@
 """Errors a user can cause. Each message says what happened, the bad value, and how to fix it."""
 
+import re
+
 
 class TextgenError(Exception):
     """A problem with the user's input or environment; the CLI prints it as one line."""
@@ -23,3 +25,11 @@ class CheckpointError(TextgenError):
 
 class TrainingError(TextgenError):
     """Training that cannot go on (a non-finite loss, a corpus too small for one batch)."""
+
+
+_LINE_BREAKS = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")  # what str.splitlines splits at
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks escaped (\\n), so that an error quoting what the user typed stays one line."""
+    return _LINE_BREAKS.sub(lambda match: repr(match.group())[1:-1], text)

@@ -49,6 +49,12 @@ def check_path_text(flag: str, path: str) -> None:
                           f"paths at 4,096); give a shorter one")
 
 
+def check_encoding_name(encoding: str) -> None:
+    """Refuse text that cannot name an encoding (the codec itself is looked up when a file is read)."""
+    if not (encoding.isascii() and encoding.isprintable()):
+        raise ConfigError(f"--encoding {encoding!r} is not an encoding name; give one such as utf-8 or latin-1")
+
+
 def check_request(request: Any) -> None:
     """`check_fields`, and every path field's text checked as a path."""
     check_fields(request)
@@ -63,6 +69,14 @@ def fields_of(request_class: type, values: dict[str, Any]) -> Any:
     """`request_class` built from those `values` that name its fields and are not None (unset)."""
     names = {spec.name for spec in dataclasses.fields(request_class)}
     return request_class(**{name: value for name, value in values.items() if name in names and value is not None})
+
+
+@dataclass
+class ModelsRequest:
+    """List the bundled models.
+
+    The models that ship with textgen, usable by name as --model NAME; each has a model card beside
+    its weights."""
 
 
 @dataclass
@@ -82,14 +96,14 @@ class CorpusFields:
                           label_column=self.label_column, encoding=self.encoding)
 
     def check_encoding(self) -> None:
-        if not (self.encoding.isascii() and self.encoding.isprintable()):
-            raise ConfigError(f"--encoding {self.encoding!r} is not an encoding name; give one such as utf-8 or "
-                              f"latin-1")
+        check_encoding_name(self.encoding)
 
 
 @dataclass
 class SampleRequest(SampleConfig):
-    """Text from a language model: the sampling settings, the model and what to continue."""
+    """Generate text from a language model.
+
+    Streamed as it is written; --json gives one object per sample."""
 
     model: str = model_option("shakespeare")
     prompt: str = option("", "text to continue (default: none, start afresh)")
@@ -122,7 +136,10 @@ class SampleRequest(SampleConfig):
 
 @dataclass
 class CompleteRequest:
-    """Autocomplete: the likeliest continuations of what was typed, to the end of a word or line."""
+    """List the likeliest completions of a text.
+
+    Autocomplete: the N most likely continuations of PREFIX up to the end of its next word (or line),
+    found by a beam search scored by total log-probability, with their probabilities."""
 
     prefix: str = option("", "the text typed so far", positional=True)
     model: str = model_option("english")
@@ -139,7 +156,12 @@ class CompleteRequest:
 
 @dataclass
 class ClassifyRequest(CorpusFields):
-    """Labels for texts from a classifier, or (eval) its scores on a labelled corpus split."""
+    """Label texts with a sentiment classifier.
+
+    Label texts with a classifier from `textgen train --task classify`, or score it on a labelled
+    corpus split with --eval. Texts longer than the classifier's --max-len tokens are read whole in
+    max-len chunks carrying the state (--long-text whole), cut to their first or last max-len tokens
+    (truncate, tail), or split into chunks whose probabilities are averaged (chunk)."""
 
     texts: tuple[str, ...] = option((), "texts to label (else --file, else standard input)", positional=True)
     model: str = model_option("sentiment", "classifier ")
@@ -172,7 +194,9 @@ class ClassifyRequest(CorpusFields):
 
 @dataclass
 class EvalRequest(CorpusFields):
-    """Bits per character of a language model on a corpus split, or on one text."""
+    """Score a checkpoint on a corpus split.
+
+    Bits per character and perplexity of a language model on a corpus split, or of one --text."""
 
     model: str = model_option("shakespeare")
     text: str | None = option(None, "score this text instead of a corpus split")
@@ -194,7 +218,12 @@ class EvalRequest(CorpusFields):
 
 @dataclass
 class InspectRequest(CorpusFields):
-    """Units of a model along a text, and with `find` the units that best track a feature of a corpus."""
+    """See what each unit of a model does along a text.
+
+    Show chosen units (--layer, --gate, --unit) along a text: coloured by each unit's value after each
+    token, the numbers with --json, or a page with --html where you pick layer, gate and unit. --find
+    FEATURE ranks every unit by its correlation with a feature of a corpus split and shows the best
+    one. Layers and units count from 0."""
 
     model: str = model_option("shakespeare", "language model or classifier: ")
     text: str | None = option(None, "the text to inspect")
@@ -231,7 +260,14 @@ class InspectRequest(CorpusFields):
 
 @dataclass
 class MemoryRequest:
-    """The memory benchmark: a profile, and any of its settings overridden (None: the profile's)."""
+    """Measure the training sequences each recurrent cell needs to bridge a lag.
+
+    Train small rnn, gru and lstm models on synthetic tasks whose answer lies T steps back (the adding
+    problem, delayed recall, the embedded Reber grammar) until each solves its task on held-out
+    sequences or spends its budget, and report the sequences each needed, median and range over
+    seeds. The default profile trains up to 81 models (under 20 minutes on one core); --quick the
+    short lags with one seed; --profile paper the literature's budgets (hours). A field left None
+    takes the profile's value."""
 
     profile: str = option("default", "lags, budget and seeds at once; the flags below override it",
                           choices=("quick", "default", "paper"))
@@ -274,7 +310,10 @@ class MemoryRequest:
 
 @dataclass
 class PlotRequest:
-    """Training curves of runs, drawn to an image file."""
+    """Draw training curves of runs.
+
+    Training and validation loss of one or more runs against step and against wall time, on one
+    chart. Needs matplotlib: pip install 'textgen[plot]'."""
 
     runs: tuple[str, ...] = path_option((), "run folders (each with its metrics.jsonl)", positional=True)
     out: str = path_option("training.png", "where to write the chart")
@@ -295,8 +334,11 @@ NEVER_TYPED = {"model": ("vocab_size", "label_names"),
 
 @dataclass
 class TrainRequest:
-    """A training run as typed: any setting of the five configs by field name. What is not given comes
-    from the preset, the resumed run or the pretrained model (`recipes.train.prepare`)."""
+    """Train a language model or classifier.
+
+    Train a language model (or, with --task classify, a classifier) on a corpus; writes a run folder.
+    Any setting of the five configs by field name; what is not given comes from the preset, the
+    resumed run or the pretrained model (`recipes.train.prepare`)."""
 
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -305,7 +347,7 @@ class TrainRequest:
                  for spec in dataclasses.fields(config)}  # reversed: the first config that has a name wins
         unknown = sorted(set(self.settings) - set(known))
         if unknown:
-            raise ConfigError(f"train has no setting {', '.join(unknown)}; see the fields of DataConfig, ModelConfig, "
+            raise ConfigError(f"train() has no setting {', '.join(unknown)}; see the fields of DataConfig, ModelConfig, "
                               f"TrainConfig, ClassifierConfig and FinetuneConfig")
         checked = {}
         for name, value in self.settings.items():
@@ -315,6 +357,8 @@ class TrainRequest:
             checked[name] = check_value(known[name], name, value)
             if name in ("corpus", "out", "init_from", "data_dir") and isinstance(value, str):
                 check_path_text("--" + name.replace("_", "-"), value)
+            if name == "encoding":
+                check_encoding_name(value)
         self.settings = checked
 
     def typed(self) -> dict[str, dict[str, Any]]:
@@ -325,7 +369,10 @@ class TrainRequest:
 
 @dataclass
 class ServeRequest:
-    """A server that keeps models loaded for apps, editors and the playground page."""
+    """Serve models over HTTP to apps, editors and a playground page.
+
+    Keep models loaded behind an OpenAI-compatible HTTP API (/v1/completions, streamed as server-sent
+    events), textgen's own classify, complete and score endpoints, metrics, and a playground page at /."""
 
     model: tuple[str, ...] = path_option(("shakespeare", "english", "sentiment"), "a model to serve, repeatable: "
                                          "bundled name, run folder or .pt (default: shakespeare, english, sentiment)")
@@ -345,3 +392,10 @@ class ServeRequest:
         check_request(self)
         if not self.model:
             raise ConfigError("--model names no model to serve; give at least one")
+
+
+# the request of each job, by its command's name; a request's docstring gives the command's help
+# (its first line) and description (the rest)
+JOBS: dict[str, type] = {"train": TrainRequest, "sample": SampleRequest, "complete": CompleteRequest,
+                         "classify": ClassifyRequest, "eval": EvalRequest, "models": ModelsRequest,
+                         "memory": MemoryRequest, "inspect": InspectRequest, "plot": PlotRequest, "serve": ServeRequest}

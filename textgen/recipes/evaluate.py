@@ -21,6 +21,7 @@ from textgen.metrics import classification_metrics, expected_calibration_error, 
 from textgen.nn.checkpoint import load_classifier, load_language_model
 from textgen.nn.model import Classifier, LanguageModel, resolve_device
 from textgen.nn.precision import resolve_precision
+from textgen.requests import EvalRequest
 from textgen.training.validation import language_model_metrics
 
 log = logging.getLogger("textgen")
@@ -105,3 +106,11 @@ def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = 
             **classification_metrics(labels, probabilities.argmax(1), names),
             "ece": expected_calibration_error(probabilities, labels), "seconds": round(seconds, 3),
             "texts_per_second": round(len(texts) / max(seconds, 1e-9), 1)}
+
+
+def run(request: EvalRequest) -> dict:
+    """What the request scores: one text, or a corpus split."""
+    if request.text is not None:
+        return score_text(request.model, request.text, request.device)
+    return evaluate_language_model(request.model, request.data_config(), request.split, request.device,
+                                   request.batch_size, request.seq_len)

@@ -21,10 +21,11 @@ import torch
 from textgen.data.batches import LabelledBatches, StreamBatches, encode_labelled, label_array, token_array
 from textgen.nn.checkpoint import bundled_models, load_model
 from textgen.config import (AUTO_COMPACT_BELOW, LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig,
-                            ModelConfig, TrainConfig, flag_of, from_dict, to_dict, typed_fields)
+                            ModelConfig, TrainConfig, flag_of, from_dict, to_dict)
 from textgen.data.corpus import Corpus, count_chars, language_model_split, load_corpus, local_text_bytes, split_texts
 from textgen.training.distributed import Distributed
 from textgen.errors import ConfigError
+from textgen.requests import TRAIN_CONFIGS, TrainRequest
 from textgen.nn.model import (Classifier, LanguageModel, check_memory, count_parameters, grow_vocabulary,
                            resolve_device, training_bytes)
 from textgen.nn.precision import resolve_precision
@@ -61,13 +62,7 @@ class Setup:
 HEAD_SHAPE = ("head_hidden", "head_norm")
 # a classifier's train settings that default to once an epoch (half an epoch for the warm-up)
 PER_EPOCH = ("eval_interval", "checkpoint_interval", "warmup_steps")
-CONFIGS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "classifier": ClassifierConfig,
-           "finetune": FinetuneConfig}
-
-
-def typed_settings(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per config name, the fields of that config among `values` (None counts as unset)."""
-    return {name: typed_fields(values, config) for name, config in CONFIGS.items()}
+CONFIGS = TRAIN_CONFIGS
 
 
 def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
@@ -417,9 +412,8 @@ def train_stacked(setup: Setup) -> RunResult:
     return RunResult(setup.run_dir, int(metrics["ngram_epoch"]), "max_steps", metrics, metrics, 0.0, 0.0)
 
 
-def run(settings: dict[str, Any], make_reporter: ReporterFactory) -> tuple[Setup, RunResult]:
-    """A run from `settings` (field name of any config -> value; None: unset): `prepare`, then
-    `train`; `make_reporter` is asked on the main process only. What `textgen train` and
-    `textgen.train` do."""
-    setup = prepare(typed_settings(settings))
+def run(request: TrainRequest, make_reporter: ReporterFactory) -> tuple[Setup, RunResult]:
+    """The run `request` asks for: `prepare`, then `train`; `make_reporter` is asked on the main
+    process only. What `textgen train` and `textgen.train` do."""
+    setup = prepare(request.typed())
     return setup, train(setup, lambda chars_per_token: make_reporter(chars_per_token) if setup.dist.is_main else None)

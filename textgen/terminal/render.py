@@ -110,6 +110,39 @@ class LabellingProgress:
         return self.done / max(time.perf_counter() - self.started, 1e-9)
 
 
+class FindProgress:
+    """A progress bar of the tokens `inspect --find` has read; nothing without --find or a terminal."""
+
+    def __init__(self, console: Console, feature: str | None):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn(f"--find {feature}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                 TextColumn("{task.completed:,.0f} of {task.total:,.0f} tokens"), TimeElapsedColumn(),
+                                 TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
+                                 disable=not (feature and console.is_terminal))
+        self.task = None
+
+    def __enter__(self) -> FindProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("find", total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+
+def log_memory_result(result: Result) -> None:
+    """One log line per trained model of the memory benchmark."""
+    log.info("%s %s lag %d seed %d: beat the baseline after %s, solved after %s; %s %.4f (chance %.4f), skill "
+             "%.2f after %s sequences in %.1f s", result.task, result.cell, result.lag, result.seed,
+             f"{result.beat_at:,}" if result.beat_at else "-", f"{result.solved_at:,}" if result.solved_at else "-",
+             result.metric, result.score, result.chance, result.skill, f"{result.sequences:,}", result.seconds)
+
+
 def print_predictions(output: Console, predictions: list, as_json: bool, header: bool = True,
                       label_width: int = 0) -> None:
     """`api.Prediction`s as JSON lines on stdout, or as a table (borderless, with columns at least
@@ -220,3 +253,43 @@ def print_memory(config: MemoryConfig, summaries: list[Summary], results: list[R
     if not_run:
         output.print("not trained, as no seed beat the baseline at a shorter lag: "
                      + ", ".join(f"{task} {cell} T={lag}" for task, cell, lag in not_run), markup=False, highlight=False)
+
+
+def show_labelling(labelling, request, as_json: bool, progress: LabellingProgress) -> None:
+    """A classify request's answer: its metrics, or its predictions group by group as they come (a
+    borderless table per group of a --file, columns as wide in each)."""
+    output, count = Console(soft_wrap=True), 0
+    if labelling.metrics is not None:
+        progress.progress.stop()
+        print(json.dumps(labelling.metrics)) if as_json else print_classifier_metrics(output, labelling.metrics)
+        return
+    width = max(map(len, [*labelling.label_names, "label"])) if request.file else 0
+    for predictions in labelling.groups:
+        print_predictions(output, predictions, as_json, count == 0, width)
+        count += len(predictions)
+    if request.file:
+        log.info("labelled %s texts at %s texts/s", f"{count:,}", f"{progress.texts_per_second:,.1f}")
+
+
+def print_evaluation(request, result: dict, as_json: bool) -> None:
+    """Bits per character of one text or of a corpus split, on a line (or as JSON)."""
+    if as_json:
+        print(json.dumps(result))
+    elif request.text is not None:
+        print(f"{result['bits_per_char']:.4f} bits per character, log-probability {result['log_prob']:.4f} nats "
+              f"({result['chars']:,} characters, {result['tokens']:,} tokens)")
+    else:
+        print(f"{result['corpus']} {request.split}: {result['bits_per_char']:.4f} bits per character, perplexity "
+              f"{result['perplexity']:.3f} per token ({result['tokens']:,} tokens)")
+
+
+def show_benchmark(benchmark, as_json: bool) -> None:
+    """The memory benchmark's plan (a dry run), or its results as a table or JSON."""
+    from textgen.recipes.memory import as_dict, to_json
+
+    if not benchmark.results and not benchmark.summaries:
+        print(json.dumps(as_dict(benchmark)) if as_json else f"would train {benchmark.plan}")
+    elif as_json:
+        print(json.dumps(to_json(benchmark.config, benchmark.results)))
+    else:
+        print_memory(benchmark.config, benchmark.summaries, benchmark.results)

@@ -1,0 +1,52 @@
+"""Files a command reads or writes beside its corpus: a text file (or standard input), and the guard
+that refuses an output path before any work when it would replace an input or cannot be written."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from textgen.errors import ConfigError
+
+HTML_FORMATS = ("html", "htm")
+
+
+def image_formats() -> tuple[str, ...]:
+    """The file extensions matplotlib can write (none when it is not installed: the command says so)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return ()
+    return tuple(Figure().canvas.get_supported_filetypes())
+
+
+def check_output(flag: str, path: str, inputs: list[Path], formats: tuple[str, ...]) -> None:
+    """Refuse, before any work, an output file that would replace one of the command's `inputs`, that
+    is a folder or in a folder that cannot be written, or whose extension is not among `formats`."""
+    target = Path(path)
+    suffix = target.suffix.lower().lstrip(".")
+    if formats and suffix not in formats:
+        raise ConfigError(f"{flag} {path}: cannot write a {'.' + suffix if suffix else 'file without an extension'}"
+                          f" file; name it with one of .{', .'.join(formats)}")
+    if target.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a file name such as {target / ('out.' + formats[0])}")
+    folder = target.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist or cannot be written; create it or "
+                          f"choose another path")
+    for given in inputs:
+        if target.exists() and given.exists() and os.path.samefile(target, given):
+            raise ConfigError(f"{flag} {path} is also an input of this command ({given}); writing it would "
+                              f"replace that file; choose another output path")
+
+
+def read_text_file(flag: str, path: str, encoding: str = "utf-8") -> str:
+    """The text of the file `flag` names; `-` is standard input."""
+    try:
+        if path == "-":  # as bytes, so that --encoding applies (a stand-in stdin may have text only)
+            stdin = sys.stdin
+            return stdin.buffer.read().decode(encoding) if hasattr(stdin, "buffer") else stdin.read()
+        return Path(path).read_text(encoding=encoding)
+    except (OSError, UnicodeDecodeError, LookupError) as error:
+        raise ConfigError(f"{flag} {path} cannot be read ({error}); give a text file in {encoding}") from error
