@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
 
 from textgen.errors import CorpusError, TrainingError
@@ -82,6 +81,8 @@ def label_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str
                                        corpus.line_rows, tokenizer.to_data(), "labels"))).hexdigest()[:32]
     path = cache / f"{key}.labels.{dtype.name}"
     if not path.exists():
+        import pyarrow.compute as pc  # with `datasets`: only where a corpus is read
+
         rows = corpus.splits[split]
         counted = rows.map(_count_stream_tokens, batched=True, num_proc=num_proc,
                            remove_columns=[c for c in rows.column_names if c != column],

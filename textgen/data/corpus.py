@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-
-import datasets
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from textgen.config import DataConfig
 from textgen.errors import ConfigError, CorpusError
+
+if TYPE_CHECKING:  # imported where a corpus is read: `datasets` costs half a second that sampling never needs
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ def hub_offline() -> Iterator[None]:
     and nothing waits on the network or retries."""
     from unittest import mock
 
+    import datasets
     from huggingface_hub import constants
 
     with mock.patch.object(constants, "HF_HUB_OFFLINE", True), \
@@ -145,6 +146,7 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
     "classify"); to `evaluate` one split, a corpus with only that split (e.g. test files) is enough.
     A language model conditioned on the label column `condition` gets the labels too; its wholly
     unlabelled splits (imdb's unsupervised) stay, their rows without a label."""
+    import datasets
     spec = config.corpus
     info = NAMED_CORPORA.get(spec)
     path = Path(spec).expanduser()
@@ -215,6 +217,7 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
 def language_model_split(corpus: Corpus, names: str) -> str:
     """The split whose text trains a language model: `names` (comma-separated, e.g.
     "train,unsupervised") joined into one split of `corpus` when there are several. Labels are ignored."""
+    import datasets
     wanted = [name.strip() for name in names.split(",") if name.strip()]
     missing = [name for name in wanted if name not in corpus.splits]
     if not wanted or missing:
@@ -248,6 +251,7 @@ def _markup_to_newlines(splits: datasets.DatasetDict, column: str, markup: tuple
 def _stratifying_column(config: DataConfig, info: CorpusInfo | None, splits: datasets.DatasetDict) -> str | None:
     """The integer label column of a labelled corpus's train split, which a carved validation split
     stratifies by, so a language model and a classifier hold out the same rows."""
+    import pyarrow as pa
     column = config.label_column or (info.label_column if info else None) or "label"
     train = splits["train"]
     if column not in train.column_names:
@@ -279,6 +283,7 @@ def count_chars(corpus: Corpus, split: str) -> int:
 def _text_as_strings(splits: datasets.DatasetDict, column: str, spec: str) -> datasets.DatasetDict:
     """`splits` whose text column holds strings: numbers and booleans (a csv column of digits) become
     their text; lists, objects or mixed JSON values are a CorpusError."""
+    import datasets
     for name, split in splits.items():
         feature = split.features[column]
         dtype = feature.dtype if isinstance(feature, datasets.Value) else None
@@ -301,6 +306,7 @@ def _text_candidates(config: DataConfig, info: CorpusInfo | None) -> tuple[str, 
 
 def _load_local(path: Path, encoding: str) -> tuple[datasets.DatasetDict, bool]:
     """Splits read from a local file or folder, and whether their rows are lines of plain text."""
+    import datasets
     _check_encoding(encoding)
     data_files = _split_files(path) if path.is_dir() else {"train": [path]}
     builders = {BUILDERS.get(file.suffix.lower(), "text") for files in data_files.values() for file in files}
@@ -379,6 +385,7 @@ def _check_text_file(file: Path, encoding: str) -> None:
 
 def _load_hub(hub_id: str, revision: str | None, tried: Path | None) -> datasets.DatasetDict:
     """The Hub dataset's splits, renamed to train/validation/test; a CorpusError saying what was tried if it fails."""
+    import datasets
     online = hub_reachable()
     try:
         with nullcontext() if online else hub_offline():
@@ -413,6 +420,8 @@ def _pick_column(splits: datasets.DatasetDict, candidates: tuple[str, ...], role
 
 def _missing_labels(split: datasets.Dataset, column: str) -> int:
     """Rows of `split` without a label: nulls, or negative ids (how the Hub marks unlabelled test rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     values = split.data.column(column)
     missing = values.null_count
     if pa.types.is_integer(values.type):
@@ -423,6 +432,7 @@ def _missing_labels(split: datasets.Dataset, column: str) -> int:
 def _drop_unlabelled_splits(splits: datasets.DatasetDict, column: str, spec: str,
                             reference: str = "train") -> datasets.DatasetDict:
     """The splits that carry labels; wholly unlabelled ones (imdb's unsupervised) are left out, and said."""
+    import datasets
     kept = datasets.DatasetDict()
     for name, split in splits.items():
         missing = _missing_labels(split, column)
@@ -439,6 +449,9 @@ def _drop_unlabelled_splits(splits: datasets.DatasetDict, column: str, spec: str
 def _encode_labels(splits: datasets.DatasetDict, column: str, info: CorpusInfo | None,
                    spec: str, reference: str = "train") -> tuple[datasets.DatasetDict, list[str]]:
     """Splits whose label column is a ClassLabel with ids 0..n-1, and the label names by id."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.compute as pc
     feature = splits[reference].features[column]
     if isinstance(feature, datasets.ClassLabel):
         return splits, list(feature.names)
@@ -463,6 +476,7 @@ def _carve_validation(corpus: Corpus, task: str, seed: int, label_column: str | 
     """The corpus's splits plus a validation split taken from train: a seeded, stratified 10% of a
     labelled corpus's rows (the same rows for a language model as for a classifier, so pre-training
     never reads the classifier's validation texts), else the tail of the text."""
+    import datasets
     train = corpus.splits["train"]
     splits = datasets.DatasetDict(corpus.splits)
     if task == "classify" or label_column is not None:
@@ -526,6 +540,7 @@ def _text_lines(path: Path, encoding: str) -> Iterator[str]:
 def _file_rows(path: Path, builder: str, encoding: str) -> Iterator[dict]:
     """The rows of a csv, json/jsonl or parquet file as dicts, one at a time."""
     if builder == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:

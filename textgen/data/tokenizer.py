@@ -9,13 +9,15 @@ import io
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import sentencepiece
 
 from textgen.config import DataConfig
 from textgen.errors import TokenizerError
+
+if TYPE_CHECKING:  # imported where a subword tokenizer is trained or used, not for characters
+    import sentencepiece
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +140,8 @@ class SentencePieceTokenizer(_ReservedIds):
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, model_type: str = "unigram") -> SentencePieceTokenizer:
         """A tokenizer of `vocab_size` pieces trained on `texts` with SentencePiece's `model_type` algorithm."""
+        import sentencepiece
+
         model = io.BytesIO()
         try:
             sentencepiece.SentencePieceTrainer.train(
@@ -169,6 +173,8 @@ class SentencePieceTokenizer(_ReservedIds):
     def processor(self) -> sentencepiece.SentencePieceProcessor:
         """The SentencePiece processor, built from the model bytes on first use (so pickles stay small)."""
         if self._processor is None:
+            import sentencepiece
+
             self._processor = sentencepiece.SentencePieceProcessor(model_proto=self.model)
         return self._processor
 
