@@ -14,15 +14,18 @@ Never pre-trains on one of rotten_tomatoes / sst2 and evaluates on the other: SS
 same reviews; IMDb text may serve both. Needs TEXTGEN_DATA to hold the corpora.
 
     python scripts/bench_classify.py --stages baseline,rt,rt_scratch --lm runs/bundled/reviews
+
+Prints one JSON report (and each stage on stderr as it ends).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
+
+import harness
 
 from textgen.cli import main as textgen
 from textgen.config import DataConfig
@@ -40,7 +43,7 @@ STAGES = {
                    "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "6m"],
     "imdb": ["--corpus", "imdb", "--batch-size", "32", "--lr", "3e-3", "--warmup-steps", "100", "--max-len", "400",
              "--eval-interval", "350", "--patience", "4", *REGULARIZED, "--time-budget", "55m"],
-    # rotten_tomatoes from the IMDb classifier of the "imdb" stage (run it first, with the same --out)
+    # rotten_tomatoes from the IMDb classifier of the "imdb" stage (run it first, with the same --runs-dir)
     "rt_via_imdb": ["--corpus", "rotten_tomatoes", "--unfreeze-every", "0", "--batch-size", "32", "--lr", "2e-3",
                     "--eval-interval", "90", "--patience", "5", *REGULARIZED, "--time-budget", "6m"],
     "rt_char": ["--corpus", "rotten_tomatoes", "--lm-finetune-steps", "300", "--batch-size", "32", "--lr", "2e-3",
@@ -85,18 +88,18 @@ def tfidf_baseline(corpus_name: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--stages", default="baseline,rt,rt_scratch", help="comma-separated: baseline, "
                         + ", ".join(STAGES))
     parser.add_argument("--lm", default="reviews", help="the pre-trained review language model (run folder, "
                         ".pt or bundled name)")
     parser.add_argument("--char-lm", default="runs/char-reviews", help="a character language model of reviews, "
                         "for rt_char")
-    parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
-    options = parser.parse_args()
+    parser.add_argument("--runs-dir", help="keep the run folders here (default: a temporary folder)")
+    options = harness.parse(parser, quick={"stages": "rt_scratch"})
     result: dict = {"lm": options.lm}
     with tempfile.TemporaryDirectory() as temporary:
-        root = Path(options.out or temporary)
+        root = Path(options.runs_dir or temporary)
         for stage in options.stages.split(","):
             if stage == "baseline":
                 result["tfidf_logistic_regression"] = {name: tfidf_baseline(name)
@@ -107,11 +110,13 @@ def main() -> None:
             if stage == "rt_via_imdb":
                 pretrained = ["--init-from", str(root / "imdb")]
             arguments = ["train", "--task", "classify", *STAGES[stage], *pretrained, "--out", str(root / stage)]
+            if options.quick:  # a few steps of each stage: the flags given last win
+                arguments += ["--max-steps", "4", "--eval-interval", "2"]
             seconds = run(arguments)
             result[stage] = {"accuracy": best_accuracy(root / stage), "seconds": round(seconds),
                              "command": "textgen " + " ".join(arguments)}
-            print(json.dumps({stage: result[stage]}), flush=True)
-    print(json.dumps(result, indent=2))
+            harness.progress({stage: result[stage]})
+    harness.report(options, result)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,16 @@
 choice of a classifier, and `both` with every text read by the encoder (`both:read-all`); with
 --unlabelled, then IMDb's 50,000 unlabelled reviews. The bundled model's n-grams trained on 22,500 of
 the 25,000, so more of those skip the encoder than of new reviews would: the validation and unlabelled
-reviews tell how fast new reviews go. Prints one JSON line, then one per run: texts/s by wall clock and
-by this process's CPU time (which a busy machine inflates less), with the load average, so a figure
-measured on a shared core can be told from one measured alone. Needs TEXTGEN_DATA to hold imdb.
+reviews tell how fast new reviews go. Prints one JSON report of every run (and each run on stderr as it
+ends): texts/s by wall clock and by this process's CPU time (which a busy machine inflates less), with
+the load average, so a figure measured on a shared core can be told from one measured alone. Needs
+TEXTGEN_DATA to hold imdb.
 
     OMP_NUM_THREADS=1 taskset -c 1 python scripts/bench_classify_speed.py --unlabelled
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness
 import torch
 
 from textgen.nn.checkpoint import load_classifier
@@ -27,7 +28,7 @@ from textgen.classify.predict import predict
 from textgen.config import DataConfig
 from textgen.data.corpus import load_corpus
 from textgen.recipes.evaluate import evaluate_classifier
-from textgen.nn.precision import cpu_has_native_bf16, cpu_name, resolve_precision
+from textgen.nn.precision import resolve_precision
 
 # `both` without the shortcut for texts the n-grams decide (ClassifierConfig.decisive_margin)
 READ_ALL = ":read-all"
@@ -92,7 +93,7 @@ def timed_unlabelled(model: str, texts: list[str], features: str, precision: str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--model", default="sentiment")
     parser.add_argument("--features", default=f"ngram,both,both{READ_ALL}",
                         help=f"comma-separated --features choices; both{READ_ALL}: both, every text read by the "
@@ -104,24 +105,25 @@ def main() -> None:
                              "labels: they have none)")
     parser.add_argument("--max-len", help="--max-len for classify (default: the classifier's)")
     parser.add_argument("--long-text", help="--long-text for classify (default: the classifier's)")
-    args = parser.parse_args()
+    args = harness.parse(parser, quick={"skip_all": True, "features": "ngram"})
     reading = {**({"max_len": int(args.max_len)} if args.max_len else {}),
                **({"long_text": args.long_text} if args.long_text else {})}
-    print(json.dumps({"model": args.model, "cpu": cpu_name(), "native_bf16": cpu_has_native_bf16(),
-                      "cores_allowed": len(os.sched_getaffinity(0))}), flush=True)
+    runs = []
     with tempfile.TemporaryDirectory() as folder:
         count = 0 if args.skip_all else write_all_reviews(Path(folder))
-        # the 2,500 first, each choice, then the 25,000: one JSON line per run, as it ends
+        # the 2,500 first, each choice, then the 25,000: each run on stderr as it ends
         corpora = [("imdb", "validation")] + ([(folder, "test")] if count else [])
         for corpus, split in corpora:
             for features in args.features.split(","):
-                print(json.dumps(timed_eval(args.model, corpus, split, features, args.precision, reading)),
-                      flush=True)
+                runs.append(timed_eval(args.model, corpus, split, features, args.precision, reading))
+                harness.progress(runs[-1])
     if args.unlabelled:
         corpus = load_corpus(DataConfig(corpus="imdb"), task="lm")
         texts = list(corpus.splits["unsupervised"][corpus.text_column])
         for features in args.features.split(","):
-            print(json.dumps(timed_unlabelled(args.model, texts, features, args.precision, reading)), flush=True)
+            runs.append(timed_unlabelled(args.model, texts, features, args.precision, reading))
+            harness.progress(runs[-1])
+    harness.report(args, {"model": args.model, "runs": runs})
 
 
 if __name__ == "__main__":

@@ -4,24 +4,20 @@ Per bundled model: "cold", a prefix that shares no start with the one before (th
 read), and "keystroke", the prefix typed one character at a time from its 10th character (a
 character model reads only the new one). The model is loaded once, as an editor would keep it.
 Also the time of one 20-character forward pass, the baseline measured in the same run: a ratio
-holds on a busy machine where milliseconds do not. The 1-minute load average is printed beside.
+holds on a busy machine where milliseconds do not. One torch thread unless --threads says otherwise.
 
     OMP_NUM_THREADS=1 taskset -c 1 python scripts/bench_complete.py
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
 import time
 
+import harness
 import torch
 
 from textgen.nn.checkpoint import load_language_model
 from textgen.generate.completion import complete
-from textgen.nn.precision import cpu_name
 
 PREFIXES = {"english": "The quick brown fox j", "shakespeare": "ROMEO: I will not bre",
             "reviews": "This movie was absol"}
@@ -34,14 +30,11 @@ def milliseconds(call) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__, repeats=9, threads=1)
     parser.add_argument("--models", nargs="+", default=list(PREFIXES), choices=list(PREFIXES))
-    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--top", type=int, default=5)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    result = {"cpu": cpu_name(), "threads": 1,
-              "load_average_1m_before": os.getloadavg()[0]}
+    args = harness.parse(parser, quick={"models": ["shakespeare"], "repeats": 2})
+    result = {}
     for name in args.models:
         model, tokenizer, _ = load_language_model(name)
         prefix = PREFIXES[name]
@@ -55,13 +48,12 @@ def main() -> None:
         for end in range(10, len(prefix) + 1):
             keystroke.append(milliseconds(lambda: complete(model, tokenizer, prefix[:end], args.top)))
         result[name] = {"prefix": prefix, "tokenizer": tokenizer.kind,
-                        "cold_median_ms": statistics.median(cold), "keystroke_median_ms": statistics.median(keystroke),
-                        "forward_median_ms": statistics.median(forward),
-                        "cold_over_forward": statistics.median(cold) / statistics.median(forward),
+                        "cold_median_ms": harness.median(cold), "keystroke_median_ms": harness.median(keystroke),
+                        "forward_median_ms": harness.median(forward),
+                        "cold_over_forward": harness.median(cold) / harness.median(forward),
                         "completions": {c.text: round(c.probability, 4)
                                         for c in complete(model, tokenizer, prefix, args.top)}}
-    result["load_average_1m_after"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=1))
+    harness.report(args, result)
 
 
 if __name__ == "__main__":

@@ -5,21 +5,22 @@ same text in the same run.
 Prints one JSON object: seconds (wall and CPU) for the reference cells' trace of every gate of
 every layer, the terminal view of one unit, the JSON of one unit, the HTML page of the whole top
 layer, nn.LSTM's forward pass, and with --model the whole `textgen inspect --file F --json`;
-median of --runs. Never asserts on time.
+median of --repeats. Never asserts on time.
+
+    python scripts/bench_inspect.py [--model RUN] [--chars 10000]
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
-import statistics
 import string
 import tempfile
 import time
 from pathlib import Path
 
+import harness
 import torch
 from rich.console import Console
 
@@ -39,16 +40,14 @@ def timed(function, runs: int) -> dict[str, float]:
         function()
         wall.append(time.perf_counter() - started)
         cpu.append(time.process_time() - started_cpu)
-    return {"wall_s": round(statistics.median(wall), 3), "cpu_s": round(statistics.median(cpu), 3)}
+    return {"wall_s": harness.median(wall, 3), "cpu_s": harness.median(cpu, 3)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__, repeats=3, seed=0)
     parser.add_argument("--model", help="a checkpoint to inspect instead of random weights")
     parser.add_argument("--chars", type=int, default=10_000, help="length of the text")
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    torch.manual_seed(0)
+    args = harness.parse(parser, quick={"repeats": 1, "chars": 500})
     if args.model:
         model, tokenizer, _ = load_model(args.model)
     else:
@@ -75,18 +74,18 @@ def main() -> None:
             cli.main(["inspect", "--model", args.model, "--file", str(Path(folder) / "text.txt"), "--json"])
 
     result = {
-        "model": args.model or "random LSTM 2x384", "chars": args.chars, "threads": torch.get_num_threads(),
-        "trace_every_gate": timed(lambda: trace_text(model, tokenizer, text), args.runs),
-        "terminal_view_one_unit": timed(terminal, args.runs),
-        "json_one_unit": timed(lambda: json.dumps(trace_json(trace, [unit])), args.runs),
-        "html_page_top_layer": timed(lambda: html_page(trace, "bench", unit, layer=1), args.runs),
-        "nn_lstm_forward": timed(baseline, args.runs),
+        "model": args.model or "random LSTM 2x384", "chars": args.chars,
+        "trace_every_gate": timed(lambda: trace_text(model, tokenizer, text), args.repeats),
+        "terminal_view_one_unit": timed(terminal, args.repeats),
+        "json_one_unit": timed(lambda: json.dumps(trace_json(trace, [unit])), args.repeats),
+        "html_page_top_layer": timed(lambda: html_page(trace, "bench", unit, layer=1), args.repeats),
+        "nn_lstm_forward": timed(baseline, args.repeats),
     }
     if args.model:  # load, trace, write the JSON: what a user waits for
-        result["textgen_inspect_json"] = timed(command_line, args.runs)
+        result["textgen_inspect_json"] = timed(command_line, args.repeats)
     trace_cpu, baseline_cpu = result["trace_every_gate"]["cpu_s"], result["nn_lstm_forward"]["cpu_s"]
     result["trace_over_nn_lstm_cpu"] = round(trace_cpu / baseline_cpu, 2)
-    print(json.dumps(result))
+    harness.report(args, result)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,9 @@ Prints JSON; never asserts on time. Usage (docs/memory.md's figures):
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
 import time
 
+import harness
 import torch
 
 from textgen.lab.memory import CELLS, TASKS, LagModel, _loss
@@ -37,24 +34,22 @@ def step_ms(cell: str, lag: int, steps: int) -> float:
         optimizer.step()
         if step >= 3:  # the first steps warm the allocator up
             times.append(1000 * (time.process_time() - start))
-    return statistics.median(times)
+    return harness.median(times)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__, threads=1)
     parser.add_argument("--lags", type=int, nargs="+", default=[100])
-    parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    result = {"load_average_before": os.getloadavg()[0], "ms_per_step": {}, "times_torchs_cell": {}}
+    parser.add_argument("--steps", type=int, default=20, help="steps timed after the warm-up; the median is reported")
+    args = harness.parse(parser, quick={"lags": [10], "steps": 2})
+    result = {"ms_per_step": {}, "times_torchs_cell": {}}
     for lag in args.lags:
         times = {cell: round(step_ms(cell, lag, args.steps), 2) for cell in CELLS}
         result["ms_per_step"][f"T={lag}"] = times
         result["times_torchs_cell"][f"T={lag}"] = {
             "article-lstm / lstm": round(times["article-lstm"] / times["lstm"], 2),
             "article-gru / gru": round(times["article-gru"] / times["gru"], 2)}
-    result["load_average_after"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=2))
+    harness.report(args, result)
 
 
 if __name__ == "__main__":

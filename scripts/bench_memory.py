@@ -4,6 +4,7 @@ half second while the answers stream out: a flat line means the command streams 
 For contrast, the same commands where the whole text must be kept (`sample --json`, whose one JSON
 object holds the text) or the whole input is read first (`classify` from standard input).
 A command still running after --watch seconds is stopped there; its figures cover what it did so far.
+Each command runs on one thread (OMP_NUM_THREADS=1 in its environment).
 
 Prints JSON. Usage (the README's figures: one core of a 2-core AVX2 CPU):
     OMP_NUM_THREADS=1 taskset -c 0 python scripts/bench_memory.py [--length 10000000] [--watch 180]
@@ -12,8 +13,6 @@ Prints JSON. Usage (the README's figures: one core of a 2-core AVX2 CPU):
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
 import shutil
@@ -23,6 +22,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import harness
 
 from textgen import cli
 
@@ -92,13 +93,13 @@ def write_texts(path: Path, megabytes: float, seed: int = 0) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__, thread_option=False)
     parser.add_argument("--length", type=int, default=10_000_000, help="sample --length")
     parser.add_argument("--watch", type=float, default=180, help="seconds after which a command is stopped")
     parser.add_argument("--file-mb", type=float, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--contrast-mb", type=float, nargs="+", default=[10, 100])
     parser.add_argument("--batch-size", type=int, default=256, help="classify --batch-size")
-    args = parser.parse_args()
+    args = harness.parse(parser, quick={"length": 20_000, "watch": 20, "file_mb": [1], "contrast_mb": [1]})
 
     work = Path(tempfile.mkdtemp(prefix="textgen-memory-"))
     try:
@@ -131,7 +132,7 @@ def main() -> None:
                 result["classify_stdin_reads_all_first"].append({"file_mb": megabytes, "texts": lines,
                                                                  **watch(classify, args.watch, stdin=path)})
             path.unlink()
-        print(json.dumps(result, indent=2))
+        harness.report(args, result)
     finally:
         shutil.rmtree(work)
 

@@ -1,22 +1,22 @@
 """Generation speed of an LSTM 2x512 (random weights, 65 tokens), against baselines from the same run.
 
 Prints one JSON object: chars/s at batch 1 and aggregate at batch 64 (2,000 characters each,
-median of --runs), per-step cost early vs late in the text, a naive loop that re-feeds the whole
+median of --repeats), per-step cost early vs late in the text, a naive loop that re-feeds the whole
 text every step, the per-step alternatives that were considered, and the limits set by this
 machine's memory bandwidth (batch 1 reads every weight once per step) and matmul speed (batch 64);
 the same with `--quantize int8` steps. With `--model RUN --text-file F`, instead: the bits per
 character that int8 steps cost a trained model on a text. Never asserts on time.
+
+    python scripts/bench_sample.py [--repeats 3]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import statistics
 import string
 import time
 
+import harness
 import torch
 
 from textgen.nn.checkpoint import load_language_model
@@ -140,15 +140,14 @@ def quantization_cost(run: str, text_file: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__, repeats=3)
     parser.add_argument("--length", type=int, default=2000)
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--naive-length", type=int, default=200)
     parser.add_argument("--model", help="a trained run: also measure what int8 steps cost in bits per char")
     parser.add_argument("--text-file", help="the text to score for --model (e.g. its validation split)")
-    args = parser.parse_args()
+    args = harness.parse(parser, quick={"repeats": 1, "length": 600, "naive_length": 20})
     if args.model:
-        print(json.dumps(quantization_cost(args.model, args.text_file), indent=1))
+        harness.report(args, quantization_cost(args.model, args.text_file))
         return
 
     tokenizer = CharTokenizer.from_texts([string.ascii_letters + string.digits + " \n"])  # 64 chars + 2
@@ -157,11 +156,11 @@ def main() -> None:
     model = LanguageModel(ModelConfig(num_layers=2, hidden_size=hidden, embed_size=hidden,
                                       vocab_size=tokenizer.vocab_size)).eval()
 
-    single = [timed_generation(model, tokenizer, args.length, 1) for _ in range(args.runs)]
-    seconds_1 = statistics.median(seconds for seconds, _ in single)
-    early = statistics.median(marks[500] - marks[0] for _, marks in single)
-    late = statistics.median(marks[-1] - marks[-501] for _, marks in single)
-    seconds_64 = statistics.median(timed_generation(model, tokenizer, args.length, 64)[0] for _ in range(args.runs))
+    single = [timed_generation(model, tokenizer, args.length, 1) for _ in range(args.repeats)]
+    seconds_1 = harness.median(seconds for seconds, _ in single)
+    early = harness.median(marks[500] - marks[0] for _, marks in single)
+    late = harness.median(marks[-1] - marks[-501] for _, marks in single)
+    seconds_64 = harness.median(timed_generation(model, tokenizer, args.length, 64)[0] for _ in range(args.repeats))
     naive = naive_chars_per_second(model, tokenizer, args.naive_length)
 
     # per step and row: the first layer's hidden weights (its input is a table lookup), the second
@@ -171,13 +170,13 @@ def main() -> None:
     flops_per_char = 2 * sum(m.numel() for m in matrices)
     bandwidth = memory_bandwidth()
     flops = matmul_flops(64, 2 * hidden, 4 * hidden)
-    int8_1 = args.length / statistics.median(
-        timed_generation(model, tokenizer, args.length, 1, "int8")[0] for _ in range(args.runs))
-    int8_64 = 64 * args.length / statistics.median(
-        timed_generation(model, tokenizer, args.length, 64, "int8")[0] for _ in range(args.runs))
+    int8_1 = args.length / harness.median(
+        timed_generation(model, tokenizer, args.length, 1, "int8")[0] for _ in range(args.repeats))
+    int8_64 = 64 * args.length / harness.median(
+        timed_generation(model, tokenizer, args.length, 64, "int8")[0] for _ in range(args.repeats))
     chars_1, chars_64 = args.length / seconds_1, 64 * args.length / seconds_64
-    print(json.dumps({
-        "model": f"lstm 2x{hidden}, vocab {tokenizer.vocab_size}, threads {torch.get_num_threads()}",
+    harness.report(args, {
+        "model": f"lstm 2x{hidden}, vocab {tokenizer.vocab_size}",
         "batch_1_chars_per_s": round(chars_1),
         "batch_64_aggregate_chars_per_s": round(chars_64),
         "batch_1_chars_1_to_500_s": round(early, 4),
@@ -196,7 +195,7 @@ def main() -> None:
         "batch_64_fraction_of_compute_limit": round(chars_64 / (flops / flops_per_char), 3),
         "int8_batch_1_chars_per_s": round(int8_1),
         "int8_batch_64_aggregate_chars_per_s": round(int8_64),
-    }, indent=1))
+    })
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ generated under that label, and N unconditioned samples from the model it was fi
 (--baseline) and from the conditioned model with no label; the judge (--judge) labels them all.
 Reports the share judged as the requested label, the judge's own accuracy on real IMDb validation
 reviews (whole, and cut to the samples' length), and bits per character on IMDb validation of both
-models (the conditioned one with the label withheld, and with it). Prints one JSON object.
+models (the conditioned one with the label withheld, and with it). Prints one JSON report (each
+guidance's shares also on stderr as they are measured).
 
     python scripts/bench_steer.py --model runs/steer/reviews-label --samples 200 --length 400 --guidance 0,1,2
 """
@@ -13,12 +14,9 @@ models (the conditioned one with the label withheld, and with it). Prints one JS
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
 
+import harness
 import numpy as np
-import torch
 
 import textgen
 from textgen.data.batches import StreamBatches, label_array, token_array
@@ -54,14 +52,13 @@ def bits_per_char(generator, tokens, labels, chars_per_token: float, max_windows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__, seed=0)
     parser.add_argument("--model", default="runs/steer/reviews-label", help="the conditioned language model")
     parser.add_argument("--baseline", default="reviews", help="the unconditioned model it was fine-tuned from")
     parser.add_argument("--judge", default="sentiment", help="the classifier that labels the samples")
     parser.add_argument("--samples", type=int, default=200, help="samples per label (and unconditioned)")
     parser.add_argument("--length", type=int, default=400, help="characters per sample")
     parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--guidance", type=lambda text: [float(value) for value in text.split(",")], default=[0.0],
                         help="comma-separated --guidance values to measure steering at (default: 0)")
     parser.add_argument("--val-windows", type=int, default=None,
@@ -71,16 +68,15 @@ def main() -> None:
     parser.add_argument("--stages", default="steer,judge,bits",
                         help="what to measure, comma-separated: steer (the samples), judge (its accuracy on real "
                              "reviews), bits (bits per character)")
-    args = parser.parse_args()
-    torch.manual_seed(args.seed)
-    started = time.perf_counter()
+    args = harness.parse(parser, quick={"model": "reviews-label", "samples": 2, "length": 40, "val_windows": 1,
+                                        "judge_reviews": 8})
     conditioned = textgen.load(args.model, "cpu", "language_model")
     baseline = textgen.load(args.baseline, "cpu", "language_model")
     judge = textgen.load(args.judge, "cpu", "classifier")
     names = list(conditioned.model.config.label_names)
     result = {"model": args.model, "baseline": args.baseline, "judge": args.judge, "labels": names,
               "samples_per_label": args.samples, "length": args.length, "temperature": args.temperature,
-              "seed": args.seed, "threads": torch.get_num_threads()}
+              "seed": args.seed}
 
     stages = set(args.stages.split(","))
     if "steer" in stages:
@@ -106,8 +102,7 @@ def main() -> None:
                                                          args.val_windows)["no_label"]
         result["bits_per_char_no_label_minus_baseline"] = (result["bits_per_char_conditioned"]["no_label"]
                                                            - result["bits_per_char_baseline"])
-    result["seconds"] = time.perf_counter() - started
-    print(json.dumps(result, indent=1))
+    harness.report(args, result)
 
 
 def steer(args: argparse.Namespace, conditioned, baseline, judge, names: list[str], result: dict) -> None:
@@ -120,7 +115,7 @@ def steer(args: argparse.Namespace, conditioned, baseline, judge, names: list[st
             steered[label] = sum(verdict == label for verdict in judged(judge, texts)) / len(texts)
         steered["mean"] = sum(steered.values()) / len(names)
         result["steered_share"][str(guidance)] = steered
-        print(json.dumps({"guidance": guidance, **steered}), file=sys.stderr, flush=True)
+        harness.progress({"guidance": guidance, **steered})
     for name, generator, label in (("baseline", baseline, None), ("no_label", conditioned, None)):
         verdicts = judged(judge, samples(generator, args.samples, args.length, args.temperature, args.seed, label))
         result[f"{name}_judged_share"] = {label: verdicts.count(label) / len(verdicts) for label in names}

@@ -1,26 +1,23 @@
 """Torch threads against one thread for textgen's small-model commands, on a machine where other
 work runs: `textgen memory` (models of 16 units), sampling one text and `textgen inspect` with the
 bundled Shakespeare model. Each command runs in this process under torch.set_num_threads(N) for
-every N of --threads, alternating, --runs times; the median wall time of each.
+every N of --threads, alternating, --repeats times; the median wall time of each.
 
 To see what a busy machine does to threads without a second free core, pin this script to one core
 that other work shares (`taskset -c 1`): N threads then contend with that work and each other, as
 torch's default of one thread per core does when a core is busy.
 
 Prints JSON; never asserts on time. Usage (docs/performance.md's figures):
-    OMP_NUM_THREADS=1 taskset -c 1 python scripts/bench_threads.py [--threads 1 2] [--runs 3]
+    OMP_NUM_THREADS=1 taskset -c 1 python scripts/bench_threads.py [--threads 1 2] [--repeats 3]
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import json
-import os
-import statistics
 import time
 
+import harness
 import torch
 
 from textgen import cli
@@ -47,22 +44,19 @@ def timed(argv: list[str], threads: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--runs", type=int, default=3)
+    parser = harness.parser(__doc__, repeats=3, thread_option=False)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="the torch thread counts compared")
     parser.add_argument("--commands", nargs="+", choices=list(COMMANDS), default=list(COMMANDS))
-    args = parser.parse_args()
-    result = {"cpus_allowed": len(os.sched_getaffinity(0)), "load_average_before": os.getloadavg()[0], "seconds": {}}
+    args = harness.parse(parser, quick={"repeats": 1, "commands": ["sample one text"]})
+    result = {"seconds": {}}
     for name in args.commands:
         timed(COMMANDS[name], 1)  # warm-up: imports, the model's first load
         times = {threads: [] for threads in args.threads}
-        for _ in range(args.runs):
+        for _ in range(args.repeats):
             for threads in args.threads:
                 times[threads].append(timed(COMMANDS[name], threads))
-        result["seconds"][name] = {f"{threads} threads": round(statistics.median(values), 2)
-                                   for threads, values in times.items()}
-    result["load_average_after"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=2))
+        result["seconds"][name] = {f"{threads} threads": harness.median(values, 2) for threads, values in times.items()}
+    harness.report(args, result)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,17 @@
 """Training speed of textgen's own loop against a bare nn.LSTM loop of the same shape, run
 alternately in one process; plus model FLOPs utilisation against a matrix multiply timed here.
 
-Prints JSON. Usage: python scripts/bench_train.py [--rounds 3] [--steps 8] [--precision fp32]
+Prints JSON. Usage: python scripts/bench_train.py [--repeats 3] [--steps 8] [--precision fp32]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -86,7 +85,7 @@ def matmul_flops_per_second(repeats: int = 10) -> float:
             started = time.perf_counter()
             a @ b
             times.append(time.perf_counter() - started)
-        rates.append(2 * size**3 / statistics.median(times))
+        rates.append(2 * size**3 / harness.median(times))
     return max(rates)
 
 
@@ -97,8 +96,7 @@ def training_flops_per_token(layers: int, hidden: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = harness.parser(__doc__, repeats=3)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=512)
@@ -107,29 +105,27 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="textgen's dropout (0 computes exactly what the bare loop does)")
-    args = parser.parse_args()
+    args = harness.parse(parser, quick={"repeats": 1, "steps": 2, "hidden": 32, "batch": 4, "seq_len": 16})
 
     tokens = np.random.default_rng(0).integers(0, VOCAB, args.batch * args.seq_len * (args.steps + 3)).astype(np.uint8)
     bare, ours = [], []
-    for _ in range(args.rounds):  # alternate so that machine noise hits both alike
+    for _ in range(args.repeats):  # alternate so that machine noise hits both alike
         bare.append(bare_loop_tokens_per_second(args, tokens))
         ours.append(textgen_tokens_per_second(args, tokens))
     matmul = matmul_flops_per_second()
     flops = training_flops_per_token(args.layers, args.hidden)
-    result = {
+    harness.report(args, {
         "shape": f"lstm {args.layers}x{args.hidden}, batch {args.batch}, seq {args.seq_len}, {args.precision}, "
                  f"textgen dropout {args.dropout}",
-        "threads": torch.get_num_threads(),
-        "bare_lstm_tokens_per_s": round(statistics.median(bare)),
-        "textgen_tokens_per_s": round(statistics.median(ours)),
-        "ratio_textgen_over_bare": round(statistics.median(ours) / statistics.median(bare), 3),
+        "bare_lstm_tokens_per_s": round(harness.median(bare)),
+        "textgen_tokens_per_s": round(harness.median(ours)),
+        "ratio_textgen_over_bare": round(harness.median(ours) / harness.median(bare), 3),
         "bare_runs": [round(x) for x in bare],
         "textgen_runs": [round(x) for x in ours],
         "matmul_gflops": round(matmul / 1e9, 1),
-        "model_gflops": round(statistics.median(ours) * flops / 1e9, 1),
-        "model_flops_utilisation": round(statistics.median(ours) * flops / matmul, 3),
-    }
-    print(json.dumps(result, indent=2))
+        "model_gflops": round(harness.median(ours) * flops / 1e9, 1),
+        "model_flops_utilisation": round(harness.median(ours) * flops / matmul, 3),
+    })
 
 
 if __name__ == "__main__":

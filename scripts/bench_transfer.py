@@ -13,12 +13,12 @@ quotes a keyboard types. Run it pinned to one core, alone:
     OMP_NUM_THREADS=1 taskset -c 0 python scripts/bench_transfer.py --books jekyll,darkness \\
         --sizes 100 --minutes 10 --methods english,scratch_default,scratch_small
 
-Prints one JSON object per run, then a summary; needs TEXTGEN_DATA to hold the gutenberg corpus.
+Prints one JSON report: every run (each also on stderr as it ends) and a summary; needs TEXTGEN_DATA
+to hold the gutenberg corpus. The slices and runs are kept in --runs-dir.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -27,6 +27,8 @@ import shutil
 import statistics
 import time
 from pathlib import Path
+
+import harness
 
 from textgen.cli import main as textgen
 
@@ -102,7 +104,7 @@ def copy_share(run: Path, samples: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--books", default="jekyll,darkness,wallpaper,shakespeare")
     parser.add_argument("--sizes", default="20,100,500", help="training slices in KB")
     parser.add_argument("--minutes", default="2,5,10", help="wall time of each training run")
@@ -110,23 +112,26 @@ def main() -> None:
     parser.add_argument("--english", default="english", help="the model fine-tuned (bundled name, run, .pt)")
     parser.add_argument("--extra", default="", help="flags added to every fine-tuning run, e.g. '--lr 2e-3'")
     parser.add_argument("--samples", type=int, default=4, help="samples per run for the copy check")
-    parser.add_argument("--out", default="runs/bench_transfer")
-    args = parser.parse_args()
+    parser.add_argument("--runs-dir", default="runs/bench_transfer", help="where the slices and runs are kept")
+    args = harness.parse(parser, quick={"books": "jekyll", "sizes": "20", "minutes": "0.1",
+                                        "methods": "english,scratch_default", "samples": 1})
     data_dir = Path(os.environ.get("TEXTGEN_DATA", "corpora"))
-    out = Path(args.out)
-    results = []
+    out = Path(args.runs_dir)
+    records, results = [], []  # every record; the training runs
     for book in args.books.split(","):
         text = book_text(book, data_dir)
         for size in map(int, args.sizes.split(",")):
             folder = out / "data" / f"{book}-{size}k"
             sizes = write_slice(text, size, folder)
             if not sizes:
-                print(json.dumps({"book": book, "kb": size, "skipped": f"the book has {len(text):,} characters"}))
+                records.append({"book": book, "kb": size, "skipped": f"the book has {len(text):,} characters"})
+                harness.progress(records[-1])
                 continue
             zero_shot = json.loads(captured(["eval", "--model", args.english, "--corpus", str(folder),
                                              "--split", "validation", "--json"]))
-            print(json.dumps({"book": book, "kb": size, "method": "english_zero_shot",
-                              "bits_per_char": zero_shot["bits_per_char"], **sizes}), flush=True)
+            records.append({"book": book, "kb": size, "method": "english_zero_shot",
+                            "bits_per_char": zero_shot["bits_per_char"], **sizes})
+            harness.progress(records[-1])
             for minutes in map(float, args.minutes.split(",")):
                 for method in args.methods.split(","):
                     flags = [flag if flag != "english" else args.english for flag in METHODS[method]]
@@ -143,12 +148,13 @@ def main() -> None:
                               "bits_per_char": bits, "best_step": step, **copy_share(run, args.samples),
                               "wall_s": round(time.perf_counter() - started, 1), **sizes}
                     results.append(record)
-                    print(json.dumps(record), flush=True)
+                    records.append(record)
+                    harness.progress(record)
     summary = {}
     for record in results:
         summary.setdefault(f"{record['book']}-{record['kb']}k-{record['minutes']:g}m", {})[record["method"]] = \
             round(record["bits_per_char"], 4)
-    print(json.dumps({"summary": summary}))
+    harness.report(args, {"runs": records, "summary": summary})
 
 
 if __name__ == "__main__":

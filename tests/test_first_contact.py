@@ -59,7 +59,7 @@ def test_a_path_wins_over_a_bundled_name(corpus, tmp_path, monkeypatch):
 # --- the bundled models themselves ---------------------------------------------------------------
 
 needs_models = pytest.mark.skipif(not {"shakespeare", "sentiment"} <= set(bundled_models()),
-                                  reason="the bundled models are not built yet (scripts/build_models.py)")
+                                  reason="the bundled models are not built yet (tools/build_models.py)")
 
 
 @needs_models

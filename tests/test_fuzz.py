@@ -3,7 +3,7 @@ missing, extra and non-string columns, random argument vectors for every subcomm
 prompts and texts. Every case ends with exit status 0, 1 or 2 and at most one line of error, never a
 traceback and never a hang.
 
-This file runs the short profile; `scripts/fuzz.py` runs the long one (TEXTGEN_FUZZ_PROFILE=long)
+This file runs the short profile; `tests/fuzz_long.py` runs the long one (TEXTGEN_FUZZ_PROFILE=long)
 and counts the cases. Cases run `cli.main` in this process (fast), but for one property that starts
 real processes with argument bytes no in-process call can give (invalid UTF-8).
 """
@@ -34,7 +34,7 @@ EXAMPLES, PROCESS_EXAMPLES, LONG_LINE_MB = {"short": (6, 2, 2), "long": (300, 40
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=PROFILE == "short", database=None,
                 suppress_health_check=list(HealthCheck))
 CASE_SECONDS = 300  # a case still running after this is a hang
-CASES: collections.Counter = collections.Counter()  # property -> cases run (scripts/fuzz.py reports them)
+CASES: collections.Counter = collections.Counter()  # property -> cases run (tests/fuzz_long.py reports them)
 FAILED: collections.Counter = collections.Counter()  # property -> cases that failed, shrinking included
 STATUSES: collections.Counter = collections.Counter()  # exit status -> cases
 

@@ -193,7 +193,7 @@ def test_a_temporary_cache_file_of_a_killed_writer_is_swept_and_a_live_ones_is_n
 
 @pytest.mark.slow
 def test_a_short_soak_of_kills_loses_nothing_and_ends_with_the_uninterrupted_weights(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "soak.py"), "--kills", "2", "--max-steps", "16",
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "soak.py"), "--kills", "2", "--max-steps", "16",
                              "--eval-interval", "8", "--corpus-chars", "100000", "--keep", str(tmp_path / "soak")],
                             capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     report = json.loads(result.stdout)

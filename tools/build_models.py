@@ -1,11 +1,12 @@
 """Rebuild the bundled models: train each with `textgen train`, export half-precision weights into
 textgen/pretrained/, measure what the export costs, and write each model card.
 
-    python scripts/build_models.py                      # train and pack all (hours on a laptop CPU)
-    python scripts/build_models.py --only shakespeare   # one model
-    python scripts/build_models.py --pack-only          # pack runs that are already trained
-    python scripts/build_models.py --only sentiment --from-stage sentiment-ngrams
+    python tools/build_models.py                      # train and pack all (hours on a laptop CPU)
+    python tools/build_models.py --only shakespeare   # one model
+    python tools/build_models.py --pack-only          # pack runs that are already trained
+    python tools/build_models.py --only sentiment --from-stage sentiment-ngrams
         # that stage (and any after it) from the bundled file: new n-grams on the shipped encoder
+    python tools/build_models.py --only sentiment --plan   # the stages it would train, as JSON; trains nothing
 
 The corpora other than the bundled tiny_shakespeare come from the data folder ($TEXTGEN_DATA).
 Prints one JSON object per model.
@@ -245,8 +246,8 @@ def card(name: str, spec: dict, command: str, info: dict, full: list[dict], half
 
 {command}
 
-then packed with `python scripts/build_models.py --pack-only --only {name}` (weights cast to float16{packing}; no
-optimizer state). `python scripts/build_models.py --only {name}` trains every stage again and packs the result{restack}.
+then packed with `python tools/build_models.py --pack-only --only {name}` (weights cast to float16{packing}; no
+optimizer state). `python tools/build_models.py --only {name}` trains every stage again and packs the result{restack}.
 
 ## Figures ({'accuracy' if metric == 'accuracy' else 'bits per character'})
 
@@ -256,10 +257,10 @@ optimizer state). `python scripts/build_models.py --only {name}` trains every st
 {extra}"""
 
 
-def plan_stages(name: str, spec: dict, from_stage: str | None = None) -> tuple[list[list[str]], str]:
-    """The `textgen train` arguments of each stage that builds model `name`, and the card's account of
-    the stages skipped: with `from_stage` (a run name), that stage and those after it, the first from
-    the bundled file in place of the runs before it."""
+def plan_stages(name: str, spec: dict, from_stage: str | None = None) -> tuple[list[list[str]], list[list[str]]]:
+    """The `textgen train` arguments of each stage that builds model `name`, and of the stages skipped:
+    with `from_stage` (a run name), that stage and those after it run, the first from the bundled file
+    in place of the runs before it."""
     run = RUNS / spec.get("run", name)
     # a rebuild starts each run again: --overwrite replaces what an earlier build left
     stages = []  # (run name, arguments)
@@ -271,7 +272,7 @@ def plan_stages(name: str, spec: dict, from_stage: str | None = None) -> tuple[l
     stages.append((run.name, [*spec["train"], "--out", str(run.relative_to(ROOT)), "--overwrite"]))
     stages += [(run.name, [*extra, "--resume", "--out", str(run.relative_to(ROOT))])
                for extra in spec.get("resume", [])]
-    intro = ""
+    skipped = []
     if from_stage:
         names = [out for out, _ in stages]
         if from_stage not in names:
@@ -283,11 +284,17 @@ def plan_stages(name: str, spec: dict, from_stage: str | None = None) -> tuple[l
         if skipped:
             # the bundled file holds what the skipped stages trained (a stacked classifier's n-grams
             # stay behind when its recurrent part trains on, and are stacked afresh)
-            intro = ("These stages were not rerun in this build; the bundled model kept what they trained:\n\n"
-                     + "".join(f"    textgen train {shlex.join(stage)}\n" for _, stage in skipped)
-                     + "\nthen, from the bundled model's file:\n\n")
             first[first.index("--init-from") + 1] = str((PRETRAINED / f"{name}.pt").relative_to(ROOT))
-    return [stage for _, stage in stages], intro
+    return [stage for _, stage in stages], [stage for _, stage in skipped]
+
+
+def skipped_intro(skipped: list[list[str]]) -> str:
+    """The card's account of the stages a build started part-way did not run."""
+    if not skipped:
+        return ""
+    return ("These stages were not rerun in this build; the bundled model kept what they trained:\n\n"
+            + "".join(f"    textgen train {shlex.join(stage)}\n" for stage in skipped)
+            + "\nthen, from the bundled model's file:\n\n")
 
 
 def main() -> None:
@@ -298,18 +305,26 @@ def main() -> None:
                         help="start at this stage, from the bundled file in place of the runs before it, which are "
                              "not trained again: the file must hold what they trained, as a stacked model's does "
                              "for its last run (sentiment-ngrams: new n-grams on the shipped encoder)")
+    parser.add_argument("--plan", action="store_true",
+                        help="print each model's stages (and those --from-stage skips) as JSON; train nothing")
     args = parser.parse_args()
+    plans = {}  # every plan before any training, so that a bad --from-stage stops the build at once
+    for name in args.only or list(MODELS):
+        try:
+            plans[name] = plan_stages(name, MODELS[name], args.from_stage)
+        except ValueError as error:
+            parser.error(str(error))
+    if args.plan:
+        for name, (stages, skipped) in plans.items():
+            print(json.dumps({"model": name, "stages": stages, "skipped": skipped}))
+        return
     sys.path.insert(0, str(ROOT))
     from textgen.nn.checkpoint import describe_checkpoint, export_weights, load_checkpoint
     from textgen.classify.stacking import NGRAM_EPOCHS, NGRAM_RUNS
 
-    for name in args.only or list(MODELS):
+    for name, (stages, skipped) in plans.items():
         spec = MODELS[name]
         run = RUNS / spec.get("run", name)
-        try:
-            stages, intro = plan_stages(name, spec, args.from_stage)
-        except ValueError as error:
-            parser.error(str(error))
         command = "\n".join("    textgen train " + shlex.join(stage) for stage in stages)
         if not args.pack_only:
             if spec.get("prepare") == "reviews_mixed":
@@ -332,7 +347,7 @@ def main() -> None:
         half = [score(packed, corpus, split, kind, features) for corpus, split in spec["scores"] for features in choices]
         sha256 = hashlib.sha256(packed.read_bytes()).hexdigest()
         extra = features_section(last["metrics"], full, half) if spec.get("features") else ""
-        (PRETRAINED / f"{name}.md").write_text(card(name, spec, intro + command, info, full, half, sha256,
+        (PRETRAINED / f"{name}.md").write_text(card(name, spec, skipped_intro(skipped) + command, info, full, half, sha256,
                                                     packed.stat().st_size, extra))
         print(json.dumps({"model": name, "command": command, "float32": full, "float16": half,
                           "bytes": packed.stat().st_size, "sha256": sha256}), flush=True)

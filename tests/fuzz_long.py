@@ -3,7 +3,7 @@ property, a 50 MB line) and prints JSON: the cases run and failed per property, 
 property that failed, the end of its report (hypothesis's smallest failing case).
 
 Usage (pytest's own output goes to stderr):
-    OMP_NUM_THREADS=1 taskset -c 0 python scripts/fuzz.py [--seed 0]
+    OMP_NUM_THREADS=1 taskset -c 0 python tests/fuzz_long.py [--seed 0]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent.parent / "tests" / "test_fuzz.py"
+TESTS = Path(__file__).resolve().parent / "test_fuzz.py"
 
 
 class Collect:

@@ -1,9 +1,11 @@
 """Kill -9 soak: train a tiny model, SIGKILL it at random moments (also inside checkpoint and
 token-cache writes) and resume, again and again; then check that no file was ever half written and
 that the final weights are bit-identical to those of an uninterrupted run with the same seed.
+tests/test_reliability.py runs a short soak of 2 kills; the long one is run by hand.
 
-Prints JSON. Usage (one core, as the numbers in the README were measured):
-    OMP_NUM_THREADS=1 taskset -c 0 python scripts/soak.py [--kills 30] [--max-steps 200] [--seed 0]
+Prints JSON; exits 1 if a file was corrupt or the weights differ. Usage (one core, as the numbers in
+docs/reliability.md were measured):
+    OMP_NUM_THREADS=1 taskset -c 0 python tests/soak.py [--kills 30] [--max-steps 200] [--seed 0]
 
 Each kill is one of: a random moment of the process's life (imports and tokenizing included), a
 random training step plus a random fraction of a step, or the first moment a checkpoint or token-cache
