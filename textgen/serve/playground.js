@@ -183,6 +183,7 @@ function showChoices(list) {
     const item = element("li");
     item.id = `choice-${i}`;
     item.setAttribute("role", "option");
+    item.dataset.text = choice.text;
     item.append(element("span", visible(choice.text), "text"));
     if (typeof choice.probability === "number") {
       item.append(element("span", `${(100 * choice.probability).toFixed(1)}%`, "probability"));
@@ -270,7 +271,7 @@ async function classify() {
   $("probabilities").replaceChildren();
   try {
     const answer = await post("/v1/classify", {model: $("classifier").value, texts: [prompt.value]});
-    const prediction = (answer.predictions ?? [])[0] ?? {};
+    const prediction = (answer.data ?? answer.predictions ?? [])[0] ?? {};
     $("label").textContent = String(prediction.label ?? "?");
     if (typeof prediction.probability === "number") {
       $("label-probability").textContent = `(${(100 * prediction.probability).toFixed(1)}%)`;
@@ -345,9 +346,9 @@ function showTrace(trace) {
     return;
   }
   inside.trace = trace;
-  inside.layer = units[0].layer;
-  if (inside.gate !== units[0].gate) {
-    inside.gate = units[0].gate;
+  inside.layer = trace.layer ?? units[0].layer;
+  if (inside.gate !== (trace.gate ?? units[0].gate)) {
+    inside.gate = trace.gate ?? units[0].gate;
     inside.unit = null;  // a new gate: start on its most active unit
   }
   $("gate").disabled = false;
