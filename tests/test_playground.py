@@ -168,6 +168,7 @@ def test_look_inside_colours_each_character_by_a_unit_and_follows_the_pickers(pa
     expect(page.locator("#about")).to_contain_text("layer 0 forget unit", timeout=30_000)
     page.select_option("#gate", "update")  # an LSTM has none: the server's message is shown
     expect(page.locator("#inside-error")).to_contain_text("not a gate of", timeout=30_000)
+    expect(page.locator("#gate")).to_have_value("forget")  # the picker goes back to what is shown
     page.screenshot(path="/tmp/playground-inside.png", full_page=True)
 
 

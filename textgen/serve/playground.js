@@ -295,7 +295,8 @@ $("classify").addEventListener("click", classify);
 
 const SIGMOID_GATES = ["input", "forget", "output", "reset", "update"];  // 0..1; the others -1..1 or wider
 const ALL_GATES = ["input", "forget", "candidate", "cell", "output", "hidden", "reset", "update"];
-const inside = {layer: null, gate: null, unit: null, trace: null, values: null, scale: 1};
+// layer and gate: what the pickers ask for (null: the server's default); shown: the layer and gate on the page
+const inside = {layer: null, gate: null, unit: null, shown: null, trace: null, values: null, scale: 1};
 let inspecting = null, inspectTimer = 0;
 
 function scheduleInspect() {
@@ -323,7 +324,13 @@ async function inspect() {
     $("inside-error").textContent = "";
     showTrace(trace);
   } catch (error) {
-    if (error.name !== "AbortError") $("inside-error").textContent = error.message;
+    if (error.name === "AbortError") return;
+    $("inside-error").textContent = error.message;
+    if (inside.shown) {  // the pickers go back to what is shown
+      Object.assign(inside, inside.shown);
+      $("layer").value = inside.layer;
+      $("gate").value = inside.gate;
+    }
   }
 }
 
@@ -346,11 +353,10 @@ function showTrace(trace) {
     return;
   }
   inside.trace = trace;
-  inside.layer = trace.layer ?? units[0].layer;
-  if (inside.gate !== (trace.gate ?? units[0].gate)) {
-    inside.gate = trace.gate ?? units[0].gate;
-    inside.unit = null;  // a new gate: start on its most active unit
-  }
+  const shown = {layer: trace.layer ?? units[0].layer, gate: trace.gate ?? units[0].gate};
+  // another layer or gate: start on its most active unit
+  if (inside.shown?.layer !== shown.layer || inside.shown?.gate !== shown.gate) inside.unit = null;
+  Object.assign(inside, shown, {shown});
   $("gate").disabled = false;
   if (typeof trace.layers === "number") $("layer").max = trace.layers - 1;
   $("layer").value = inside.layer;
@@ -433,16 +439,14 @@ $("busiest").addEventListener("click", () => {
 });
 $("layer").addEventListener("change", (event) => {
   inside.layer = Math.max(0, Number(event.target.value) || 0);
-  inside.unit = null;
   inspect();
 });
 $("gate").addEventListener("change", (event) => {
   inside.gate = event.target.value;
-  inside.unit = null;
   inspect();
 });
 $("inside-model").addEventListener("change", () => {
-  Object.assign(inside, {layer: null, gate: null, unit: null});
+  Object.assign(inside, {layer: null, gate: null, unit: null, shown: null});
   inspect();
 });
 $("inside").addEventListener("toggle", () => { if ($("inside").open) inspect(); });
