@@ -197,12 +197,11 @@ class Server:
         if "label" in settings and isinstance(settings["label"], str):
             settings["label"] = (settings["label"],)
         sample = SampleRequest(model=name, prompt=prompt, **settings)
-        limits = (("max_tokens", sample.length, self.request.max_tokens, "--max-tokens"),
-                  ("n", sample.num_samples, self.request.max_n, "--max-n"))
-        for key, value, limit, flag in limits:
+        most_n = min(self.request.max_n, self.request.max_streams)  # a request never waits for more slots than exist
+        for key, value, limit in (("max_tokens", sample.length, self.request.max_tokens),
+                                  ("n", sample.num_samples, most_n)):
             if value > limit:
-                raise ApiError(400, f"{key} {value:,} is above this server's limit of {limit:,} (its {flag}); "
-                                    f"ask for fewer", key)
+                raise ApiError(400, f"{key} {value:,} is above this server's limit of {limit:,}; ask for fewer", key)
         generator = self.models[name]
         label_ids(generator.model, sample.label, sample.num_samples, generator.device)  # an unknown label: 400 now
         return sample

@@ -117,22 +117,28 @@ class Engine:
         self.conditioned = model.label_embedding is not None
         self.token_texts = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
         self.lock = threading.Condition()
-        self.waiting: collections.deque[Job] = collections.deque()
-        self.active_rows = 0  # rows admitted and not finished (prompt or generating)
+        self.arrived: collections.deque[Job] = collections.deque()  # given slots, not yet started
+        self.waiting: collections.deque[Job] = collections.deque()  # waiting for slots
+        self.active_rows = 0  # slots taken: rows arrived, reading their prompt or generating
         self.thread: threading.Thread | None = None
         self.closed = False
 
     # --- the event loop's side ---
 
     def submit(self, job: Job) -> None:
-        """Admit `job` now or queue it; `Busy` when neither is possible."""
+        """Give `job` free slots now, or queue it; `Busy` when neither is possible."""
+        rows = job.config.num_samples
         with self.lock:
             if self.closed:
                 raise TextgenError("the server is shutting down")
-            if len(self.waiting) >= self.max_queue and self.active_rows + job.config.num_samples > self.max_streams:
+            if not self.waiting and self.active_rows + rows <= self.max_streams:
+                self.active_rows += rows
+                self.arrived.append(job)
+            elif len(self.waiting) < self.max_queue:
+                self.waiting.append(job)
+            else:
                 raise Busy(f"all {self.max_streams} stream slots are busy and {len(self.waiting)} requests wait; "
                            f"retry in a moment")
-            self.waiting.append(job)
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="textgen-engine", daemon=True)
                 self.thread.start()
@@ -149,21 +155,22 @@ class Engine:
     # --- the engine thread ---
 
     def _admit(self, prompts: list[_Prompt]) -> None:
-        """Move queued jobs into free slots, in order (called with the lock held)."""
-        while self.waiting:
-            job = self.waiting[0]
+        """Start the jobs given slots, and move queued jobs into slots freed (called with the lock held)."""
+        while self.waiting and self.active_rows + self.waiting[0].config.num_samples <= self.max_streams:
+            job = self.waiting.popleft()
+            if not job.cancelled:
+                self.active_rows += job.config.num_samples
+                self.arrived.append(job)
+        while self.arrived:
+            job = self.arrived.popleft()
             if job.cancelled:
-                self.waiting.popleft()
+                self.active_rows -= job.config.num_samples
                 continue
-            if self.active_rows + job.config.num_samples > self.max_streams:
-                return
-            self.waiting.popleft()
             try:
                 prompts.extend(self._rows(job))
             except TextgenError as error:
+                self.active_rows -= job.config.num_samples
                 _deliver({job: [Event(0, "", [], error=str(error))]})
-                continue
-            self.active_rows += job.config.num_samples
 
     def _rows(self, job: Job) -> list[_Prompt]:
         config = job.config
@@ -205,6 +212,8 @@ class Engine:
             with self.lock:
                 self._admit(prompts)
                 while not prompts and not rows and not self.closed:
+                    if self.on_step is not None:  # the last streams have left: say so before sleeping
+                        self.on_step(self.active_rows, len(self.waiting), 0)
                     self.lock.wait()
                     self._admit(prompts)
                 if self.closed:
