@@ -370,7 +370,7 @@ class _Reply:
             used = 0
             try:
                 async for batch in self.events():
-                    yield "".join(_sse(self.envelope([self.choice(event)])) for event in batch)
+                    yield _sse(self.envelope([self.choice(event) for event in _merged(batch)]))
                     used += sum(event.completion_tokens for event in batch)
                 yield _sse({**self.envelope([]), "usage": self.usage(used)})
             except TextgenError as error:
@@ -378,6 +378,21 @@ class _Reply:
             yield "data: [DONE]\n\n"
         finally:  # the client left, or every sample finished: free the slots
             self.job.cancel()
+
+
+def _merged(batch: list[Event]) -> list[Event]:
+    """One event per sample for a batch of events: a client that falls behind gets fewer, longer chunks."""
+    merged: dict[int, Event] = {}
+    for event in batch:
+        if event.index not in merged:
+            merged[event.index] = Event(event.index, event.text, list(event.tokens), event.finish_reason,
+                                        event.completion_tokens)
+            continue
+        into = merged[event.index]
+        into.text += event.text
+        into.tokens += event.tokens
+        into.finish_reason, into.completion_tokens = event.finish_reason, into.completion_tokens + event.completion_tokens
+    return sorted(merged.values(), key=lambda event: event.index)
 
 
 def _sse(data: dict[str, Any]) -> str:
