@@ -56,5 +56,10 @@ class Monitor:
                     ("textgen_queue_depth", "gauge", "requests waiting for a stream slot", self.queued),
                     ("textgen_characters_generated_total", "counter", "characters sent to clients", self.characters)):
                 lines += [f"# HELP {name} {help}", f"# TYPE {name} {kind}"]
-                lines += [f'{name}{{model="{model}"}} {value}' for model, value in sorted(values.items())]
+                lines += [f'{name}{{model="{_escaped(model)}"}} {value}' for model, value in sorted(values.items())]
         return "\n".join(lines) + "\n"
+
+
+def _escaped(label: str) -> str:
+    """A label value as the exposition format quotes it (a model may be a path with any characters)."""
+    return label.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
