@@ -55,6 +55,7 @@ async function stream(path, body, signal, onPiece) {
     buffered += value.replace(/\r\n/g, "\n");
     let end;
     while ((end = buffered.indexOf("\n\n")) >= 0) {
+      signal.throwIfAborted();  // Stop takes effect at once, even inside text that has already arrived
       const event = buffered.slice(0, end);
       buffered = buffered.slice(end + 2);
       const data = event.split("\n").filter((line) => line.startsWith("data:"))
@@ -296,6 +297,7 @@ $("classify").addEventListener("click", classify);
 const SIGMOID_GATES = ["input", "forget", "output", "reset", "update"];  // 0..1; the others -1..1 or wider
 const ALL_GATES = ["input", "forget", "candidate", "cell", "output", "hidden", "reset", "update"];
 // layer and gate: what the pickers ask for (null: the server's default); shown: the layer and gate on the page
+const HOVER_HINT = "hover over the text to read the values";
 const inside = {layer: null, gate: null, unit: null, shown: null, trace: null, values: null, scale: 1};
 let inspecting = null, inspectTimer = 0;
 
@@ -405,12 +407,13 @@ function showUnit() {
   const low = Math.min(...values), high = Math.max(...values);
   $("about").textContent = `layer ${inside.layer} ${inside.gate} unit ${inside.unit}` +
     (units.length > 1 ? ` (of ${units.length})` : "") +
-    `: from ${low.toFixed(3)} to ${high.toFixed(3)} along ${values.length} characters`;
+    `: from ${low.toFixed(3)} to ${high.toFixed(3)} along ${values.length} tokens`;
+  $("readout").textContent = HOVER_HINT;
 }
 
 function readout(i) {
   const trace = inside.trace;
-  let line = `character ${i} ${JSON.stringify(trace.tokens[i])}: ${inside.values[i].toFixed(4)}`;
+  let line = `token ${i} ${JSON.stringify(trace.tokens[i])}: ${inside.values[i].toFixed(4)}`;
   const prediction = trace.prediction;
   if (prediction && prediction.probabilities?.[i]) {
     line += "   prediction so far: " + prediction.labels.map((label, k) =>
