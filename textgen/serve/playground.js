@@ -296,8 +296,8 @@ $("classify").addEventListener("click", classify);
 
 const SIGMOID_GATES = ["input", "forget", "output", "reset", "update"];  // 0..1; the others -1..1 or wider
 const ALL_GATES = ["input", "forget", "candidate", "cell", "output", "hidden", "reset", "update"];
-// layer and gate: what the pickers ask for (null: the server's default); shown: the layer and gate on the page
 const HOVER_HINT = "hover over the text to read the values";
+// layer and gate: what the pickers ask for (null: the server's default); shown: the layer and gate on the page
 const inside = {layer: null, gate: null, unit: null, shown: null, trace: null, values: null, scale: 1};
 let inspecting = null, inspectTimer = 0;
 
