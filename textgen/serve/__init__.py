@@ -1,0 +1,57 @@
+"""`textgen serve`: the models kept loaded behind an HTTP API (see docs/serving.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+
+from textgen.errors import ConfigError
+from textgen.requests import ServeRequest
+from textgen.serve.app import create_app, load_models
+
+__all__ = ["create_app", "serve", "bind", "check_host"]
+
+
+def check_host(request: ServeRequest) -> None:
+    """Refuse to listen beyond this machine without an API key."""
+    host = request.host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and request.api_key is None:
+        raise ConfigError(f"--host {host} lets other machines in; add --api-key KEY (clients send it as a Bearer "
+                          f"token), or listen on 127.0.0.1")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host`:`port` (0: any free port); a ConfigError when it is taken."""
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(2048)
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port "
+                          f"(0: any free one) or --host") from None
+    return sock
+
+
+def serve(request: ServeRequest) -> None:
+    """Load the models, listen, and answer until interrupted; one line on stderr says where."""
+    import uvicorn  # only the server pays for it
+
+    check_host(request)
+    sock = bind(request.host, request.port)
+    try:
+        app = create_app(request, load_models(request))
+        port = sock.getsockname()[1]
+        where = f"[{request.host}]" if ":" in request.host else request.host
+        print(f"textgen serve: listening on http://{where}:{port} (models: {', '.join(dict.fromkeys(request.model))})",
+              file=sys.stderr)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
