@@ -5,20 +5,19 @@ interleaved so that a noisy neighbour slows them all alike.
 
     OMP_NUM_THREADS=1 taskset -c 1 python scripts/bench_first_contact.py --runs 7
 
-Prints JSON: the CPU, each command's median whole-process seconds and its ratio to the baseline,
-and for `sample` the seconds to its first character.
+Prints JSON: each command's median whole-process seconds and its ratio to the baseline, and for
+`sample` the seconds to its first character (the CPU in the report's machine). `--quick`: one run.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import harness
 
 BASELINE = "import torch"
 COMMANDS = {
@@ -44,18 +43,14 @@ def timed(command: list[str], cwd: str, env: dict) -> tuple[float, float]:
     return first, time.perf_counter() - started
 
 
-def cpu() -> dict:
-    """The CPU's model name, whether it has bf16 arithmetic (avx512_bf16), and the cores this process may use."""
-    info = dict(line.split(":", 1) for line in open("/proc/cpuinfo") if ":" in line)
-    info = {key.strip(): value.strip() for key, value in info.items()}
-    return {"model": info.get("model name", "unknown"), "avx512_bf16": "avx512_bf16" in info.get("flags", "").split(),
-            "cores_usable": len(os.sched_getaffinity(0))}
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
+    # no --threads: what is timed runs in child processes, with the environment's OMP_NUM_THREADS
+    parser = harness.parser(__doc__, thread_option=False)
+    parser.add_argument("--runs", type=int, default=7, help="timed runs of each command; the median is reported "
+                                                            "(default: %(default)s)")
+    args = harness.parse(parser, quick={"runs": 1})
+    if args.runs < 1:
+        raise SystemExit("--runs must be at least 1")
     env = {key: value for key, value in os.environ.items() if key != "TEXTGEN_DATA"}
     textgen = [sys.executable, "-m", "textgen"]
     seconds = {"import_torch": [], **{name: [] for name in COMMANDS}}
@@ -70,15 +65,15 @@ def main() -> None:
                 seconds[name].append(whole)
                 if name == "sample":
                     sample_first_char.append(first)
-    medians = {name: statistics.median(values) for name, values in seconds.items()}
-    print(json.dumps({
-        "runs": args.runs, "cpu": cpu(), "baseline": f'python -c "{BASELINE}"',
+    medians = {name: harness.median(values) for name, values in seconds.items()}
+    harness.report(args, {
+        "runs": args.runs, "baseline": f'python -c "{BASELINE}"',
         "commands": {name: "textgen " + " ".join(argv) for name, argv in COMMANDS.items()},
         "median_seconds": {name: round(value, 3) for name, value in medians.items()},
         "ratio_to_import_torch": {name: round(medians[name] / medians["import_torch"], 2) for name in COMMANDS},
-        "sample_first_char_seconds": round(statistics.median(sample_first_char), 3),
+        "sample_first_char_seconds": harness.median(sample_first_char, 3),
         "all_seconds": {name: [round(value, 3) for value in values] for name, values in seconds.items()},
-    }, indent=1))
+    })
 
 
 if __name__ == "__main__":

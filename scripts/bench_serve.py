@@ -9,32 +9,20 @@ nothing about time.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import random
 import re
-import statistics
 import subprocess
 import sys
 import time
 
+import harness
 import httpx
-import torch
 
 import textgen
 
 PROMPT = "ROMEO:\n"
-
-
-def cpu() -> dict:
-    """The CPU's model name and whether it has bf16 arithmetic (avx512_bf16)."""
-    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    name = re.search(r"Model name:\s*(.+)", text)
-    flags = open("/proc/cpuinfo").read()
-    return {"model_name": name.group(1).strip() if name else "unknown", "avx512_bf16": "avx512_bf16" in flags,
-            "cores_allowed": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads()}
 
 
 def rss_mb(pid: int) -> float:
@@ -195,18 +183,22 @@ async def soak(url: str, model: str, requests: int, concurrency: int, server_pid
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer characters per stream and a 500-request soak")
+    # no --threads: the server is another process; OMP_NUM_THREADS sets both it and the baseline
+    parser = harness.parser(__doc__, thread_option=False)
     parser.add_argument("--model", default="shakespeare", help="bundled language model for the streams")
-    parser.add_argument("--length", type=int, default=None, help="characters per stream (default 400; quick 150)")
-    parser.add_argument("--soak", type=int, default=None, help="soak requests (default 10000; quick 500)")
+    parser.add_argument("--length", type=int, default=400, help="characters per stream (default: %(default)s; "
+                                                                 "quick 150)")
+    parser.add_argument("--soak", type=int, default=10_000, help="soak requests (default: %(default)s; quick 500)")
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 8, 64, 256])
-    args = parser.parse_args()
-    length = args.length or (150 if args.quick else 400)
-    soak_requests = args.soak if args.soak is not None else (500 if args.quick else 10_000)
-    if not 1 <= length <= 10_000 or not 0 <= soak_requests <= 100_000 or max(args.counts) > 512:
-        raise SystemExit("keep --length within 1..10000, --soak within 0..100000 and counts at most 512")
-    results: dict = {"cpu": cpu(), "model": args.model, "length": length, "command": " ".join(sys.argv)}
+    parser.add_argument("--autocomplete", type=int, default=100, help="autocomplete requests, over HTTP and "
+                                                                      "in-process (default: %(default)s; quick 30)")
+    args = harness.parse(parser, quick={"length": 150, "soak": 500, "autocomplete": 30})
+    length, soak_requests = args.length, args.soak
+    if (not 1 <= length <= 10_000 or not 0 <= soak_requests <= 100_000 or max(args.counts) > 512
+            or args.autocomplete < 1):
+        raise SystemExit("keep --length within 1..10000, --soak within 0..100000, counts at most 512 "
+                         "and --autocomplete at least 1")
+    results: dict = {"model": args.model, "length": length}
     process, url = start_server([args.model, "english"], max_streams=max(args.counts), max_queue=1024)
     try:
         results["server_rss_idle_mb"] = round(rss_mb(process.pid), 1)
@@ -218,15 +210,15 @@ def main() -> None:
             served["ratio_to_in_process"] = round(served["chars_per_second"] / baseline["chars_per_second"], 3)
             served["server_rss_beyond_idle_mb"] = round(served["server_rss_peak_mb"] - results["server_rss_idle_mb"], 1)
             results["streams"].append(served)
-            print(json.dumps(served), file=sys.stderr)
-        results["autocomplete"] = asyncio.run(autocomplete(url, 30 if args.quick else 100))
-        print(json.dumps(results["autocomplete"]), file=sys.stderr)
+            harness.progress(served)
+        results["autocomplete"] = asyncio.run(autocomplete(url, args.autocomplete))
+        harness.progress(results["autocomplete"])
         if soak_requests:
             results["soak"] = asyncio.run(soak(url, args.model, soak_requests, 32, process.pid))
     finally:
         process.terminate()
         process.wait(10)
-    print(json.dumps(results, indent=2))
+    harness.report(args, results)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = sorted((ROOT / "scripts").glob("bench_*.py"))
-# written before the harness; to adopt it: harness.parser, harness.parse, harness.report
-NOT_YET_ON_THE_HARNESS = {"bench_first_contact"}
 
 
 def test_every_benchmark_answers_help_with_the_harness_options():
@@ -25,8 +23,7 @@ def test_every_benchmark_answers_help_with_the_harness_options():
     for name, process in running.items():
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, f"scripts/{name}.py --help exited {process.returncode}:\n{err[-2000:]}"
-        if name not in NOT_YET_ON_THE_HARNESS:
-            assert "--quick" in out and "--out FILE.json" in out, f"scripts/{name}.py: build it on scripts/harness.py"
+        assert "--quick" in out and "--out FILE.json" in out, f"scripts/{name}.py: build it on scripts/harness.py"
 
 
 def test_no_test_imports_or_runs_anything_from_scripts():
