@@ -79,14 +79,8 @@ def test_help_imports_no_torch(tmp_path):
     assert loaded(modules, {**HEAVY, "torch": "1.3 s", "numpy": "0.1 s"}) == []
 
 
-THROUGH_THE_API = pytest.mark.xfail(strict=True, reason="needs lazy imports in api/cli (lead)")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [pytest.param("sample", marks=THROUGH_THE_API),
-                                     pytest.param("complete", marks=THROUGH_THE_API),
-                                     "eval --text",
-                                     pytest.param("classify", marks=THROUGH_THE_API)])
+@pytest.mark.parametrize("command", ["sample", "complete", "eval --text", "classify"])
 def test_using_a_model_imports_no_training_code(command, tmp_path):
     args, _ = COMMANDS[command]
     assert loaded(imported(args, tmp_path), TRAINING) == []

@@ -37,8 +37,8 @@ def run(request: ClassifyRequest, progress: Callable[[int | None], Progress] | N
 
 
 def _groups(classifier: TextClassifier, request: ClassifyRequest, progress) -> Iterator[list[Prediction]]:
-    counter = progress(None) if progress else None
     if request.file:
+        counter = progress(None) if progress else None
         count = 0
         for texts, probabilities in classifier.file_probabilities(request.file, request.text_column, request.encoding,
                                                                   request.batch_size, counter):

@@ -134,7 +134,9 @@ class Server:
             return invalid(error).response()
 
     def check_key(self, request: Request) -> None:
-        if self.request.api_key is None:
+        # the page itself holds only model names, and a browser opening it cannot send a header: it asks
+        # for the key when the API answers 401
+        if self.request.api_key is None or (request.method == "GET" and request.url.path == "/"):
             return
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {self.request.api_key}".encode()):

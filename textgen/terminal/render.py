@@ -79,24 +79,25 @@ class LabellingProgress:
     and the rate once done."""
 
     def __init__(self, console: Console):
+        self.console, self.progress = console, None  # drawn once there is something to count
+        self.done, self.started, self.task_id = 0.0, time.perf_counter(), None
+
+    def __enter__(self) -> LabellingProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def counter(self, total: int | None = None) -> Callable[[float], None]:
+        """What to call with each batch's count of texts labelled, out of `total` (None: unknown)."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.progress = Progress(
             TextColumn("labelling"), BarColumn(), TextColumn("{task.completed:,.0f} texts"),
             TextColumn("{task.fields[rate]:,.0f} texts/s"), TimeElapsedColumn(), TextColumn("eta"),
-            TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal,
-        )
-        self.done, self.started, self.task_id = 0.0, time.perf_counter(), None
-
-    def __enter__(self) -> LabellingProgress:
+            TimeRemainingColumn(), console=self.console, transient=True, disable=not self.console.is_terminal)
         self.progress.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.progress.stop()
-
-    def counter(self, total: int | None = None) -> Callable[[float], None]:
-        """What to call with each batch's count of texts labelled, out of `total` (None: unknown)."""
         self.task_id = self.progress.add_task("label", total=total, rate=0.0)
         self.done, self.started = 0.0, time.perf_counter()
         return self.advance
@@ -260,7 +261,8 @@ def show_labelling(labelling, request, as_json: bool, progress: LabellingProgres
     borderless table per group of a --file, columns as wide in each)."""
     output, count = Console(soft_wrap=True), 0
     if labelling.metrics is not None:
-        progress.progress.stop()
+        if progress.progress is not None:
+            progress.progress.stop()
         print(json.dumps(labelling.metrics)) if as_json else print_classifier_metrics(output, labelling.metrics)
         return
     width = max(map(len, [*labelling.label_names, "label"])) if request.file else 0
