@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, request_type in COMMANDS.items():
         help_text, _, description = request_type.__doc__.partition("\n\n")
-        sub = commands.add_parser(name, parents=[common], help=help_text.rstrip(".").lower(),
+        sub = commands.add_parser(name, parents=[common], help=help_text[0].lower() + help_text[1:].rstrip("."),
                                   description=" ".join(description.split()) or help_text)
         if request_type is TrainRequest:
             presets = {group: frozenset(k for p in PRESETS.values() for k in p[group]) for group in ("model", "train")}

@@ -212,6 +212,14 @@ class _History:
         self.filled += 1
 
 
+def draw(scores: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Each row's token drawn from softmax(`scores`) (rows, vocab) by inverting its cumulative sum at
+    that row's uniform number: one number a step, so a seeded row draws the same in any batch."""
+    cumulative = scores.softmax(-1).cumsum(-1)
+    threshold = uniforms[:, None] * cumulative[:, -1:]
+    return torch.searchsorted(cumulative, threshold, right=True).squeeze(1).clamp_(max=scores.size(-1) - 1)
+
+
 def _max_tokens(tokenizer: Tokenizer, length: int) -> int:
     """Tokens enough for `length` characters: a character token is one character; a subword token is
     at least one once its UTF-8 bytes are whole, and a character has at most four bytes."""
@@ -272,9 +280,7 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
             if uniforms is None:
                 tokens = scores.argmax(-1)
             else:
-                cumulative = scores.softmax(-1).cumsum(-1)
-                threshold = uniforms.next()[:, None] * cumulative[:, -1:]
-                tokens = torch.searchsorted(cumulative, threshold, right=True).squeeze(1).clamp_(max=raw.size(-1) - 1)
+                tokens = draw(scores, uniforms.next())
             log_prob_sums += raw.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(1)
             history.append(tokens)
         chunks, keep = [], []

@@ -22,9 +22,9 @@ import torch
 from textgen.config import SampleConfig
 from textgen.data.tokenizer import Tokenizer
 from textgen.errors import TextgenError
-from textgen.generate.processors import RepetitionPenalty, SuppressTokens, apply_processors, build_processors
-from textgen.generate.sampling import (_Continuation, _Detokenizer, _History, _Uniforms, encode_text, label_ids,
-                                       start_token)
+from textgen.generate.processors import RepetitionPenalty, apply_processors
+from textgen.generate.sampling import (_Continuation, _Detokenizer, _History, _max_tokens, _processors, _Uniforms, draw,
+                                       encode_text, label_ids, start_token)
 from textgen.generate.stepper import Stepper
 from textgen.nn.model import LanguageModel, select_state
 
@@ -177,10 +177,10 @@ class Engine:
         ids = encode_text(self.tokenizer, job.prompt)
         job.prompt_tokens = len(ids)
         labels = label_ids(self.model, config.label, config.num_samples, self.device)
-        processors = tuple([SuppressTokens((self.tokenizer.pad_id, self.tokenizer.unk_id)), *build_processors(config)])
+        processors = tuple(_processors(self.tokenizer, config))
         reads_history = any(isinstance(p, RepetitionPenalty) for p in processors)
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(6), "little")
-        max_tokens = config.length if self.tokenizer.kind == "char" else 4 * config.length
+        max_tokens = _max_tokens(self.tokenizer, config.length)
         prompts = []
         for index in range(config.num_samples):
             label = None if labels is None else labels[index:index + 1]
@@ -334,10 +334,7 @@ class Engine:
         return tokens, kept, deliveries, chars
 
     def _draw(self, rows: list[_Row], scores: torch.Tensor) -> torch.Tensor:
-        uniforms = torch.cat([row.uniforms.next() for row in rows])
-        cumulative = scores.softmax(-1).cumsum(-1)
-        threshold = uniforms[:, None] * cumulative[:, -1:]
-        return torch.searchsorted(cumulative, threshold, right=True).squeeze(1).clamp_(max=scores.size(-1) - 1)
+        return draw(scores, torch.cat([row.uniforms.next() for row in rows]))
 
 
 def _cat_states(states: list) -> object:
