@@ -81,13 +81,14 @@ def test_embedded_reber_strings_follow_the_grammar_and_repeat_the_second_symbol_
 @pytest.mark.parametrize("options, message", [
     (dict(lags=(4, 10)), "--lags 4 is too short for reber, which needs 5 or more (the shortest Reber string); "
                          "drop it or raise it"),
-    (dict(tasks=("adding", "sorting")), "--tasks sorting: choose from adding, recall, reber"),
-    (dict(cells=("lstm", "transformer")), "--cells transformer: choose from rnn, gru, lstm, article-lstm, article-gru"),
-    (dict(budget=0), "--budget must be positive, got 0"),
+    (dict(tasks=("adding", "sorting")), "--tasks 'sorting' is not one of: adding, recall, reber"),
+    (dict(cells=("lstm", "transformer")), "--cells 'transformer' is not one of: rnn, gru, lstm, article-lstm, "
+                                          "article-gru"),
+    (dict(budget=0), "--budget must be a whole number from 1 to 1,000,000,000, got 0"),
     (dict(budget=10), "--budget 10 is less than one step of 32 sequences; give 32 or more"),
-    (dict(init="zeros"), "--init zeros: choose from chrono, chrono-forget, forget-1"),
-    (dict(lr=0.0), "--lr must be positive, got 0.0"),
-    (dict(threads=0), "--threads must be positive, got 0"),
+    (dict(init="zeros"), "--init 'zeros' is not one of: chrono, chrono-forget, forget-1"),
+    (dict(lr=0.0), "--lr must be above 0, got 0.0"),
+    (dict(threads=0), "--threads must be a whole number from 1 to 64, got 0"),
 ])
 def test_invalid_benchmark_options_give_one_clear_error(options, message):
     with pytest.raises(ConfigError) as error:

@@ -23,6 +23,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 FEATURES_TO_FIND = ("quote", "paren", "line-position", "line-start", "label")
 MEMORY_TASKS = ("adding", "recall", "reber")
 MEMORY_CELLS = ("rnn", "gru", "lstm", "article-lstm", "article-gru")
+MEMORY_INITS = ("chrono", "chrono-forget", "forget-1")
+# the memory benchmark's settings a user may type (MemoryConfig's fields of the same names)
+MEMORY_SETTINGS = ("tasks", "cells", "lags", "budget", "check_every", "hidden_size", "lr", "init", "seeds", "threads")
 
 
 def path_option(default: Any, help: str, **kwargs: Any) -> Any:
@@ -286,7 +289,7 @@ class MemoryRequest:
     lr: float | None = option(None, "Adam learning rate (default: 0.01)", above=0.0)
     init: str | None = option(None, "gate biases at the start: chrono (forget bias log U(1, T), LSTM input bias its "
                                     "negative), chrono-forget (input bias 0), forget-1 as the language models "
-                                    "(default: chrono)", choices=("chrono", "chrono-forget", "forget-1"))
+                                    "(default: chrono)", choices=MEMORY_INITS)
     seeds: tuple[int, ...] | None = option(None, "one run per seed (default: 0 1 2; quick: 0)", low=0, high=SEED_MAX)
     threads: int | None = option(None, "torch threads (default: 1; these models are too small for more to help)",
                                  low=1, high=64)
@@ -304,8 +307,7 @@ class MemoryRequest:
 
     def overrides(self) -> dict[str, Any]:
         """The benchmark settings given, by MemoryConfig field name: the profile's, then the typed ones."""
-        names = ("tasks", "cells", "lags", "budget", "check_every", "hidden_size", "lr", "init", "seeds", "threads")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {name: getattr(self, name) for name in MEMORY_SETTINGS if getattr(self, name) is not None}
 
 
 @dataclass

@@ -30,11 +30,12 @@ from torch.nn import functional as F
 
 from textgen.lab.cells import ArticleGRU, ArticleLSTM
 from textgen.config import ModelConfig
+from textgen.config import check_value
 from textgen.errors import ConfigError
+from textgen.requests import MEMORY_CELLS, MEMORY_INITS, MEMORY_SETTINGS, MemoryRequest
 from textgen.nn.model import GATE_COUNT, check_memory, gate_rows, recurrent_layers
 
-CELLS = ("rnn", "gru", "lstm", "article-lstm", "article-gru")
-INITS = ("chrono", "chrono-forget", "forget-1")
+CELLS, INITS = MEMORY_CELLS, MEMORY_INITS
 BEATS_BASELINE = 0.5  # halfway from chance to perfect: clearly remembering, though not yet solved
 ADDING_TOLERANCE = 0.04  # the paper's: an adding answer is right when off by less than this
 RECALL_SYMBOLS = 8
@@ -166,22 +167,14 @@ class MemoryConfig:
     """torch threads; these models are too small for more to help"""
 
     def __post_init__(self) -> None:
-        self.tasks, self.cells, self.seeds = map(tuple, (self.tasks, self.cells, self.seeds))
+        for name in MEMORY_SETTINGS:  # the bounds and choices a user may type are the request's, checked alike
+            setattr(self, name, check_value(MemoryRequest, name, getattr(self, name)))
         self.lags = tuple(sorted(set(self.lags)))  # shortest first: a cell that fails one lag skips the longer
-        for flag, values, allowed in (("--tasks", self.tasks, tuple(TASKS)), ("--cells", self.cells, CELLS)):
-            unknown = [v for v in values if v not in allowed]
-            if unknown or not values:
-                raise ConfigError(f"{flag} {' '.join(unknown) or '(none)'}: choose from {', '.join(allowed)}")
-        if self.init not in INITS:
-            raise ConfigError(f"--init {self.init}: choose from {', '.join(INITS)}")
-        for flag, name in (("--budget", "budget"), ("--check-every", "check_every"), ("--hidden", "hidden_size"),
-                           ("batch_size", "batch_size"), ("eval_size", "eval_size"), ("--threads", "threads")):
+        for flag, name in (("batch_size", "batch_size"), ("eval_size", "eval_size")):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{flag} must be positive, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if not self.seeds or not self.lags:
-            raise ConfigError("--seeds and --lags need at least one value each")
+        if not (self.tasks and self.cells and self.seeds and self.lags):
+            raise ConfigError("--tasks, --cells, --seeds and --lags need at least one value each")
         if self.budget < self.batch_size:
             raise ConfigError(f"--budget {self.budget} is less than one step of {self.batch_size} sequences; "
                               f"give {self.batch_size} or more")

@@ -4,6 +4,7 @@ measured against the text the model trained on."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ class Sampling:
         return logged_copy_checks(chunks, self.copies) if self.copies is not None else chunks
 
 
-def run(request: SampleRequest, keep_text: bool = False) -> Sampling:
+def run(request: SampleRequest) -> Sampling:
     """The model loaded, the prompt read and the copy index built: ready to stream."""
     prompt = read_text_file("--prompt-file", request.prompt_file) if request.prompt_file is not None else request.prompt
     if request.greedy:
@@ -49,8 +50,6 @@ def run(request: SampleRequest, keep_text: bool = False) -> Sampling:
 def one_thread_unless_told() -> None:
     """One torch thread for a small model's step-by-step work unless OMP_NUM_THREADS says how many:
     beside other work, more threads wait on each other (docs/performance.md#threads)."""
-    import os
-
     import torch
 
     if "OMP_NUM_THREADS" not in os.environ:
