@@ -72,3 +72,66 @@ def test_free_modules_import_no_torch_and_no_other_part():
 def test_the_top_level_holds_only_the_free_modules_the_api_and_packages():
     top = {p.stem for p in PACKAGE.glob("*.py")}
     assert top <= FREE | {"api", "__main__"}, top - FREE - {"api", "__main__"}
+
+
+def module_calls(argv: list[str]) -> set[tuple[str, str]]:
+    """(caller, callee) for each call from one textgen module into another while `textgen ARGV` runs."""
+    import sys
+
+    from textgen.cli import main
+
+    edges = set()
+
+    def record(frame, event, arg):
+        if event == "call" and frame.f_back is not None:
+            callee, caller = frame.f_globals.get("__name__", ""), frame.f_back.f_globals.get("__name__", "")
+            if callee != caller and callee.startswith("textgen.") and caller.startswith("textgen."):
+                edges.add((caller, callee))
+
+    sys.setprofile(record)
+    try:
+        assert main(argv) == 0
+    finally:
+        sys.setprofile(None)
+    return edges
+
+
+def a_cycle(edges: set[tuple[str, str]]) -> list[str]:
+    """A path of modules that comes back to where it started, or [] when the calls form no loop."""
+    following, done = {}, set()
+    for caller, callee in edges:
+        following.setdefault(caller, set()).add(callee)
+
+    def walk(path: list[str]) -> list[str]:
+        for callee in following.get(path[-1], ()):
+            if callee in path:
+                return path[path.index(callee):] + [callee]
+            if callee not in done:
+                found = walk(path + [callee])
+                if found:
+                    return found
+        done.add(path[-1])
+        return []
+
+    return next((cycle for start in list(following) if (cycle := walk([start]))), [])
+
+
+EXAMPLES = PACKAGE.parent / "docs" / "examples"
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "--length", "20", "--seed", "0"],
+    ["classify", "--eval", "--corpus", str(EXAMPLES / "my_labels.csv"), "--split", "train"],
+    ["train", "--corpus", str(EXAMPLES / "my_text.txt"), "--preset", "tiny", "--max-steps", "2", "--device", "cpu"],
+], ids=lambda argv: argv[0])
+def test_a_command_enters_each_module_at_most_once_on_its_way(argv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # train writes its run folder under runs/
+    edges = module_calls(argv)
+    assert len({module for edge in edges for module in edge}) > 5
+    assert a_cycle(edges) == []
+
+
+def test_a_loop_of_calls_between_modules_is_found():
+    assert a_cycle({("a", "b"), ("b", "c")}) == []
+    assert a_cycle({("a", "b"), ("b", "c"), ("c", "a")}) in (["a", "b", "c", "a"], ["b", "c", "a", "b"],
+                                                             ["c", "a", "b", "c"])

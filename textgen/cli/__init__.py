@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -34,7 +35,7 @@ def train_command(request, args: argparse.Namespace, console: Console) -> ExitSt
     from textgen.terminal.interactive import show_training_end
     from textgen.terminal.render import RichReporter
 
-    setup, result = run(request, lambda chars_per_token: RichReporter(console, chars_per_token))
+    setup, result = run(request, functools.partial(RichReporter, console))  # told each stage's chars per token
     stopped = show_training_end(console, setup, result)
     return ExitStatus.INTERRUPTED if stopped else ExitStatus.SUCCESS
 

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 from textgen.config import ClassifierConfig, ModelConfig, from_dict
 from textgen.errors import CheckpointError, TextgenError
-from textgen.nn.model import Classifier, LanguageModel
+from textgen.nn.model import Classifier, LanguageModel, ShapesOnly
 from textgen.data.tokenizer import Tokenizer, tokenizer_from_data
 
 log = logging.getLogger("textgen")
@@ -206,16 +205,6 @@ def load_checkpoint(model: str | Path, kind: str | None = None) -> dict[str, Any
     return payload
 
 
-class _ShapesOnly(TorchFunctionMode):
-    """Inside it `torch.nn.init` fills nothing: a model built on the meta device has no values, and
-    filling them anyway imports torch._dynamo (normal_'s meta kernel), a second of every cold start."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__module__", None) == "torch.nn.init":
-            return args[0] if args else kwargs["tensor"]
-        return func(*args, **(kwargs or {}))
-
-
 def check_schema(payload: dict[str, Any], path: Path) -> None:
     """Refuse a checkpoint whose keys, types, sizes or tensor shapes are not those its config says,
     before any model is built from it."""
@@ -242,7 +231,7 @@ def check_schema(payload: dict[str, Any], path: Path) -> None:
         raise refuse(f"its configs or tokenizer do not read back ({str(error)[:120] or type(error).__name__})") from None
     if tokenizer.vocab_size != model_config.vocab_size:
         raise refuse(f"its tokenizer has {tokenizer.vocab_size} tokens and its model {model_config.vocab_size}")
-    with torch.device("meta"), _ShapesOnly():  # the shapes the config means, without allocating them
+    with torch.device("meta"), ShapesOnly():  # the shapes the config means, without allocating them
         built = Classifier(model_config, classifier_config) if classifier_config else LanguageModel(model_config)
     expected = {name: tuple(tensor.shape) for name, tensor in built.state_dict().items()}
     classes = len(classifier_config.label_names) if classifier_config else 0

@@ -10,6 +10,7 @@ import os
 from typing import NamedTuple
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch import nn
 from torch.nn import functional as F
 
@@ -377,3 +378,13 @@ def lead(logits: torch.Tensor) -> torch.Tensor:
     than `ClassifierConfig.decisive_margin` are labelled by the n-grams alone)."""
     top = logits.topk(2, dim=1).values
     return top[:, 0] - top[:, 1]
+
+
+class ShapesOnly(TorchFunctionMode):
+    """Inside it `torch.nn.init` fills nothing: a model built on the meta device has no values, and
+    filling them anyway imports torch._dynamo (normal_'s meta kernel), a second of every cold start."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
