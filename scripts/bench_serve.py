@@ -4,7 +4,7 @@ first character and between characters, memory with 256 streams open, autocomple
 HTTP, and a soak of requests with random settings and random disconnects. Prints JSON; asserts
 nothing about time.
 
-    OMP_NUM_THREADS=1 taskset -c 1 python scripts/bench_serve.py --quick
+    OMP_NUM_THREADS=1 python scripts/bench_serve.py --quick   # server on one core, clients on the other
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import json
 import random
 import re
+import os
 import subprocess
 import sys
 import time
@@ -39,12 +40,15 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def start_server(models: list[str], max_streams: int, max_queue: int) -> tuple[subprocess.Popen, str]:
-    """`textgen.serve.serve` in a subprocess on a free loopback port; (process, base url)."""
+def start_server(models: list[str], max_streams: int, max_queue: int, core: int | None
+                 ) -> tuple[subprocess.Popen, str]:
+    """`textgen.serve.serve` in a subprocess on a free loopback port, pinned to `core` when given;
+    (process, base url)."""
     code = ("import sys; from textgen.requests import ServeRequest; from textgen.serve import serve; "
             f"serve(ServeRequest(model={tuple(models)!r}, port=0, max_streams={max_streams}, "
             f"max_queue={max_queue}, max_tokens=100000, device='cpu'))")
-    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, preexec_fn=pin)
     line = process.stderr.readline()
     match = re.search(r"listening on (http://\S+)", line)
     if not match:
@@ -198,8 +202,14 @@ def main() -> None:
             or args.autocomplete < 1):
         raise SystemExit("keep --length within 1..10000, --soak within 0..100000, counts at most 512 "
                          "and --autocomplete at least 1")
-    results: dict = {"model": args.model, "length": length}
-    process, url = start_server([args.model, "english"], max_streams=max(args.counts), max_queue=1024)
+    # the server on a core of its own, as the in-process baseline has one: the clients that load it
+    # (and the baseline, measured while they wait) run on another, where the machine has two
+    cores = sorted(os.sched_getaffinity(0))
+    server_core, client_core = (cores[0], cores[1]) if len(cores) >= 2 else (None, None)
+    if client_core is not None:
+        os.sched_setaffinity(0, {client_core})
+    results: dict = {"model": args.model, "length": length, "server_core": server_core, "client_core": client_core}
+    process, url = start_server([args.model, "english"], max(args.counts), 1024, server_core)
     try:
         results["server_rss_idle_mb"] = round(rss_mb(process.pid), 1)
         results["streams"] = []

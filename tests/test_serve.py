@@ -334,3 +334,17 @@ def test_a_queued_request_waits_for_a_slot_then_runs(models):
     assert [r.json()["choices"][0]["text"] for r in replies] == [
         models["shakespeare"].generate(PROMPT, length=20, seed=seed) for seed in range(4)]
     app.state.server.close()
+
+
+def test_the_listening_socket_names_tcp_so_each_answer_leaves_without_waiting_for_an_ack():
+    # asyncio sets TCP_NODELAY only on connections of an IPPROTO_TCP socket: with protocol 0, every
+    # response's body waited for the client's delayed ACK of its headers (40 ms a request)
+    import socket
+
+    from textgen.serve import bind
+
+    listener = bind("127.0.0.1", 0)
+    try:
+        assert listener.proto == socket.IPPROTO_TCP
+    finally:
+        listener.close()

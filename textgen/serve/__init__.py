@@ -28,10 +28,12 @@ def check_host(request: ServeRequest) -> None:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on `host`:`port` (0: any free port); a ConfigError when it is taken."""
     try:
-        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        # the protocol named (IPPROTO_TCP, not 0): asyncio sets TCP_NODELAY only on such connections, and
+        # without it each response's body waits for the client's delayed ACK of its headers (40 ms)
+        sock = socket.socket(family, kind, protocol)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(info[4])
+        sock.bind(address)
         sock.listen(2048)
     except OSError as error:
         raise ConfigError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port "
