@@ -52,6 +52,9 @@ COMPLETION_FIELDS = {"max_tokens": "length", "n": "num_samples", "temperature": 
                      "top_k": "top_k", "min_p": "min_p", "typical_p": "typical_p",
                      "repetition_penalty": "repetition_penalty", "stop": "stop", "seed": "seed", "label": "label"}
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default
+# a stream sends at most one event this often, carrying every step's text since the last: at many
+# streams, one event (JSON, a socket write) a step each cost as much as the model's step itself
+STREAM_INTERVAL = 0.02
 
 
 class ApiError(Exception):
@@ -333,11 +336,15 @@ class _Reply:
         return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
                 "choices": choices}
 
-    async def events(self):
-        """The job's events until every sample has finished, a batch at a time."""
-        unfinished = self.job.config.num_samples
+    async def events(self, interval: float = 0.0):
+        """The job's events until every sample has finished, a batch at a time, batches at least
+        `interval` seconds apart (the first at once)."""
+        unfinished, loop, sent = self.job.config.num_samples, asyncio.get_running_loop(), float("-inf")
         while unfinished:
             batch = [await self.job.events.get()]
+            if sent + interval > loop.time():
+                await asyncio.sleep(sent + interval - loop.time())
+            sent = loop.time()
             while not self.job.events.empty():
                 batch.append(self.job.events.get_nowait())
             for event in batch:
@@ -371,7 +378,7 @@ class _Reply:
                               for index in range(len(self.offsets)))
             used = 0
             try:
-                async for batch in self.events():
+                async for batch in self.events(STREAM_INTERVAL):
                     yield _sse(self.envelope([self.choice(event) for event in _merged(batch)]))
                     used += sum(event.completion_tokens for event in batch)
                 yield _sse({**self.envelope([]), "usage": self.usage(used)})
