@@ -225,7 +225,7 @@ class Server:
         for key, value in flags.items():
             if not isinstance(value, bool):
                 raise ApiError(400, f"{key} must be true or false, got {value!r}", key)
-        job = Job(prompt, sample, logprobs or 0, asyncio.get_running_loop(), asyncio.Queue())
+        job = Job(prompt, sample, logprobs or 0, asyncio.get_running_loop())
         self.engines[name].submit(job)
         reply = _Reply(name, job, prompt if flags["echo"] else "", logprobs is not None)
         if flags["stream"]:
@@ -341,12 +341,11 @@ class _Reply:
         `interval` seconds apart (the first at once)."""
         unfinished, loop, sent = self.job.config.num_samples, asyncio.get_running_loop(), float("-inf")
         while unfinished:
-            batch = [await self.job.events.get()]
+            batch = await self.job.next_events()
             if sent + interval > loop.time():
                 await asyncio.sleep(sent + interval - loop.time())
+                batch += self.job.take()
             sent = loop.time()
-            while not self.job.events.empty():
-                batch.append(self.job.events.get_nowait())
             for event in batch:
                 if event.error is not None:
                     raise TextgenError(event.error)

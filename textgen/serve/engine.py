@@ -58,19 +58,48 @@ class Event:
 
 @dataclass(eq=False)
 class Job:
-    """A request's samples, and where their events go (an asyncio queue on the request's loop)."""
+    """A request's samples, and where their events wait for the request's coroutine (on `loop`).
+
+    The engine thread appends events; the coroutine takes them all at once, and is woken across
+    threads only when it is waiting: a stream that reads every few steps costs the loop no wakeup on
+    the steps between."""
 
     prompt: str
     config: SampleConfig
     logprobs: int
     loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue
     prompt_tokens: int = 0
     cancelled: bool = False
+    pending: collections.deque = field(default_factory=collections.deque)
+    waiter: asyncio.Future | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def cancel(self) -> None:
         """Stop generating (the client left): its rows leave at the next step."""
         self.cancelled = True
+
+    def take(self) -> list[Event]:
+        """The events that have come, without waiting."""
+        with self.lock:
+            events = list(self.pending)
+            self.pending.clear()
+        return events
+
+    async def next_events(self) -> list[Event]:
+        """The events that have come, waiting for at least one."""
+        with self.lock:
+            if not self.pending:
+                self.waiter = self.loop.create_future()
+        if self.waiter is not None:
+            await self.waiter
+        return self.take()
+
+    def put(self, events: list[Event]) -> asyncio.Future | None:
+        """Add events (the engine's side); the waiter to wake, if the coroutine waits."""
+        with self.lock:
+            self.pending.extend(events)
+            waiter, self.waiter = self.waiter, None
+        return waiter
 
 
 @dataclass
@@ -345,18 +374,20 @@ def _cat_states(states: list) -> object:
 
 
 def _deliver(deliveries: dict[Job, list[Event]]) -> None:
-    """Each job's events onto its own loop, one hop per loop."""
+    """Each job's events to its coroutine; one hop per loop wakes the coroutines that wait."""
     by_loop = collections.defaultdict(list)
     for job, events in deliveries.items():
-        by_loop[job.loop].append((job, events))
-    for loop, items in by_loop.items():
+        waiter = job.put(events)
+        if waiter is not None:
+            by_loop[job.loop].append(waiter)
+    for loop, waiters in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_put, items)
+            loop.call_soon_threadsafe(_wake, waiters)
         except RuntimeError:  # that loop has closed: its clients are gone
             pass
 
 
-def _put(items: list[tuple[Job, list[Event]]]) -> None:
-    for job, events in items:
-        for event in events:
-            job.events.put_nowait(event)
+def _wake(waiters: list[asyncio.Future]) -> None:
+    for waiter in waiters:
+        if not waiter.done():  # a client that left cancelled its wait
+            waiter.set_result(None)
