@@ -292,17 +292,26 @@ class Engine:
         return torch.tensor([row.label for row in rows], device=self.device)
 
     def _read_prompts(self, prompts: list[_Prompt]) -> list[_Prompt]:
-        """One chunk of each waiting prompt, `PROMPT_CHUNK` tokens in all at least; those done."""
-        budget, ready = PROMPT_CHUNK, []
+        """One chunk of each waiting prompt, `PROMPT_CHUNK` tokens in all at least; those done.
+        Chunks of one length read together, as one batch: streams that arrive together start together."""
+        budget, groups = PROMPT_CHUNK, collections.defaultdict(list)
         for prompt in prompts:
             if budget <= 0:
                 break
             chunk, prompt.ids = prompt.ids[:PROMPT_CHUNK], prompt.ids[PROMPT_CHUNK:]
             budget -= len(chunk)
-            logits, prompt.state = self.model(torch.tensor([chunk], device=self.device), prompt.state, prompt.labels)
-            if not prompt.ids:
-                prompt.logits = logits[:, -1]
-                ready.append(prompt)
+            groups[len(chunk), prompt.state is None, prompt.labels is None].append((prompt, chunk))
+        ready = []
+        for (_, fresh, _), group in groups.items():
+            ids = torch.tensor([chunk for _, chunk in group], device=self.device)  # (prompts, chunk)
+            state = None if fresh else _cat_states([prompt.state for prompt, _ in group])
+            labels = None if group[0][0].labels is None else torch.cat([prompt.labels for prompt, _ in group])
+            logits, state = self.model(ids, state, labels)
+            for row, (prompt, _) in enumerate(group):
+                prompt.state = select_state(state, torch.tensor([row], device=self.device))
+                if not prompt.ids:
+                    prompt.logits = logits[row:row + 1, -1]
+                    ready.append(prompt)
         return ready
 
     def _sample(self, rows: list[_Row], logits: torch.Tensor):
