@@ -114,14 +114,16 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(1000 * seconds, 3)
 
 
-def in_process(model: str, count: int, length: int) -> dict:
-    """The same sampling without a server: one batch of `count` samples."""
+def in_process(model: str, count: int, length: int, runs: int = 3) -> dict:
+    """The same sampling without a server: one batch of `count` samples, the median of `runs` runs."""
     generator = textgen.load(model, device="cpu")
-    started = time.perf_counter()
-    chars = sum(len(chunk.text) for chunk in generator.chunks(PROMPT, length=length, num_samples=count, seed=0,
-                                                              keep_text=False))
-    seconds = time.perf_counter() - started
-    return {"batch": count, "chars_per_second": round(chars / seconds, 1)}
+    rates = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        chars = sum(len(chunk.text) for chunk in generator.chunks(PROMPT, length=length, num_samples=count, seed=0,
+                                                                  keep_text=False))
+        rates.append(chars / (time.perf_counter() - started))
+    return {"batch": count, "chars_per_second": round(harness.median(rates), 1)}
 
 
 async def autocomplete(url: str, requests: int) -> dict:
@@ -169,9 +171,12 @@ async def soak(url: str, model: str, requests: int, concurrency: int, server_pid
             reply = await client.post(url + "/v1/completions", json=body)
             record["status"].append(reply.status_code)
 
+    quarters = []  # the server's memory after each quarter of the requests: a leak keeps climbing
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
         pending = set()
-        for _ in range(requests):
+        for sent in range(requests):
+            if sent and sent % max(requests // 4, 1) == 0:
+                quarters.append(round(rss_mb(server_pid), 1))
             if len(pending) >= concurrency:
                 _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             pending.add(asyncio.create_task(one(client)))
@@ -182,8 +187,9 @@ async def soak(url: str, model: str, requests: int, concurrency: int, server_pid
     after = rss_mb(server_pid)
     return {"requests": requests, "concurrency": concurrency, "statuses": statuses,
             "server_5xx": sum(count for status, count in statuses.items() if status >= 500),
-            "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
-            "rss_change": round(after / before - 1, 4)}
+            "rss_before_mb": round(before, 1), "rss_quarters_mb": quarters, "rss_after_mb": round(after, 1),
+            "rss_change": round(after / before - 1, 4),
+            "rss_change_after_first_quarter": round(after / quarters[0] - 1, 4) if quarters else None}
 
 
 def main() -> None:

@@ -86,6 +86,10 @@ class LabellingProgress:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Take the bar off the screen (before a result is printed)."""
         if self.progress is not None:
             self.progress.stop()
 
@@ -261,8 +265,7 @@ def show_labelling(labelling, request, as_json: bool, progress: LabellingProgres
     borderless table per group of a --file, columns as wide in each)."""
     output, count = Console(soft_wrap=True), 0
     if labelling.metrics is not None:
-        if progress.progress is not None:
-            progress.progress.stop()
+        progress.stop()
         print(json.dumps(labelling.metrics)) if as_json else print_classifier_metrics(output, labelling.metrics)
         return
     width = max(map(len, [*labelling.label_names, "label"])) if request.file else 0
