@@ -85,9 +85,9 @@ async def one_stream(client: httpx.AsyncClient, url: str, body: dict, record: di
     return chars
 
 
-async def streams(url: str, model: str, count: int, length: int, server_pid: int) -> dict:
-    record = {"status": [], "first": [], "gaps": []}
-    limits = httpx.Limits(max_connections=count + 8, max_keepalive_connections=count + 8)
+async def streams(client: httpx.AsyncClient, url: str, model: str, count: int, length: int, server_pid: int,
+                  record: dict) -> dict:
+    """`count` streams at once; adds their statuses, first-character times and gaps to `record`."""
     peak = [0.0]
 
     async def watch():
@@ -95,19 +95,35 @@ async def streams(url: str, model: str, count: int, length: int, server_pid: int
             peak[0] = max(peak[0], rss_mb(server_pid))
             await asyncio.sleep(0.2)
 
-    async with httpx.AsyncClient(limits=limits, timeout=600) as client:
-        watcher = asyncio.create_task(watch())
-        started = time.perf_counter()
-        bodies = [{"model": model, "prompt": PROMPT, "max_tokens": length, "seed": i, "stream": True}
-                  for i in range(count)]
-        chars = await asyncio.gather(*(one_stream(client, url, body, record) for body in bodies))
-        seconds = time.perf_counter() - started
-        watcher.cancel()
-    return {"streams": count, "chars": sum(chars), "seconds": round(seconds, 3),
-            "chars_per_second": round(sum(chars) / seconds, 1),
+    watcher = asyncio.create_task(watch())
+    started = time.perf_counter()
+    bodies = [{"model": model, "prompt": PROMPT, "max_tokens": length, "seed": i, "stream": True}
+              for i in range(count)]
+    chars = await asyncio.gather(*(one_stream(client, url, body, record) for body in bodies))
+    seconds = time.perf_counter() - started
+    watcher.cancel()
+    return {"chars_per_second": sum(chars) / seconds, "server_rss_peak_mb": peak[0]}
+
+
+async def rounds(url: str, model: str, count: int, length: int, server_pid: int, repeats: int) -> dict:
+    """`repeats` rounds of `count` streams served, each followed by the same batch in-process: on a
+    machine whose speed drifts, each ratio compares runs a few seconds apart."""
+    record = {"status": [], "first": [], "gaps": []}
+    served, baseline = [], []
+    limits = httpx.Limits(max_connections=count + 8, max_keepalive_connections=count + 8)
+    for _ in range(repeats):
+        async with httpx.AsyncClient(limits=limits, timeout=600) as client:
+            served.append(await streams(client, url, model, count, length, server_pid, record))
+        baseline.append(in_process(model, count, length, runs=1)["chars_per_second"])
+    ratios = [run["chars_per_second"] / base for run, base in zip(served, baseline)]
+    return {"streams": count, "rounds": repeats,
+            "chars_per_second": round(harness.median([run["chars_per_second"] for run in served]), 1),
+            "in_process_chars_per_second": round(harness.median(baseline), 1),
+            "ratio_to_in_process": round(harness.median(ratios), 3), "ratios": sorted(round(r, 3) for r in ratios),
             "first_char_ms": {"p50": _ms(percentile(record["first"], 0.5)), "p99": _ms(percentile(record["first"], 0.99))},
             "between_chars_ms": {"p50": _ms(percentile(record["gaps"], 0.5)), "p99": _ms(percentile(record["gaps"], 0.99))},
-            "server_rss_peak_mb": round(peak[0], 1), "non_200": sum(s != 200 for s in record["status"])}
+            "server_rss_peak_mb": round(max(run["server_rss_peak_mb"] for run in served), 1),
+            "non_200": sum(s != 200 for s in record["status"])}
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -194,7 +210,7 @@ async def soak(url: str, model: str, requests: int, concurrency: int, server_pid
 
 def main() -> None:
     # no --threads: the server is another process; OMP_NUM_THREADS sets both it and the baseline
-    parser = harness.parser(__doc__, thread_option=False)
+    parser = harness.parser(__doc__, repeats=5, thread_option=False)
     parser.add_argument("--model", default="shakespeare", help="bundled language model for the streams")
     parser.add_argument("--length", type=int, default=400, help="characters per stream (default: %(default)s; "
                                                                  "quick 150)")
@@ -202,7 +218,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 8, 64, 256])
     parser.add_argument("--autocomplete", type=int, default=100, help="autocomplete requests, over HTTP and "
                                                                       "in-process (default: %(default)s; quick 30)")
-    args = harness.parse(parser, quick={"length": 150, "soak": 500, "autocomplete": 30})
+    args = harness.parse(parser, quick={"length": 150, "soak": 500, "autocomplete": 30, "repeats": 1})
     length, soak_requests = args.length, args.soak
     if (not 1 <= length <= 10_000 or not 0 <= soak_requests <= 100_000 or max(args.counts) > 512
             or args.autocomplete < 1):
@@ -220,10 +236,7 @@ def main() -> None:
         results["server_rss_idle_mb"] = round(rss_mb(process.pid), 1)
         results["streams"] = []
         for count in args.counts:
-            served = asyncio.run(streams(url, args.model, count, length, process.pid))
-            baseline = in_process(args.model, count, length)
-            served["in_process_chars_per_second"] = baseline["chars_per_second"]
-            served["ratio_to_in_process"] = round(served["chars_per_second"] / baseline["chars_per_second"], 3)
+            served = asyncio.run(rounds(url, args.model, count, length, process.pid, args.repeats))
             served["server_rss_beyond_idle_mb"] = round(served["server_rss_peak_mb"] - results["server_rss_idle_mb"], 1)
             results["streams"].append(served)
             harness.progress(served)

@@ -13,7 +13,7 @@ from textgen.errors import ConfigError, TextgenError
 from textgen.nn.model import LanguageModel
 from textgen.generate.processors import (MinP, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP, TypicalP,
                                 build_processors)
-from textgen.generate.sampling import Stepper, beam_search, generate, start_token, stream
+from textgen.generate.sampling import Stepper, _Uniforms, beam_search, generate, start_token, stream
 from textgen.generate.scoring import score
 from textgen.data.tokenizer import CharTokenizer
 
@@ -417,3 +417,10 @@ def test_eval_text_prints_the_score(checkpoint, model, tokenizer, capsys):
     assert result == pytest.approx(score(model, tokenizer, "the cat"))
     assert main(["eval", "--model", checkpoint, "--text", "the cat", "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith(f"{result['bits_per_char']:.4f} bits per character")
+
+
+def test_a_one_sample_generator_gives_the_same_numbers_as_floats_as_in_tensors():
+    # the server draws a float from each stream's generator; a stream's text must not depend on it
+    as_tensors, as_floats = _Uniforms(9, 1, torch.device("cpu"), block=16), _Uniforms(9, 1, torch.device("cpu"), block=16)
+    expected = [as_tensors.next().item() for _ in range(40)]  # across two refills
+    assert [as_floats.next_number() for _ in range(40)] == expected

@@ -11,12 +11,15 @@ import time
 import httpx
 import openai
 import pytest
+import torch
 import uvicorn
 
 import textgen
+from textgen.config import SampleConfig
 from textgen.errors import ConfigError
 from textgen.requests import ServeRequest
 from textgen.serve import bind, check_host, create_app
+from textgen.serve.engine import Engine, Job
 
 PROMPT = "ROMEO:\n"
 
@@ -348,3 +351,72 @@ def test_the_listening_socket_names_tcp_so_each_answer_leaves_without_waiting_fo
         assert listener.proto == socket.IPPROTO_TCP
     finally:
         listener.close()
+
+
+def stream_events(app, body: dict) -> list[dict]:
+    reply = post(app, "/v1/completions", {**body, "stream": True})
+    return [json.loads(line.removeprefix("data: ")) for line in reply.text.split("\n\n")
+            if line.startswith("data: {")]
+
+
+def test_a_stream_sends_its_text_at_most_every_stream_interval(models):
+    body = {"model": "shakespeare", "prompt": PROMPT, "max_tokens": 200, "seed": 4}
+    texts = {}
+    for interval in (0.0, 1.0):
+        app = make_app(models, model=("shakespeare",), stream_interval=interval)
+        events = stream_events(app, body)
+        app.state.server.close()
+        texts[interval] = [choice["text"] for event in events for choice in event["choices"] if choice["text"]]
+    assert len(texts[0.0]) == 200  # a character a step, each sent at once
+    assert len(texts[1.0]) == 2  # the first at once, the rest when the sample finishes (well within a second)
+    assert "".join(texts[0.0]) == "".join(texts[1.0]) == models["shakespeare"].generate(PROMPT, length=200, seed=4)
+
+
+async def run_jobs(engine: Engine, jobs: list[Job]) -> list[str]:
+    """Submit `jobs` at once; each one's first sample's text once every sample has finished."""
+    for job in jobs:
+        engine.submit(job)
+
+    async def text(job: Job) -> str:
+        parts, unfinished = [], job.config.num_samples
+        while unfinished:
+            for event in await job.next_events():
+                parts += [event.text] if event.index == 0 else []
+                unfinished -= event.finish_reason is not None
+        return "".join(parts)
+    return await asyncio.gather(*(text(job) for job in jobs))
+
+
+def test_a_prompt_read_lately_or_twice_at_once_is_read_once(models):
+    generator = models["shakespeare"]
+    engine = Engine(generator.model, generator.tokenizer, generator.device, 8, 8)
+    reads, read = [], engine._read
+    engine._read = lambda ids, state, labels: reads.append(tuple(ids.shape)) or read(ids, state, labels)
+
+    async def round_of(prompts: list[str]) -> list[str]:
+        loop = asyncio.get_running_loop()
+        return await run_jobs(engine, [Job(prompt, SampleConfig(length=20, seed=seed), 0, loop)
+                                       for seed, prompt in enumerate(prompts)])
+    expected = [generator.generate(PROMPT, length=20, seed=seed) for seed in range(3)]
+    assert asyncio.run(round_of([PROMPT] * 3)) == expected
+    assert reads == [(1, len(PROMPT) + 1)]  # one row for three streams (the prompt and its start token)
+    assert asyncio.run(round_of([PROMPT] * 3)) == expected
+    assert asyncio.run(round_of(["To be"])) == [generator.generate("To be", length=20, seed=0)]
+    assert reads == [(1, len(PROMPT) + 1), (1, len("To be") + 1)]  # the first prompt was not read again
+    engine.close()
+
+
+def test_a_prompt_is_read_in_power_of_two_pieces_to_the_model_own_result(models):
+    # oneDNN keeps a kernel per input shape: a server reading every length and batch would keep growing
+    generator = models["shakespeare"]
+    engine = Engine(generator.model, generator.tokenizer, generator.device, 8, 8)
+    shapes, model = [], engine.model
+    engine.model = lambda ids, state, labels: shapes.append(tuple(ids.shape)) or model(ids, state, labels)
+    ids = torch.randint(1, generator.tokenizer.vocab_size, (3, 7))
+    with torch.inference_mode():
+        logits, (hidden, cell) = engine._read(ids, None, None)
+        expected, (expected_hidden, expected_cell) = model(ids, None, None)
+    assert shapes == [(4, 4), (4, 2), (4, 1)]
+    assert torch.allclose(logits[:, -1], expected[:, -1], atol=1e-4)
+    assert torch.allclose(hidden, expected_hidden, atol=1e-5) and torch.allclose(cell, expected_cell, atol=1e-5)
+    engine.close()

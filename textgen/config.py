@@ -7,6 +7,7 @@ This module imports no torch so that `--help` and validation stay instant.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -30,8 +31,15 @@ def option(default: Any, help: str, flag: str | None = None, choices: tuple | No
 
 def flag_of(config_class: type, name: str) -> str:
     """The command-line flag that sets field `name` of `config_class`, e.g. `--seq-len`."""
-    meta = {f.name: f.metadata for f in dataclasses.fields(config_class)}[name]
-    return meta.get("flag") or "--" + name.replace("_", "-")
+    return _field_checks(config_class)[name][1]
+
+
+@functools.cache
+def _field_checks(config_class: type) -> dict[str, tuple[dataclasses.Field, str, tuple[str, bool, bool]]]:
+    """Each field's spec, flag and kind, worked out once per class: the server checks a request's
+    fields on every call."""
+    return {spec.name: (spec, spec.metadata.get("flag") or "--" + spec.name.replace("_", "-"), field_kind(spec))
+            for spec in dataclasses.fields(config_class)}
 
 
 def field_kind(spec: dataclasses.Field) -> tuple[str, bool, bool]:
@@ -91,9 +99,7 @@ def check_value(owner: type, name: str, value: Any) -> Any:
     """`value` for field `name` of dataclass `owner`, checked against the field's type, choices and
     bounds (a list becomes a tuple, one text a one-item tuple); a `ConfigError` naming the flag if
     it does not fit. The one check behind flags, keyword arguments and JSON fields alike."""
-    spec = {f.name: f for f in dataclasses.fields(owner)}[name]
-    flag = flag_of(owner, name)
-    base, optional, sequence = field_kind(spec)
+    spec, flag, (base, optional, sequence) = _field_checks(owner)[name]
     if value is None:
         if optional:
             return None
@@ -109,7 +115,7 @@ def check_value(owner: type, name: str, value: Any) -> Any:
 
 def check_fields(config: Any) -> None:
     """Check every field of a dataclass instance with `check_value`, normalising it in place."""
-    for spec in dataclasses.fields(config):
+    for spec, _, _ in _field_checks(type(config)).values():
         if spec.metadata.get("help") is not None:
             setattr(config, spec.name, check_value(type(config), spec.name, getattr(config, spec.name)))
 

@@ -388,6 +388,9 @@ class ServeRequest:
     max_tokens: int = option(4096, "the most characters (tokens) one request may ask for", low=1, high=1_000_000)
     max_prompt: int = option(100_000, "the longest prompt in characters", low=1, high=10_000_000)
     max_n: int = option(16, "the most samples one request may ask for", low=1, high=1000)
+    # an event (its JSON, its socket write) per step would cost as much as the step itself
+    stream_interval: float = option(0.04, "seconds between a stream's events, each carrying the text since the "
+                                    "last: longer costs less per character", low=0.0, high=1.0)
     device: str = option("auto", "where to run", choices=DEVICES)
 
     def __post_init__(self) -> None:

@@ -139,18 +139,32 @@ class _Uniforms:
         self.generators = [torch.Generator(device).manual_seed(seed + row) for row in range(rows)]
         self.device, self.block, self.used = device, block, block
         self.values = torch.empty(rows, block, device=device)
+        self.numbers: list[float] | None = None  # row 0's block as floats, for `next_number`
 
     def next(self) -> torch.Tensor:
         if self.used == self.block:
-            for row, generator in enumerate(self.generators):
-                torch.rand(self.block, generator=generator, device=self.device, out=self.values[row])
-            self.used = 0
+            self._refill()
         self.used += 1
         return self.values[:, self.used - 1]
 
+    def next_number(self) -> float:
+        """The next number of a one-sample generator, as a float: the server gathers one from each of
+        its streams' generators a step, and a tensor apiece would cost more than the draw."""
+        if self.used == self.block:
+            self._refill()
+        if self.numbers is None:
+            self.numbers = self.values[0].tolist()
+        self.used += 1
+        return self.numbers[self.used - 1]
+
+    def _refill(self) -> None:
+        for row, generator in enumerate(self.generators):
+            torch.rand(self.block, generator=generator, device=self.device, out=self.values[row])
+        self.used, self.numbers = 0, None
+
     def select(self, rows: list[int]) -> None:
         self.generators = [self.generators[row] for row in rows]
-        self.values = self.values[rows]
+        self.values, self.numbers = self.values[rows], None
 
 
 # tokens per forward call while reading a prompt: memory stays bounded at any prompt length, and

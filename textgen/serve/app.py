@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import hmac
 import json
+import math
 import re
 import time
 import uuid
@@ -52,10 +53,6 @@ COMPLETION_FIELDS = {"max_tokens": "length", "n": "num_samples", "temperature": 
                      "top_k": "top_k", "min_p": "min_p", "typical_p": "typical_p",
                      "repetition_penalty": "repetition_penalty", "stop": "stop", "seed": "seed", "label": "label"}
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default
-# a stream sends at most one event this often, carrying every step's text since the last: at many
-# streams, one event (JSON, a socket write) a step each cost as much as the model's step itself
-STREAM_INTERVAL = 0.02
-
 
 class ApiError(Exception):
     """A request the server refuses: the status and OpenAI's error fields."""
@@ -225,7 +222,9 @@ class Server:
         for key, value in flags.items():
             if not isinstance(value, bool):
                 raise ApiError(400, f"{key} must be true or false, got {value!r}", key)
-        job = Job(prompt, sample, logprobs or 0, asyncio.get_running_loop())
+        # a stream's text goes out every --stream-interval seconds; a whole answer's when it is done
+        interval = self.request.stream_interval if flags["stream"] else math.inf
+        job = Job(prompt, sample, logprobs or 0, asyncio.get_running_loop(), interval)
         self.engines[name].submit(job)
         reply = _Reply(name, job, prompt if flags["echo"] else "", logprobs is not None)
         if flags["stream"]:
@@ -336,16 +335,11 @@ class _Reply:
         return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
                 "choices": choices}
 
-    async def events(self, interval: float = 0.0):
-        """The job's events until every sample has finished, a batch at a time, batches at least
-        `interval` seconds apart (the first at once)."""
-        unfinished, loop, sent = self.job.config.num_samples, asyncio.get_running_loop(), float("-inf")
+    async def events(self):
+        """The job's events until every sample has finished, a batch at a time (the engine paces them)."""
+        unfinished = self.job.config.num_samples
         while unfinished:
             batch = await self.job.next_events()
-            if sent + interval > loop.time():
-                await asyncio.sleep(sent + interval - loop.time())
-                batch += self.job.take()
-            sent = loop.time()
             for event in batch:
                 if event.error is not None:
                     raise TextgenError(event.error)
@@ -377,7 +371,7 @@ class _Reply:
                               for index in range(len(self.offsets)))
             used = 0
             try:
-                async for batch in self.events(STREAM_INTERVAL):
+                async for batch in self.events():
                     yield _sse(self.envelope([self.choice(event) for event in _merged(batch)]))
                     used += sum(event.completion_tokens for event in batch)
                 yield _sse({**self.envelope([]), "usage": self.usage(used)})
@@ -390,6 +384,8 @@ class _Reply:
 
 def _merged(batch: list[Event]) -> list[Event]:
     """One event per sample for a batch of events: a client that falls behind gets fewer, longer chunks."""
+    if len(batch) == 1:  # the usual case: nothing to merge
+        return batch
     merged: dict[int, Event] = {}
     for event in batch:
         if event.index not in merged:

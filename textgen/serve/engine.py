@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +30,13 @@ from textgen.generate.sampling import (_Continuation, _Detokenizer, _History, _m
 from textgen.generate.stepper import Stepper
 from textgen.nn.model import LanguageModel, select_state
 
+try:
+    _LIBC = ctypes.CDLL(None)
+except OSError:  # no C library to load by that name (Windows)
+    _LIBC = None
+
 PROMPT_CHUNK = 256  # prompt tokens one stream reads per step
+PROMPTS_KEPT = 256  # states after short prompts read lately, kept to start the same prompt again at once
 
 
 class Busy(TextgenError):
@@ -60,15 +68,19 @@ class Event:
 class Job:
     """A request's samples, and where their events wait for the request's coroutine (on `loop`).
 
-    The engine thread appends events; the coroutine takes them all at once, and is woken across
-    threads only when it is waiting: a stream that reads every few steps costs the loop no wakeup on
-    the steps between."""
+    The engine gathers each sample's text and hands it over at most every `interval` seconds (at
+    once when a sample finishes; `math.inf`: only then), so a stream costs the event loop one
+    wakeup, one JSON and one socket write per interval, not per step. The coroutine takes the
+    events all at once, and is woken across threads only when it is waiting."""
 
     prompt: str
     config: SampleConfig
     logprobs: int
     loop: asyncio.AbstractEventLoop
+    interval: float = 0.0
     prompt_tokens: int = 0
+    due: float = 0.0  # (the engine's) when the text gathered next goes out
+    rows: list = field(default_factory=list, repr=False)  # (the engine's) its samples not yet finished
     cancelled: bool = False
     pending: collections.deque = field(default_factory=collections.deque)
     waiter: asyncio.Future | None = None
@@ -102,7 +114,7 @@ class Job:
         return waiter
 
 
-@dataclass
+@dataclass(eq=False)
 class _Row:
     """One sample being generated."""
 
@@ -117,8 +129,13 @@ class _Row:
     max_tokens: int
     steps: int = 0
     chars: int = 0  # characters decoded so far, for each token's place in the text
+    # tokens are kept (for logprobs, or to count those a stop string cuts) only where needed
+    keeps_tokens: bool = False
     pending: list[tuple[int, Token]] = field(default_factory=list)  # (start offset, token) not yet shown
     shown: int = 0
+    unsent: list[str] = field(default_factory=list)  # text shown since the job's last delivery
+    unsent_tokens: list[Token] = field(default_factory=list)
+    finish: str | None = None  # "stop" or "length" once finished
 
 
 @dataclass
@@ -145,6 +162,9 @@ class Engine:
         self.start = start_token(tokenizer)
         self.conditioned = model.label_embedding is not None
         self.token_texts = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+        # streams of equal settings share one tuple of processors, so a step groups them by identity
+        self.shared_processors: dict[tuple, tuple] = {}
+        self.read_lately: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
         self.lock = threading.Condition()
         self.arrived: collections.deque[Job] = collections.deque()  # given slots, not yet started
         self.waiting: collections.deque[Job] = collections.deque()  # waiting for slots
@@ -207,6 +227,9 @@ class Engine:
         job.prompt_tokens = len(ids)
         labels = label_ids(self.model, config.label, config.num_samples, self.device)
         processors = tuple(_processors(self.tokenizer, config))
+        if len(self.shared_processors) > 1000:  # bounded: streams of new settings start new groups
+            self.shared_processors.clear()
+        processors = self.shared_processors.setdefault(processors, processors)
         reads_history = any(isinstance(p, RepetitionPenalty) for p in processors)
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(6), "little")
         max_tokens = _max_tokens(self.tokenizer, config.length)
@@ -218,8 +241,9 @@ class Engine:
             uniforms = None if config.greedy else _Uniforms(seed + index, 1, self.device)
             row = _Row(job, index, 0 if label is None else int(label), processors, uniforms, history,
                        self.detokenizer.new_row(), _Continuation(config.length, config.stop, keep_text=False),
-                       max_tokens)
+                       max_tokens, keeps_tokens=bool(job.logprobs or config.stop))
             prompts.append(_Prompt(row, [self.start, *ids], label))
+        job.rows = [prompt.row for prompt in prompts]
         return prompts
 
     def _run(self) -> None:
@@ -237,7 +261,11 @@ class Engine:
     def _loop(self, prompts: list[_Prompt], rows: list[_Row]) -> None:
         """Steps until closed; `prompts` and `rows` are the streams in flight, updated in place."""
         state, tokens = None, None  # the batch's state and last tokens
+        stepped = False
         while True:
+            if stepped and not prompts and not rows:  # gone idle: the memory the steps freed goes back
+                _trim_memory()
+                stepped = False
             with self.lock:
                 self._admit(prompts)
                 while not prompts and not rows and not self.closed:
@@ -247,6 +275,7 @@ class Engine:
                     self._admit(prompts)
                 if self.closed:
                     return
+            stepped = True
             with torch.inference_mode():
                 live = [i for i, row in enumerate(rows) if not row.job.cancelled]
                 if len(live) < len(rows):
@@ -293,39 +322,82 @@ class Engine:
 
     def _read_prompts(self, prompts: list[_Prompt]) -> list[_Prompt]:
         """One chunk of each waiting prompt, `PROMPT_CHUNK` tokens in all at least; those done.
-        Chunks of one length read together, as one batch: streams that arrive together start together."""
-        budget, groups = PROMPT_CHUNK, collections.defaultdict(list)
+        Chunks of one length read together, as one batch: streams that arrive together start together.
+        A short prompt read lately (or twice in one batch) is read once: its state is kept."""
+        budget, groups, ready = PROMPT_CHUNK, collections.defaultdict(list), []
         for prompt in prompts:
+            if prompt.state is None and len(prompt.ids) <= PROMPT_CHUNK:
+                known = self.read_lately.get((tuple(prompt.ids), prompt.row.label))
+                if known is not None:
+                    self.read_lately.move_to_end((tuple(prompt.ids), prompt.row.label))
+                    prompt.ids, (prompt.state, prompt.logits) = [], known
+                    ready.append(prompt)
+                    continue
             if budget <= 0:
-                break
+                continue
             chunk, prompt.ids = prompt.ids[:PROMPT_CHUNK], prompt.ids[PROMPT_CHUNK:]
             budget -= len(chunk)
             groups[len(chunk), prompt.state is None, prompt.labels is None].append((prompt, chunk))
-        ready = []
         for (_, fresh, _), group in groups.items():
-            ids = torch.tensor([chunk for _, chunk in group], device=self.device)  # (prompts, chunk)
-            state = None if fresh else _cat_states([prompt.state for prompt, _ in group])
-            labels = None if group[0][0].labels is None else torch.cat([prompt.labels for prompt, _ in group])
-            logits, state = self.model(ids, state, labels)
-            for row, (prompt, _) in enumerate(group):
+            # a fresh chunk is the whole text so far: equal ones (under one label) end in one state
+            reads, read, rows = {}, [], []  # key -> row read; the prompts read; each prompt's row
+            for prompt, chunk in group:
+                key = (tuple(chunk), prompt.row.label) if fresh else len(read)
+                if key not in reads:
+                    reads[key] = len(read)
+                    read.append((prompt, chunk))
+                rows.append(reads[key])
+            ids = torch.tensor([chunk for _, chunk in read], device=self.device)  # (prompts read, chunk)
+            state = None if fresh else _cat_states([prompt.state for prompt, _ in read])
+            labels = None if read[0][0].labels is None else torch.cat([prompt.labels for prompt, _ in read])
+            logits, state = self._read(ids, state, labels)
+            for row, (prompt, chunk) in zip(rows, group):
                 prompt.state = select_state(state, torch.tensor([row], device=self.device))
                 if not prompt.ids:
                     prompt.logits = logits[row:row + 1, -1]
                     ready.append(prompt)
+                    if fresh:
+                        self._keep((tuple(chunk), prompt.row.label), prompt.state, prompt.logits)
         return ready
+
+    def _read(self, ids: torch.Tensor, state: object, labels: torch.Tensor | None) -> tuple[torch.Tensor, object]:
+        """`model(ids, state, labels)` for the last position, read in pieces of power-of-two lengths
+        with the batch padded to a power of two: oneDNN keeps a kernel for each shape it meets (up to
+        a thousand, some 100 KB each), so a server that met every prompt length would keep growing."""
+        rows, padded = ids.size(0), 1 << (ids.size(0) - 1).bit_length()
+        if padded > rows:  # the first row again, its results dropped
+            index = torch.cat([torch.arange(rows), torch.zeros(padded - rows, dtype=torch.long)]).to(self.device)
+            ids, labels = ids[index], None if labels is None else labels[index]
+            state = None if state is None else select_state(state, index)
+        begin = 0
+        while begin < ids.size(1):
+            size = 1 << ((ids.size(1) - begin).bit_length() - 1)
+            logits, state = self.model(ids[:, begin:begin + size], state, labels)
+            begin += size
+        if padded > rows:
+            logits, state = logits[:rows], select_state(state, torch.arange(rows, device=self.device))
+        return logits, state
+
+    def _keep(self, key: tuple, state: object, logits: torch.Tensor) -> None:
+        """Remember a short prompt's state and logits (a few kilobytes), the `PROMPTS_KEPT` latest."""
+        self.read_lately[key] = (state, logits)
+        self.read_lately.move_to_end(key)
+        if len(self.read_lately) > PROMPTS_KEPT:
+            self.read_lately.popitem(last=False)
 
     def _sample(self, rows: list[_Row], logits: torch.Tensor):
         """Each row's next token, as `sampling.stream` picks it; the rows that go on, and the events."""
         raw = logits.float()  # (rows, vocab)
         scores = torch.empty_like(raw)
-        groups: dict[tuple, list[int]] = {}
+        groups: dict[int, list[int]] = {}  # id(processors) -> positions
         for position, row in enumerate(rows):
             if row.history is not None:  # its processors read its own history
                 scores[position] = apply_processors(list(row.processors), row.history.ids[:, :row.history.filled],
                                                     raw[position:position + 1])[0]
             else:
-                groups.setdefault(row.processors, []).append(position)
-        for processors, positions in groups.items():
+                groups.setdefault(id(row.processors), []).append(position)
+        for positions in groups.values():
+            processors = rows[positions[0]].processors
             if len(positions) == len(rows):  # these processors read no history: `raw` stands in for it
                 scores = apply_processors(list(processors), raw, raw)
             else:
@@ -339,40 +411,72 @@ class Engine:
             if sampled:
                 index = torch.tensor(sampled, device=self.device)
                 tokens[index] = self._draw([rows[i] for i in sampled], scores[index])
-        log_probs = raw.log_softmax(-1)
-        chosen = log_probs.gather(-1, tokens[:, None]).squeeze(1).tolist()
-        most = min(max(row.job.logprobs for row in rows), raw.size(-1))
-        top = log_probs.topk(most, -1) if most else None
-        kept, deliveries, chars = [], collections.defaultdict(list), 0
-        for position, (row, token) in enumerate(zip(rows, tokens.tolist())):
+        token_list = tokens.tolist()
+        chosen = top = None
+        if any(row.keeps_tokens for row in rows):
+            log_probs = raw.log_softmax(-1)
+            chosen = log_probs.gather(-1, tokens[:, None]).squeeze(1).tolist()
+            most = min(max(row.job.logprobs for row in rows), raw.size(-1))
+            top = log_probs.topk(most, -1) if most else None
+        kept, ending, chars = [], set(), 0
+        for position, (row, token) in enumerate(zip(rows, token_list)):
             if row.history is not None:
                 row.history.append(tokens[position:position + 1])
             row.steps += 1
             piece = self.detokenizer.add(row.decoded, token)
-            alternatives = None
-            if row.job.logprobs:
-                values, ids = top.values[position, :row.job.logprobs].tolist(), top.indices[position].tolist()
-                alternatives = {self.token_texts[i]: v for i, v in zip(ids, values)}
-            row.pending.append((row.chars, Token(piece, chosen[position], alternatives)))
-            row.chars += len(piece)
+            if row.keeps_tokens:
+                alternatives = None
+                if row.job.logprobs:
+                    values, ids = top.values[position, :row.job.logprobs].tolist(), top.indices[position].tolist()
+                    alternatives = {self.token_texts[i]: v for i, v in zip(ids, values)}
+                row.pending.append((row.chars, Token(piece, chosen[position], alternatives)))
+                row.chars += len(piece)
             text, reason = row.text.add(piece, last=row.steps == row.max_tokens)
-            row.shown += len(text)
             chars += len(text)
+            if text:
+                row.unsent.append(text)
+            if row.keeps_tokens:
+                row.shown += len(text)
+                if reason is None:
+                    shown = [token for start, token in row.pending if start + len(token.text) <= row.shown]
+                else:  # the tokens a stop string cuts away are not the sample's
+                    shown = [token for start, token in row.pending if start < row.shown or not token.text]
+                row.pending = row.pending[len(shown):]
+                row.unsent_tokens += shown
             if reason is None:
                 kept.append(position)
-                shown = [token for start, token in row.pending if start + len(token.text) <= row.shown]
-                row.pending = row.pending[len(shown):]
-                if text or shown:
-                    deliveries[row.job].append(Event(row.index, text, shown))
             else:
-                shown = [token for start, token in row.pending if start < row.shown or not token.text]
-                finish = "stop" if reason == "stop_string" else "length"
-                count = row.steps - len(row.pending) + len(shown)
-                deliveries[row.job].append(Event(row.index, text, shown, finish, count))
-        return tokens, kept, deliveries, chars
+                row.finish = "stop" if reason == "stop_string" else "length"
+                ending.add(row.job)
+        return tokens, kept, self._deliveries(rows, ending), chars
+
+    @staticmethod
+    def _deliveries(rows: list[_Row], ending: set[Job]) -> dict[Job, list[Event]]:
+        """The text gathered for each job that is due, or has a sample that finished this step."""
+        now, deliveries = time.monotonic(), {}
+        for job in dict.fromkeys(row.job for row in rows):
+            if job.due > now and job not in ending:
+                continue
+            job.due = now + job.interval
+            events = deliveries[job] = []
+            for row in job.rows:
+                if row.unsent or row.unsent_tokens or row.finish:
+                    events.append(Event(row.index, "".join(row.unsent), row.unsent_tokens, row.finish,
+                                        row.steps - len(row.pending) if row.finish else 0))
+                    row.unsent, row.unsent_tokens = [], []
+            job.rows = [row for row in job.rows if row.finish is None]
+        return deliveries
 
     def _draw(self, rows: list[_Row], scores: torch.Tensor) -> torch.Tensor:
-        return draw(scores, torch.cat([row.uniforms.next() for row in rows]))
+        return draw(scores, torch.tensor([row.uniforms.next_number() for row in rows], device=self.device))
+
+
+def _trim_memory() -> None:
+    """Give the system back the heap memory freed since (glibc keeps it for reuse otherwise, and a
+    server's memory would sit at its busiest); a no-op where the C library has no `malloc_trim`."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _cat_states(states: list) -> object:
