@@ -71,6 +71,27 @@ def test_a_run_that_fails_at_the_start_leaves_no_half_made_folder(corpus, tmp_pa
     assert not (tmp_path / "new").exists()
 
 
+def test_a_failed_start_removes_only_what_it_wrote_and_a_folder_only_when_empty(corpus, tmp_path):
+    # issue 34: the folder a failed run made was removed with whatever someone saved in it meanwhile
+    import textgen
+    from textgen.errors import TextgenError
+    from textgen.training.trainer import SilentReporter
+
+    class SavesAFileMeanwhile(SilentReporter):
+        def step(self, step, fraction_done, metrics):
+            (tmp_path / "new" / "notes.txt").write_text("mine")
+
+    settings = dict(preset="tiny", device="cpu", precision="fp32", max_steps=50, lr=1e20, warmup_steps=0,
+                    grad_clip=0, checkpoint_interval=100, eval_interval=100, log_interval=1)
+    with pytest.raises(TextgenError, match="the training loss became"):
+        textgen.train(corpus=str(corpus), out=str(tmp_path / "new" / "a"), reporter=SavesAFileMeanwhile(),
+                      **settings)
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "new").rglob("*")) == ["new/notes.txt"]
+    with pytest.raises(TextgenError, match="the training loss became"):  # a second run beside it
+        textgen.train(corpus=str(corpus), out=str(tmp_path / "new" / "b"), **settings)
+    assert (tmp_path / "new" / "notes.txt").read_text() == "mine" and not (tmp_path / "new" / "b").exists()
+
+
 def test_inspect_html_refuses_to_write_over_its_own_input_file(tmp_path, capsys):
     text = tmp_path / "text.html"
     text.write_text("my own words")

@@ -213,8 +213,10 @@ def run_folder_lock(run_dir: Path, dist: Distributed) -> Iterator[None]:
     runs. The kernel drops it when the process ends, however it ends, so a killed run never blocks
     the next; every rank learns the outcome, so none waits on a refused run."""
     descriptor = None
-    # the topmost folder this run makes: removed again if the run fails before its first checkpoint
+    # the topmost folder this run makes, and the run files there before it: a run that fails before
+    # its first checkpoint removes what it wrote, and nothing else
     created = next((folder for folder in reversed([run_dir, *run_dir.parents]) if not folder.exists()), None)
+    there_before = {name for name in RUN_FILES if (run_dir / name).exists()}
     if dist.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -233,12 +235,32 @@ def run_folder_lock(run_dir: Path, dist: Distributed) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if dist.is_main and created is not None and not any(created.rglob("*.pt")):
-            shutil.rmtree(created, ignore_errors=True)
+        if dist.is_main:
+            _remove_unsaved_run(run_dir, created, there_before)
         raise
     finally:
         if descriptor is not None:
             os.close(descriptor)
+
+
+def _remove_unsaved_run(run_dir: Path, created: Path | None, there_before: set[str]) -> None:
+    """Undo a run that failed before its first checkpoint: the run files it wrote go, one by one, then
+    each folder it made, only while empty, up to `created`. Whatever else is there by then (a file
+    someone saved, another run's folder) stays, and so do the folders that hold it."""
+    written = [run_dir / name for name in RUN_FILES if name not in there_before and (run_dir / name).exists()]
+    if any(path.suffix == ".pt" for path in written):
+        return  # it saved a checkpoint: a run to keep
+    for path in written:
+        path.unlink(missing_ok=True)
+    if created is None:
+        return
+    for folder in [run_dir, *run_dir.parents]:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or not ours to remove): it stays, and so do the folders above it
+            return
+        if folder == created:
+            return
 
 
 def fit(model: nn.Module, task: Any, config: TrainConfig, run_dir: Path, configs: dict[str, dict],
