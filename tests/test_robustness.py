@@ -92,6 +92,17 @@ def test_a_failed_start_removes_only_what_it_wrote_and_a_folder_only_when_empty(
     assert (tmp_path / "new" / "notes.txt").read_text() == "mine" and not (tmp_path / "new" / "b").exists()
 
 
+def test_fine_tuning_into_a_link_to_the_model_it_starts_from_is_refused(corpus, trained, tmp_path, capsys):
+    # issue 34: --out LINK --overwrite, LINK -> the --init-from run, replaced every file of that model
+    link = tmp_path / "link"
+    link.symlink_to(trained)
+    before = digest(trained)
+    for out in (link, trained):
+        assert cli.main(train_args(corpus, out, "--init-from", str(trained), "--max-steps", "4", "--overwrite")) == 1
+        assert "the run would write over the model it starts from" in capsys.readouterr().err
+    assert digest(trained) == before
+
+
 def test_inspect_html_refuses_to_write_over_its_own_input_file(tmp_path, capsys):
     text = tmp_path / "text.html"
     text.write_text("my own words")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from textgen.data.batches import LabelledBatches, StreamBatches, encode_labelled, label_array, token_array
-from textgen.nn.checkpoint import bundled_models, load_model
+from textgen.nn.checkpoint import bundled_models, load_model, resolve_checkpoint_path
 from textgen.config import (AUTO_COMPACT_BELOW, LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig,
                             ModelConfig, TrainConfig, flag_of, from_dict, to_dict)
 from textgen.data.corpus import Corpus, count_chars, language_model_split, load_corpus, local_text_bytes, split_texts
@@ -84,6 +84,8 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
     run_dir = Path(train.out or f"runs/{Path(data.corpus).name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = Path(dist.gather(str(run_dir))[0])  # every rank writes into rank 0's folder name
     check_run_folder(run_dir, train)
+    if finetune.init_from and not train.resume:
+        _check_not_into(run_dir, finetune.init_from)
     tokenizer = pretrained = None
     if train.resume:
         # A typed model flag that contradicts the checkpoint is refused by check_resumable.
@@ -170,6 +172,15 @@ def _language_model_to_finetune(typed: dict[str, dict[str, Any]], data: DataConf
     train = dataclasses.replace(train, **{name: value for name, value in LM_FINETUNE["train"].items()
                                           if name not in typed["train"]})
     return pretrained, tokenizer, dataclasses.replace(data, tokenizer=tokenizer.kind), model_config, train
+
+
+def _check_not_into(run_dir: Path, init_from: str) -> None:
+    """Refuse an --out that is (through any link) the folder of the model being fine-tuned: the run
+    would write its files over that model's; nothing of --init-from is ever written to."""
+    started_from = resolve_checkpoint_path(init_from).resolve()
+    if run_dir.resolve() in (started_from, started_from.parent):
+        raise ConfigError(f"--out {run_dir} is where --init-from {init_from} lives ({started_from}); the run would "
+                          f"write over the model it starts from; choose another --out")
 
 
 def _finetuning_vocabulary(tokenizer: Tokenizer, corpus: Corpus, train_split: str, init_from: str) -> Tokenizer:
