@@ -9,7 +9,7 @@ import pytest
 
 import textgen
 from textgen.cli import main
-from textgen.errors import CheckpointError, ConfigError
+from textgen.errors import CheckpointError, ConfigError, TextgenError
 
 
 def test_import_textgen_stays_fast_by_loading_the_api_on_first_use():
@@ -74,3 +74,48 @@ def test_train_returns_the_run_with_its_folder_and_metrics(corpus, tmp_path):
 def test_train_refuses_a_setting_no_config_has():
     with pytest.raises(ConfigError, match="train\\(\\) has no setting hiden_size"):
         textgen.train(corpus="tiny_shakespeare", hiden_size=64)
+
+
+@pytest.fixture(scope="module")
+def shakespeare():
+    return textgen.load("shakespeare", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sentiment():
+    return textgen.load("sentiment", device="cpu")
+
+
+# issue 34: each of these was a bare builtin exception from a deep frame (or, for fp8, accepted)
+@pytest.mark.parametrize("call, message", [
+    (lambda lm, clf: lm.complete("The", top=0), "--top must be a whole number from 1 to 100, got 0"),
+    (lambda lm, clf: lm.complete("The", top=-1), "--top must be"),
+    (lambda lm, clf: clf.classify([None]), "--texts must be a text, got None"),
+    (lambda lm, clf: clf.classify(None), "texts must be a text or a list of texts"),
+    (lambda lm, clf: clf.classify(b"great"), "texts must be a text or a list of texts"),
+    (lambda lm, clf: clf.classify(["good", ""]), "text 2 is empty"),
+    (lambda lm, clf: textgen.load("shakespeare", kind="lm"), "kind 'lm' is not one of"),
+    (lambda lm, clf: textgen.load("shakespeare", device="gpu"), "--device 'gpu' is not one of"),
+    (lambda lm, clf: textgen.load("sentiment", precision="fp8"), "--precision 'fp8' is not one of"),
+    (lambda lm, clf: textgen.load(None), "model must be a bundled name"),
+    (lambda lm, clf: lm.generate(None), "--prompt needs a value"),
+    (lambda lm, clf: lm.generate(b"ROMEO"), "--prompt must be a text"),
+    (lambda lm, clf: lm.generate("x", lenght=5), "no sampling setting 'lenght'; the settings are: length"),
+    (lambda lm, clf: list(lm.stream("x", num_samples=2)), "stream() gives one text"),
+    (lambda lm, clf: lm.generate("x", num_samples=3), "generate() gives one text, and these settings ask for 3"),
+])
+def test_the_api_refuses_a_bad_value_with_one_line_as_the_cli_does(shakespeare, sentiment, call, message):
+    with pytest.raises(TextgenError) as caught:
+        call(shakespeare, sentiment)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_classifying_no_texts_gives_no_predictions(sentiment):
+    assert sentiment.classify([]) == [] and sentiment.probabilities([]).shape == (0, 2)
+
+
+def test_samples_gives_every_sample_a_label_list_asks_for():
+    generator = textgen.load("reviews-label", device="cpu")
+    texts = generator.samples("This film", label=["pos", "neg"], length=30, seed=3)
+    assert texts == [generator.generate("This film", label=label, length=30, seed=seed)
+                     for seed, label in ((3, "pos"), (4, "neg"))]

@@ -4,7 +4,9 @@ the Python API hand these out; the server keeps them loaded."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 
 from textgen.classify.predict import Progress, predict, predict_stream
-from textgen.config import DataConfig, SampleConfig
+from textgen.config import DataConfig, SampleConfig, check_value
 from textgen.data.corpus import read_texts
 from textgen.data.tokenizer import Tokenizer
 from textgen.generate.completion import Completion, complete
@@ -24,6 +26,8 @@ from textgen.generate.scoring import score
 from textgen.nn.checkpoint import bundled_models, describe_checkpoint, load_model
 from textgen.nn.model import Classifier, resolve_device
 from textgen.nn.precision import resolve_precision
+from textgen.errors import ConfigError
+from textgen.requests import ClassifyRequest, CompleteRequest, SampleRequest
 
 log = logging.getLogger("textgen")
 
@@ -47,25 +51,37 @@ class TextGenerator:
         """Chunks of new text as they are generated, for each of `config.num_samples` continuations
         of `prompt`; a sample's last chunk carries the finished `Sample`. `settings` are fields of
         `SampleConfig` (length, temperature, top_k, ...), used when `config` is None."""
-        config = config or SampleConfig(**settings)
+        config = config or sample_config(settings)
+        check_value(SampleRequest, "prompt", prompt)
         return stream(self.model, self.tokenizer, prompt, config, self.device, keep_text=keep_text)
 
     def stream(self, prompt: str = "", **settings: Any) -> Iterator[str]:
         """The continuation of `prompt` (not included) in pieces, each as soon as it is generated;
         `settings` are fields of `SampleConfig` (length, temperature, top_k, seed, ...)."""
-        for chunk in self.chunks(prompt, keep_text=False, **settings):
+        config = one_sample(sample_config(settings), "stream", "chunks() streams several, each chunk naming its sample")
+        for chunk in self.chunks(prompt, config, keep_text=False):
             yield chunk.text
 
     def generate(self, prompt: str = "", **settings: Any) -> str:
         """The continuation of `prompt` (not included); `settings` are fields of `SampleConfig`
         (length, temperature, top_k, top_p, stop, seed, beams, ...)."""
-        return generate(self.model, self.tokenizer, prompt, SampleConfig(**settings), self.device)[0].text
+        config = one_sample(sample_config(settings), "generate", "samples() gives them all")
+        check_value(SampleRequest, "prompt", prompt)
+        return generate(self.model, self.tokenizer, prompt, config, self.device)[0].text
+
+    def samples(self, prompt: str = "", **settings: Any) -> list[str]:
+        """Every continuation of `prompt`, in order: `num_samples` of them (sample i drawn with seed + i),
+        or one per label of `label`; `settings` as for `generate`."""
+        config = sample_config(settings)
+        check_value(SampleRequest, "prompt", prompt)
+        return [sample.text for sample in generate(self.model, self.tokenizer, prompt, config, self.device)]
 
     def complete(self, prefix: str, top: int = 5, until: str = "word", label: str | None = None
                  ) -> list[Completion]:
         """The `top` most likely continuations of `prefix` up to the end of the next word (or, with
         `until="line"`, the line), most likely first, each with its probability; `label` steers
         a model trained with --condition."""
+        CompleteRequest(prefix=prefix, top=top, until=until, label=label)  # checked as the command's flags are
         return complete(self.model, self.tokenizer, prefix, top, until, label=label, device=self.device)
 
     def score(self, text: str) -> dict:
@@ -107,6 +123,9 @@ class TextClassifier:
 
     def probabilities(self, texts: list[str], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
         """Class probabilities (texts, classes), calibrated; `progress` is told the texts done batch by batch."""
+        texts = checked_texts(texts)
+        if not texts:
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
         return predict(self.model, self.tokenizer, texts, self.device, batch_size, precision=self.precision,
                        progress=progress)
 
@@ -131,7 +150,7 @@ class TextClassifier:
 
     def classify(self, texts: str | list[str], batch_size: int = 64) -> list[Prediction]:
         """The label of each text (one text may be given alone), with its probability and every class's."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = checked_texts(texts)
         return self.predictions(texts, self.probabilities(texts, batch_size))
 
     def evaluate(self, corpus: str | DataConfig, split: str = "validation", batch_size: int = 64) -> dict:
@@ -152,12 +171,48 @@ def load(model: str | Path = "shakespeare", device: str = "auto", kind: str | No
     `kind` ("language_model" or "classifier") refuses the other; `max_len` and `long_text`
     change how a classifier reads long texts, `features` (recurrent, ngram, both) what it labels
     with (default: as it was trained), `precision` (fp32, bf16, auto) its encoder's arithmetic."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise ConfigError(f"model must be a bundled name, a run folder or a .pt file, got {model!r}")
+    for name, value in (("device", device), ("max_len", max_len), ("long_text", long_text),
+                        ("features", features), ("precision", precision)):
+        check_value(ClassifyRequest, name, value)  # the checks of `textgen classify`'s flags
+    if kind not in (None, "language_model", "classifier"):
+        raise ConfigError(f"kind {kind!r} is not one of: language_model, classifier (or None: either)")
     torch_device = resolve_device(device)
-    loaded, tokenizer, payload = load_model(model, torch_device, kind, max_len, long_text, features)
+    loaded, tokenizer, payload = load_model(os.fspath(model), torch_device, kind, max_len, long_text, features)
     if isinstance(loaded, Classifier):
         return TextClassifier(loaded, tokenizer, torch_device, payload["path"],
                               resolve_precision(precision, torch_device))
     return TextGenerator(loaded, tokenizer, torch_device, payload["path"], payload.get("configs", {}).get("data"))
+
+
+def sample_config(settings: dict[str, Any]) -> SampleConfig:
+    """The sampling settings given by keyword, checked; an unknown name is one line that lists the known."""
+    known = [spec.name for spec in dataclasses.fields(SampleConfig)]
+    unknown = [name for name in settings if name not in known]
+    if unknown:
+        raise ConfigError(f"no sampling setting {unknown[0]!r}; the settings are: {', '.join(known)}")
+    return SampleConfig(**settings)
+
+
+def one_sample(config: SampleConfig, method: str, instead: str) -> SampleConfig:
+    """`config`, when it asks for one sample: a method that gives one text never drops the others silently."""
+    if config.num_samples > 1:
+        raise ConfigError(f"{method}() gives one text, and these settings ask for {config.num_samples} samples "
+                          f"(num_samples, or one per label); {instead}")
+    return config
+
+
+def checked_texts(texts: Any) -> list[str]:
+    """Texts to classify as a list: one text alone, or any iterable of non-empty texts."""
+    if isinstance(texts, str):
+        texts = [texts]
+    elif not isinstance(texts, Iterable) or isinstance(texts, (bytes, dict)):
+        raise ConfigError(f"texts must be a text or a list of texts, got {texts!r:.80}")
+    texts = list(check_value(ClassifyRequest, "texts", list(texts)))
+    if "" in texts:
+        raise ConfigError(f"text {texts.index('') + 1} is empty; give each text some characters to classify")
+    return texts
 
 
 def models() -> dict[str, dict[str, Any]]:

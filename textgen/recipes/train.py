@@ -24,7 +24,7 @@ from textgen.config import (AUTO_COMPACT_BELOW, LM_FINETUNE, PRESETS, Classifier
                             ModelConfig, TrainConfig, flag_of, from_dict, to_dict)
 from textgen.data.corpus import Corpus, count_chars, language_model_split, load_corpus, local_text_bytes, split_texts
 from textgen.training.distributed import Distributed
-from textgen.errors import ConfigError
+from textgen.errors import ConfigError, TextgenError
 from textgen.requests import TRAIN_CONFIGS, TrainRequest
 from textgen.nn.model import (Classifier, LanguageModel, check_memory, count_parameters, grow_vocabulary,
                            resolve_device, training_bytes)
@@ -177,7 +177,10 @@ def _language_model_to_finetune(typed: dict[str, dict[str, Any]], data: DataConf
 def _check_not_into(run_dir: Path, init_from: str) -> None:
     """Refuse an --out that is (through any link) the folder of the model being fine-tuned: the run
     would write its files over that model's; nothing of --init-from is ever written to."""
-    started_from = resolve_checkpoint_path(init_from).resolve()
+    try:
+        started_from = resolve_checkpoint_path(init_from).resolve()
+    except TextgenError:  # no model there: loading it says so, after the other settings are checked
+        return
     if run_dir.resolve() in (started_from, started_from.parent):
         raise ConfigError(f"--out {run_dir} is where --init-from {init_from} lives ({started_from}); the run would "
                           f"write over the model it starts from; choose another --out")
