@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from textgen.api import TextClassifier, TextGenerator, load
 from textgen.config import flag_of
-from textgen.errors import ConfigError, TextgenError
+from textgen.errors import TextgenError
 from textgen.generate.sampling import label_ids
 from textgen.lab.inspection import Unit, check_unit, gate_width, trace_text
 from textgen.lab.views import trace_json
