@@ -343,10 +343,57 @@ def test_a_token_cache_setting_that_names_a_file_is_a_one_line_error(corpus, tmp
     (["sample", "--model", "x" * 5000], "is too long a path"),
     (["train", "--corpus", "x" * 300, "--max-steps", "1"], "is too long a path"),
     (["inspect", "--file", "a\x00b"], "is not a usable path"),
-    (["train", "--encoding", "\udcff\udcfe", "--max-steps", "1"], "is not an encoding name"),
+    (["train", "--encoding", "\udcff\udcfe", "--max-steps", "1"], "which is not UTF-8 text"),
     (["train", "--corpus", "/proc/version", "--max-steps", "1", "--preset", "tiny"], "could not read /proc/version"),
 ])
 def test_a_path_or_encoding_no_system_takes_is_a_one_line_error(argv, message, capsys):
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+# issue 34: tracebacks from bytes, encodings and special files
+@pytest.mark.parametrize("argv", [["classify", "great \udcff\udcfe film"],
+                                  ["sample", "--model", "reviews", "--prompt", "bad \udcff", "--length", "5"],
+                                  ["complete", "--model", "english", "Th\udcffe"]])
+def test_an_argument_with_bytes_that_are_not_utf8_is_one_line(argv, capsys):
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "holds byte \\xff at character" in err and "not UTF-8" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["train", "--corpus", "/dev/zero", "--max-steps", "1"],
+                                  ["sample", "--prompt-file", "/dev/zero", "--length", "5"],
+                                  ["classify", "--file", "/dev/zero"],
+                                  ["inspect", "--file", "/dev/zero"]])
+def test_a_device_given_as_a_file_is_refused_by_its_kind(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 1
+    assert "/dev/zero is a character device, not a file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_named_pipe_still_gives_a_prompt(tmp_path, capsys):
+    import os
+    import threading
+
+    pipe = tmp_path / "prompt"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_text("ROMEO:\n"))
+    writer.start()
+    assert cli.main(["sample", "--prompt-file", str(pipe), "--length", "10", "--seed", "1"]) == 0
+    writer.join()
+    assert capsys.readouterr().out.startswith("ROMEO:\n")
+
+
+def test_a_terminal_that_cannot_show_a_character_gets_an_escape_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for argv in (["sample", "--prompt", "café", "--length", "5", "--seed", "1"], ["classify", "café crème"]):
+        done = subprocess.run([sys.executable, "-m", "textgen", *argv], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=120)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert "caf\\xe9" in done.stdout

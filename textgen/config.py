@@ -79,6 +79,7 @@ def _check_item(flag: str, base: str, meta: dict, value: Any) -> Any:
     if base == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{flag} must be a text, got {value!r}")
+        _check_encodable(flag, value)
     elif isinstance(value, bool) or not isinstance(value, (int, float)) or (base == "int" and not isinstance(value, int)):
         raise ConfigError(f"{flag} must be {_NOUNS[base]}, got {value!r}")
     elif base == "float":
@@ -93,6 +94,18 @@ def _check_item(flag: str, base: str, meta: dict, value: Any) -> Any:
             or (above is not None and value <= above) or (below is not None and value >= below)):
         raise ConfigError(f"{flag} must be {_bounds(base, meta)}, got {value}")
     return value
+
+
+def _check_encodable(flag: str, text: str) -> None:
+    """Refuse a text holding a lone surrogate: a byte that was not UTF-8 in an argument (Python keeps
+    it as one) or a broken escape in JSON; no tokenizer can read it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        char = text[error.start]
+        shown = f"byte \\x{ord(char) - 0xDC00:02x}" if "\udc80" <= char <= "\udcff" else f"{char!r}"
+        raise ConfigError(f"{flag} holds {shown} at character {error.start + 1}, which is not UTF-8 text; give the "
+                          f"text in UTF-8 (check the terminal's or the file's encoding)") from None
 
 
 def check_value(owner: type, name: str, value: Any) -> Any:

@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     # The Hub libraries log through their own handlers too; textgen reports their failures itself.
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    for stream in (sys.stdout, sys.stderr):  # a character the terminal's encoding lacks prints as \xe9, no traceback
+        getattr(stream, "reconfigure", lambda **_: None)(errors="backslashreplace")
     console = Console(stderr=True, soft_wrap=True)
     from rich.logging import RichHandler
 

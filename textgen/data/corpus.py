@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from textgen.config import DataConfig
 from textgen.errors import ConfigError, CorpusError
+from textgen.data.files import check_not_device
 
 if TYPE_CHECKING:  # imported where a corpus is read: `datasets` costs half a second that sampling never needs
     import datasets
@@ -126,6 +127,7 @@ def local_text_bytes(config: DataConfig) -> int | None:
     """The size on disk of a local corpus's training files (a whole single file), or None for a Hub
     corpus: a cheap measure of the text before loading it."""
     path = Path(config.corpus).expanduser()
+    check_not_device("--corpus", path)
     if not path.exists() and config.corpus in NAMED_CORPORA:
         path = resolve_data_dir(config.data_dir) / config.corpus
         path = path if path.is_dir() else bundled_corpus(config.corpus)
@@ -150,6 +152,7 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
     spec = config.corpus
     info = NAMED_CORPORA.get(spec)
     path = Path(spec).expanduser()
+    check_not_device("--corpus", path)
     if path.exists():
         splits, line_rows = _load_local(path, config.encoding)
         source = f"local {'folder' if path.is_dir() else 'file'} {path.resolve()}"
@@ -517,6 +520,7 @@ def read_texts(path: str | Path, text_column: str | None = None, encoding: str =
     (--text-column, default 'text'). The file is checked before the first text; a row without text
     there raises a CorpusError naming the row when it is reached."""
     path = Path(path)
+    check_not_device("--file", path)
     if not path.is_file():
         raise CorpusError(f"--file {path} does not exist; give a text, csv, jsonl or parquet file")
     builder = BUILDERS.get(path.suffix.lower(), "text")

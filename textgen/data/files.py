@@ -4,6 +4,7 @@ that refuses an output path before any work when it would replace an input or ca
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -41,8 +42,26 @@ def check_output(flag: str, path: str, inputs: list[Path], formats: tuple[str, .
                               f"replace that file; choose another output path")
 
 
+SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                 (stat.S_ISSOCK, "a socket"), (stat.S_ISFIFO, "a named pipe"))
+
+
+def check_not_device(flag: str, path: str | Path, pipes: bool = False) -> None:
+    """Refuse a device or socket (and, unless `pipes`, a named pipe) where a file is read: /dev/zero
+    never ends. A pipe stays allowed where a text is read once (`--prompt-file <(command)`)."""
+    try:
+        mode = Path(path).stat().st_mode
+    except (OSError, ValueError):
+        return  # missing: the reader says so
+    for test, kind in SPECIAL_KINDS[:3 if pipes else 4]:
+        if test(mode):
+            raise ConfigError(f"{flag} {path} is {kind}, not a file; give a regular file")
+
+
 def read_text_file(flag: str, path: str, encoding: str = "utf-8") -> str:
     """The text of the file `flag` names; `-` is standard input."""
+    if path != "-":
+        check_not_device(flag, path, pipes=True)
     try:
         if path == "-":  # as bytes, so that --encoding applies (a stand-in stdin may have text only)
             stdin = sys.stdin
