@@ -382,3 +382,23 @@ def test_an_unreachable_hub_fails_at_once_in_one_line_without_retries(monkeypatc
     assert err.startswith("textgen: error: could not load 'nobody/no-such-corpus' from the Hugging Face Hub "
                           "(the Hub is out of reach and no cached copy exists)")
     assert err.count("\n") == 1 and "Retry" not in err
+
+
+def test_a_file_rewritten_with_the_same_modification_time_is_read_anew(tmp_path, monkeypatch):
+    # issue 34: `cp -p`, `rsync -t` and `tar x` keep a file's time; caches keyed on it read the old text
+    import os
+
+    from textgen.data.batches import token_array
+    from textgen.data.tokenizer import CharTokenizer
+
+    monkeypatch.setenv("TEXTGEN_CACHE", str(tmp_path / "cache"))
+    file = tmp_path / "notes.txt"
+    tokenizer = CharTokenizer.from_texts(["abcdefghijklmnopqrstuvwxyz ,\n"])
+    texts = []
+    for words in ("first version of the notes\n" * 40, "second text, quite other\n" * 40):
+        file.write_text(words)
+        os.utime(file, (1_700_000_000, 1_700_000_000))
+        corpus = load_corpus(DataConfig(corpus=str(file)))
+        texts.append((stream(corpus, "train"), tokenizer.decode(token_array(corpus, "train", tokenizer).tolist())))
+    assert texts[0][0].startswith("first version") and texts[1][0].startswith("second text")
+    assert texts[1][1].startswith("second text")

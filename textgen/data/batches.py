@@ -48,7 +48,7 @@ def token_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str
     """The whole token stream of `split` as one read-only memory-mapped array, tokenized once and cached on disk."""
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     dtype = smallest_uint_dtype(tokenizer.vocab_size)
-    key = hashlib.sha256(pickle.dumps((corpus.splits[split]._fingerprint, split, corpus.text_column,
+    key = hashlib.sha256(pickle.dumps((corpus.splits[split]._fingerprint, corpus.content, split, corpus.text_column,
                                        corpus.line_rows, tokenizer.to_data()))).hexdigest()[:32]
     path = cache / f"{key}.{dtype.name}"
     if not path.exists():
@@ -77,8 +77,8 @@ def label_array(corpus: Corpus, split: str, tokenizer: Tokenizer, cache_dir: str
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     dtype = smallest_uint_dtype(len(corpus.label_names) + 1)
     column = corpus.label_column
-    key = hashlib.sha256(pickle.dumps((corpus.splits[split]._fingerprint, split, corpus.text_column, column,
-                                       corpus.line_rows, tokenizer.to_data(), "labels"))).hexdigest()[:32]
+    key = hashlib.sha256(pickle.dumps((corpus.splits[split]._fingerprint, corpus.content, split, corpus.text_column,
+                                       column, corpus.line_rows, tokenizer.to_data(), "labels"))).hexdigest()[:32]
     path = cache / f"{key}.labels.{dtype.name}"
     if not path.exists():
         import pyarrow.compute as pc  # with `datasets`: only where a corpus is read

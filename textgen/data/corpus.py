@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import importlib.resources
 import json
 import logging
@@ -81,6 +82,7 @@ class Corpus:
     label_names: list[str] | None
     source: str
     line_rows: bool
+    content: str = ""  # a local corpus's files' digest: what its caches are keyed on, not their dates
 
 
 def resolve_data_dir(data_dir: str | None) -> Path:
@@ -154,25 +156,25 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
     path = Path(spec).expanduser()
     check_not_device("--corpus", path)
     if path.exists():
-        splits, line_rows = _load_local(path, config.encoding)
+        splits, line_rows, content = _load_local(path, config.encoding)
         source = f"local {'folder' if path.is_dir() else 'file'} {path.resolve()}"
     elif info is not None:
         folder = resolve_data_dir(config.data_dir) / spec
         bundled = bundled_corpus(spec)
         if folder.is_dir():
-            splits, line_rows = _load_local(folder, config.encoding)
+            splits, line_rows, content = _load_local(folder, config.encoding)
             source = f"local folder {folder.resolve()}"
         elif bundled is not None:
-            splits, line_rows = _load_local(bundled, config.encoding)
+            splits, line_rows, content = _load_local(bundled, config.encoding)
             source = f"the copy bundled with textgen ({bundled})"
         elif info.hub_id is None:
             raise CorpusError(f"corpus {spec!r} is not on the Hugging Face Hub and is not in {folder}; point "
                               f"--data-dir (or TEXTGEN_DATA) at the folder that holds {spec}/")
         else:
-            splits, line_rows = _load_hub(info.hub_id, info.revision, tried=folder), False
+            splits, line_rows, content = _load_hub(info.hub_id, info.revision, tried=folder), False, ""
             source = f"hub {info.hub_id}@{info.revision or 'main'}"
     elif _HUB_ID.match(spec) and not spec.startswith(".") and path.suffix not in BUILDERS:
-        splits, line_rows = _load_hub(spec, None, tried=None), False
+        splits, line_rows, content = _load_hub(spec, None, tried=None), False, ""
         source = f"hub {spec}"
     elif "/" in spec or os.sep in spec or path.suffix:
         raise CorpusError(f"no file or folder at {spec!r}; check the path, or give a named corpus "
@@ -207,7 +209,7 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
             needs = "a classifier" if task == "classify" else "a model conditioned on labels"
             raise CorpusError(f"corpus {spec!r} has {len(label_names)} label(s) ({', '.join(label_names)}) in column "
                               f"{label_column!r}; {needs} needs texts of two or more labels")
-    corpus = Corpus(spec, splits, text_column, label_column, label_names, source, line_rows)
+    corpus = Corpus(spec, splits, text_column, label_column, label_names, source, line_rows, content)
     for split in corpus.splits:
         if not any(piece.strip() for piece in split_texts(corpus, split)):
             raise CorpusError(f"split {split!r} of corpus {spec!r} ({source}) has no text, only whitespace; "
@@ -307,8 +309,11 @@ def _text_candidates(config: DataConfig, info: CorpusInfo | None) -> tuple[str, 
     return tuple(dict.fromkeys((info.text_column if info else "text", "text")))
 
 
-def _load_local(path: Path, encoding: str) -> tuple[datasets.DatasetDict, bool]:
-    """Splits read from a local file or folder, and whether their rows are lines of plain text."""
+def _load_local(path: Path, encoding: str) -> tuple[datasets.DatasetDict, bool, str]:
+    """Splits read from a local file or folder, whether their rows are lines of plain text, and the
+    files' digest. `datasets` keys its cache on paths and modification times, so a file rewritten
+    within the same second (or by `cp -p`, `rsync -t`, `tar x`) read back stale: each content gets a
+    cache of its own."""
     import datasets
     _check_encoding(encoding)
     data_files = _split_files(path) if path.is_dir() else {"train": [path]}
@@ -322,13 +327,27 @@ def _load_local(path: Path, encoding: str) -> tuple[datasets.DatasetDict, bool]:
     options = {"keep_linebreaks": True} if builder == "text" else {}
     if builder != "parquet":
         options["encoding"] = encoding
+    content = _digest(data_files)
+    options["cache_dir"] = str(Path(datasets.config.HF_DATASETS_CACHE) / "textgen-local" / content[:16])
     try:
         splits = datasets.load_dataset(builder, data_files={split: [str(f) for f in files]
                                                             for split, files in data_files.items()}, **options)
     except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as error:  # OSError: /proc files
         raise CorpusError(f"could not read {path} as {builder} ({_first_line(error.__cause__ or error)}); "
                           "check the file's format") from error
-    return splits, builder == "text"
+    return splits, builder == "text", content
+
+
+def _digest(data_files: dict[str, list[Path]]) -> str:
+    """SHA-256 of every data file's split, name and bytes (read in blocks: memory stays flat)."""
+    digest = hashlib.sha256()
+    for split, files in sorted(data_files.items()):
+        for file in files:
+            digest.update(f"{split}/{file.name}\0".encode())
+            with open(file, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+    return digest.hexdigest()
 
 
 def _split_files(folder: Path) -> dict[str, list[Path]]:
