@@ -139,3 +139,14 @@ def test_picking_typing_and_letting_the_model_go_on_in_a_real_terminal():
     finally:
         process.kill()
         os.close(leader)
+
+
+def test_choices_take_any_typed_digit_as_text_and_print_the_whole_text_at_the_end(monkeypatch, capsys):
+    # issue 34: "²" passed isdigit() and crashed int(); a text over 300 characters was never shown whole
+    import io
+
+    long_part = "and so the tale went on " * 20
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"ROMEO:\n²\n①\n{long_part}\n"))  # then EOF
+    assert main(["sample", "--model", "shakespeare", "--interactive", "--choices", "3", "--length", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("ROMEO:²①" + long_part + "\n")

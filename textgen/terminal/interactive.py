@@ -59,26 +59,33 @@ def prompt_loop(sampling: Sampling, console: Console, as_json: bool) -> None:
 def pick_interactively(sampling: Sampling, choices: int, console: Console) -> None:
     """One text written together. After a first prompt, each turn shows the N likeliest next words;
     a number adds that word, other text is added as typed, Enter lets the model write --length
-    characters, and 'quit' (or EOF) ends."""
+    characters, and 'quit' (or EOF, or Ctrl-C) ends, printing the whole text: each turn shows only
+    its last 300 characters."""
     output = Console(soft_wrap=True)
     label = sampling.request.label[0] if sampling.request.label else None
     console.print("prompt> ", end="", markup=False, highlight=False)
     line = sys.stdin.readline()
     text = line.rstrip("\n")
-    while line and line.strip() != "quit":
-        completions = sampling.generator.complete(text, choices, label=label)
-        output.print(text[-300:], markup=False, highlight=False)
-        print_completions(output, text, completions, as_json=False)
-        console.print(f"pick 1-{len(completions)}, type text to add, Enter for the model to go on, or quit> ",
-                      end="", markup=False, highlight=False)
-        line = sys.stdin.readline()
-        answer = line.rstrip("\n")
-        if answer.strip().isdigit() and 1 <= int(answer) <= len(completions):
-            text += completions[int(answer) - 1].text
-        elif not answer.strip() and line:
-            text += "".join(chunk.text for chunk in sampling.chunks(text, keep_text=False))
-        elif answer.strip() != "quit":
-            text += answer
+    try:
+        while line and line.strip() != "quit":
+            completions = sampling.generator.complete(text, choices, label=label)
+            output.print(text[-300:], markup=False, highlight=False)
+            print_completions(output, text, completions, as_json=False)
+            console.print(f"pick 1-{len(completions)}, type text to add, Enter for the model to go on, or quit> ",
+                          end="", markup=False, highlight=False)
+            line = sys.stdin.readline()
+            answer = line.rstrip("\n")
+            picked = answer.strip()
+            if picked.isascii() and picked.isdigit() and 1 <= int(picked) <= len(completions):  # not "²"
+                text += completions[int(picked) - 1].text
+            elif not picked and line:
+                text += "".join(chunk.text for chunk in sampling.chunks(text, keep_text=False))
+            elif picked != "quit":
+                text += answer
+    finally:  # however it ends, the text written together is printed whole
+        if text:
+            console.print("\nthe whole text:", markup=False, highlight=False)
+            write(text + "\n")
 
 
 def show_training_end(console: Console, setup, result) -> bool:
