@@ -424,3 +424,14 @@ def test_a_one_sample_generator_gives_the_same_numbers_as_floats_as_in_tensors()
     as_tensors, as_floats = _Uniforms(9, 1, torch.device("cpu"), block=16), _Uniforms(9, 1, torch.device("cpu"), block=16)
     expected = [as_tensors.next().item() for _ in range(40)]  # across two refills
     assert [as_floats.next_number() for _ in range(40)] == expected
+
+
+def test_a_stop_typed_with_backslashes_on_the_command_line_means_the_newlines_it_shows(capsys):
+    # issue 34: a shell passes --stop "\n\n" as backslash, n, backslash, n: it never stopped
+    import textgen
+
+    assert main(["sample", "--model", "shakespeare", "--prompt", "ROMEO:\n", "--length", "600", "--seed", "1",
+                 "--stop", "\\n\\n", "--json"]) == 0
+    typed = json.loads(capsys.readouterr().out.splitlines()[0])
+    expected = textgen.load("shakespeare", device="cpu").generate("ROMEO:\n", length=600, seed=1, stop="\n\n")
+    assert typed["text"] == expected and typed["stop_reason"] == "stop_string" and "\n\n" not in expected

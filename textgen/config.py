@@ -315,7 +315,8 @@ class SampleConfig:
     no_repeat_ngram: int = option(0, "never repeat an n-gram of this many tokens (0: off)", low=0, high=1000)
     beams: int = option(1, "beam search with this many beams (1: sample)", low=1, high=64)
     length_penalty: float = option(1.0, "beam score is log-probability / tokens ** this")
-    stop: tuple[str, ...] = option((), "end a sample where this text appears (repeatable)")
+    stop: tuple[str, ...] = option((), "end a sample where this text appears (repeatable; typed as a flag, \\n is a "
+                                       "newline, \\t a tab, \\\\ a backslash)")
     label: tuple[str, ...] = option((), "generate under this label, for a model trained with --condition "
                                         "(repeatable or comma-separated: one label per sample in turn)")
     guidance: float = option(0.0, "with --label: move each step's log-probabilities away from the unlabelled "

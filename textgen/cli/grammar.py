@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from typing import Any
 
 from textgen import __version__
@@ -15,6 +16,9 @@ from textgen.requests import JOBS as COMMANDS, NEVER_TYPED, TRAIN_CONFIGS, Train
 
 PRINTS_JSON = {"sample", "complete", "classify", "eval", "memory", "inspect"}
 _PARSE = {"int": int, "float": float, "str": str}
+# a shell passes --stop "\n\n" as backslashes and n's: typed stop texts mean what they show
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+_TYPED = {"stop": lambda text: re.sub(r"\\([ntr\\])", lambda found: _ESCAPES[found.group(1)], text)}
 # tuple fields given as several words after one flag, not by repeating it
 _WORDS = {"tasks", "cells", "lags", "seeds"}
 
@@ -47,7 +51,7 @@ def add_fields(parser: argparse.ArgumentParser, owner: type, exclude: tuple[str,
             group.add_argument("--check-copy", nargs="?", const="", metavar="CORPUS", **common)
         else:
             nargs = {"nargs": "+"} if spec.name in _WORDS else {"action": "append"} if many else {}
-            group.add_argument(flag_of(owner, spec.name), dest=spec.name, type=_PARSE[base],
+            group.add_argument(flag_of(owner, spec.name), dest=spec.name, type=_TYPED.get(spec.name, _PARSE[base]),
                                choices=meta.get("choices"), metavar=None if meta.get("choices") else spec.name.upper(),
                                **nargs, **common)
 
