@@ -150,3 +150,33 @@ def test_choices_take_any_typed_digit_as_text_and_print_the_whole_text_at_the_en
     assert main(["sample", "--model", "shakespeare", "--interactive", "--choices", "3", "--length", "5"]) == 0
     out = capsys.readouterr().out
     assert out.endswith("ROMEO:²①" + long_part + "\n")
+
+
+def test_a_number_that_is_no_choice_is_refused_not_added_as_text(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("ROMEO:\n0\n-1\n99\nquit\n"))
+    assert main(["sample", "--model", "shakespeare", "--interactive", "--choices", "3", "--length", "5"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == "ROMEO:"  # the whole text: none of the numbers was added
+    assert all(f"{number} is not a choice; pick 1-3" in captured.err for number in ("0", "-1", "99"))
+
+
+def test_complete_refuses_an_empty_label_as_sample_does(capsys):
+    assert main(["complete", "--model", "reviews-label", "--label", " ", "This film"]) == 1
+    assert "--label '' names no label" in capsys.readouterr().err
+
+
+def test_the_commands_suggested_after_training_paste_into_a_shell(tmp_path):
+    import io
+    import shlex
+
+    from rich.console import Console
+
+    from textgen.terminal.interactive import show_next_steps
+
+    screen = io.StringIO()
+    show_next_steps(Console(file=screen, width=200), "classify", tmp_path / "my runs" / "x", "my reviews.csv")
+    commands = [line.strip() for line in screen.getvalue().splitlines() if line.strip().startswith("textgen ")]
+    assert commands and all(str(tmp_path / "my runs" / "x") in shlex.split(command) for command in commands)
+    assert "my reviews.csv" in shlex.split(commands[-1])

@@ -400,3 +400,10 @@ def test_one_text_runs_on_one_thread_unless_omp_num_threads_says_otherwise(argv,
         assert main(argv) == 0 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_seed_given_twice_is_refused_not_counted_as_a_spread(capsys):
+    from textgen.cli import main
+
+    assert main(["memory", "--seeds", "0", "0", "0", "--dry-run"]) == 1
+    assert "--seeds 0 0 0 repeats an item; give each once" in capsys.readouterr().err

@@ -155,6 +155,8 @@ class CompleteRequest:
         check_request(self)
         if not self.prefix:
             raise ConfigError('the prefix to complete is empty; give the text typed so far, e.g. "The quick bro"')
+        if self.label is not None and not self.label.strip():
+            raise ConfigError("--label '' names no label; give one the model knows, or drop --label")
 
 
 @dataclass
@@ -302,8 +304,11 @@ class MemoryRequest:
         if self.quick and self.profile not in ("default", "quick"):
             raise ConfigError(f"--quick is --profile quick; drop one of --quick and --profile {self.profile}")
         for name in ("tasks", "cells", "lags", "seeds"):
-            if getattr(self, name) == ():
+            given = getattr(self, name)
+            if given == ():
                 raise ConfigError(f"--{name} names nothing; give at least one or drop the flag")
+            if given and len(set(given)) < len(given):  # three runs of seed 0 are one run, not a spread
+                raise ConfigError(f"--{name} {' '.join(map(str, given))} repeats an item; give each once")
 
     def overrides(self) -> dict[str, Any]:
         """The benchmark settings given, by MemoryConfig field name: the profile's, then the typed ones."""

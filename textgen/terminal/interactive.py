@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -76,7 +78,9 @@ def pick_interactively(sampling: Sampling, choices: int, console: Console) -> No
             line = sys.stdin.readline()
             answer = line.rstrip("\n")
             picked = answer.strip()
-            if picked.isascii() and picked.isdigit() and 1 <= int(picked) <= len(completions):  # not "²"
+            if re.fullmatch(r"[+-]?[0-9]+", picked) and not 1 <= int(picked) <= len(completions):
+                console.print(f"{picked} is not a choice; pick 1-{len(completions)}", markup=False, highlight=False)
+            elif re.fullmatch(r"[0-9]+", picked):  # ASCII digits: "²" is text
                 text += completions[int(picked) - 1].text
             elif not picked and line:
                 text += "".join(chunk.text for chunk in sampling.chunks(text, keep_text=False))
@@ -104,7 +108,7 @@ def show_next_steps(console: Console, task: str, run_dir: Path, corpus: str, fin
     """After training: a short sample of a language model, and the commands to try next."""
     from textgen.recipes.models import load
 
-    run = str(run_dir)
+    run, corpus = shlex.quote(str(run_dir)), shlex.quote(corpus)  # commands to paste into a shell as they are
     if task == "lm":
         sample = load(run_dir, device="cpu").generate("", length=200, temperature=0.8, seed=0)
         console.print(f"\na sample from {run}:\n", markup=False, highlight=False)
