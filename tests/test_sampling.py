@@ -11,7 +11,7 @@ from textgen.cli import main
 from textgen.config import ModelConfig, SampleConfig, to_dict
 from textgen.errors import ConfigError, TextgenError
 from textgen.nn.model import LanguageModel
-from textgen.generate.processors import (MinP, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP, TypicalP,
+from textgen.generate.processors import (NEG_INF, MinP, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP, TypicalP,
                                 build_processors)
 from textgen.generate.sampling import Stepper, _Uniforms, beam_search, generate, start_token, stream
 from textgen.generate.scoring import score
@@ -435,3 +435,18 @@ def test_a_stop_typed_with_backslashes_on_the_command_line_means_the_newlines_it
     typed = json.loads(capsys.readouterr().out.splitlines()[0])
     expected = textgen.load("shakespeare", device="cpu").generate("ROMEO:\n", length=600, seed=1, stop="\n\n")
     assert typed["text"] == expected and typed["stop_reason"] == "stop_string" and "\n\n" not in expected
+
+
+@pytest.mark.parametrize("processor", [TopP(1e-50), TypicalP(1e-46)])
+def test_a_vanishing_p_keeps_the_one_best_token_not_none(processor):
+    # issue 34: 1e-50 is 0 in float32, every token was dropped and the last id written over and over
+    scores = torch.randn(3, 40)
+    kept = processor(None, scores) > NEG_INF
+    assert kept.sum(-1).tolist() == [1, 1, 1]
+    if isinstance(processor, TopP):
+        assert kept.float().argmax(-1).tolist() == scores.argmax(-1).tolist()
+
+
+def test_a_guidance_weight_that_would_overflow_is_refused(capsys):
+    assert main(["sample", "--model", "reviews-label", "--label", "pos", "--guidance", "1e308"]) == 1
+    assert "--guidance must be" in capsys.readouterr().err

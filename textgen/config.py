@@ -321,7 +321,7 @@ class SampleConfig:
                                         "(repeatable or comma-separated: one label per sample in turn)")
     guidance: float = option(0.0, "with --label: move each step's log-probabilities away from the unlabelled "
                                   "ones by this multiple of their difference (classifier-free guidance; 0: off)",
-                             low=0.0)
+                             low=0.0, high=100.0)  # beyond, the arithmetic overflows long before the text changes
     num_samples: int = option(1, "samples generated together as one batch (at least one per --label)", low=1,
                               high=1000)
     seed: int | None = option(None, "seed for exact reproducibility (unset: random); sample i uses seed + i",

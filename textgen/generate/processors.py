@@ -22,7 +22,9 @@ def _exclusive_cumsum(values: torch.Tensor) -> torch.Tensor:
 
 
 def _drop_sorted(scores: torch.Tensor, order: torch.Tensor, drop_sorted: torch.Tensor) -> torch.Tensor:
-    """`scores` with -inf where `drop_sorted` (given in the order `order`) is true."""
+    """`scores` with -inf where `drop_sorted` (given in the order `order`) is true; the first in that
+    order always survives (a p of 1e-50 is 0 in float32, and would otherwise drop every token)."""
+    drop_sorted[..., 0] = False
     return scores.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), NEG_INF)
 
 
