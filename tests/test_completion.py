@@ -180,3 +180,14 @@ def test_the_commands_suggested_after_training_paste_into_a_shell(tmp_path):
     commands = [line.strip() for line in screen.getvalue().splitlines() if line.strip().startswith("textgen ")]
     assert commands and all(str(tmp_path / "my runs" / "x") in shlex.split(command) for command in commands)
     assert "my reviews.csv" in shlex.split(commands[-1])
+
+
+def test_a_space_typed_after_a_word_completes_the_next_word_on_a_subword_model():
+    # issue 34: "This movie was " proposed "rated", "fully", "banned": the lone space read as a rare piece
+    import textgen
+
+    generator = textgen.load("reviews", device="cpu")
+    spaced = generator.complete("This movie was ", top=5)
+    plain = [c for c in generator.complete("This movie was", top=20) if c.text.startswith(" ")][:5]
+    assert [c.text for c in spaced] == [c.text[1:] for c in plain]
+    assert [round(c.probability, 4) for c in spaced] == [round(c.probability, 4) for c in plain]

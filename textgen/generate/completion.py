@@ -131,11 +131,17 @@ def complete(model: LanguageModel, tokenizer: Tokenizer, prefix: str, top: int =
     session = _session_for(model, tokenizer, until)
     stepper, pieces = session.stepper, session.pieces
     labels = label_ids(model, (label,) if label else (), 1, device)
-    logits, state = session.read(model, tokenizer, prefix, labels, device)
+    # a subword's leading space belongs to the word after it: "was " is read as "was", and the
+    # completions are the continuations that begin with that space, shown without it
+    held = prefix[len(prefix.rstrip(" ")):] if tokenizer.kind != "char" else ""
+    logits, state = session.read(model, tokenizer, prefix[:len(prefix) - len(held)], labels, device)
     beams = [_Beam("", 0.0, False)]
     finished: dict[str, float] = {}  # completion text -> log-probability, summed over the ways to it
     for _ in range(max_tokens):
         log_probs = logits.float().log_softmax(-1).cpu().masked_fill(pieces.banned, -math.inf)  # (beams, vocab)
+        if held and beams[0].text == "":  # the first token must write the space typed
+            log_probs = log_probs.masked_fill(torch.tensor([not text.startswith(held) for text in pieces.texts]),
+                                              -math.inf)
         started = torch.tensor([beam.started for beam in beams])[:, None]
         cuts = torch.where(started, pieces.cut_started, pieces.cut_fresh)  # (beams, vocab)
         totals = log_probs + torch.tensor([beam.log_prob for beam in beams])[:, None]
@@ -157,7 +163,8 @@ def complete(model: LanguageModel, tokenizer: Tokenizer, prefix: str, top: int =
         rows = torch.tensor([row for row, _ in chosen], device=device)
         tokens = torch.tensor([token for _, token in chosen], device=device)
         logits, state = stepper(tokens, select_state(state, rows), None if labels is None else labels.expand(len(rows)))
-    ranked = sorted(finished.items(), key=lambda item: item[1], reverse=True)[:top]
+    ranked = sorted(finished.items(), key=lambda item: item[1], reverse=True)
+    ranked = [(text[len(held):], log_prob) for text, log_prob in ranked if text[len(held):]][:top]
     return [Completion(text, math.exp(log_prob)) for text, log_prob in ranked]
 
 
