@@ -59,3 +59,25 @@ def test_sample_reports_copies_against_the_text_the_model_trained_on(corpus, tmp
     assert cli.main(["sample", "--model", str(run), "--length", "40", "--seed", "0",
                      "--check-copy", str(corpus)]) == 0
     assert "copy check, sample 1: longest span found in the training text" in " ".join(capsys.readouterr().err.split())
+
+
+def test_the_copy_check_finds_the_training_text_from_another_folder_and_reads_a_named_file_whole(
+        corpus, tmp_path, monkeypatch, capsys):
+    # issue 34: the saved corpus was the relative path typed, read again from wherever sample ran
+    # (another file of that name was checked instead); a named FILE was indexed only in its training part
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text(corpus.read_text())
+    (tmp_path / "elsewhere" / "notes.txt").write_text("zzzz qqqq\n" * 50)  # a decoy of the same name
+    monkeypatch.chdir(tmp_path / "work")
+    assert cli.main(["train", "--corpus", "notes.txt", "--preset", "tiny", "--out", str(tmp_path / "run"),
+                     "--max-steps", "2", "--device", "cpu", "--precision", "fp32"]) == 0
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert cli.main(["sample", "--model", str(tmp_path / "run"), "--length", "60", "--seed", "0", "--json",
+                     "--check-copy"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert record["longest_copied"] == max(longest_match_by_brute_force(corpus.read_text(), record["text"], i)
+                                           for i in range(len(record["text"])))
+    last_line = corpus.read_text().splitlines()[-1]
+    assert CopyIndex.of_training_text(str(tmp_path / "work" / "notes.txt")).check(last_line).longest == len(last_line)

@@ -58,12 +58,12 @@ class CopyIndex:
                          model: str = "the model") -> CopyIndex:
         """The index of `corpus`'s training text, or (`corpus` '') of the text a model read, as its
         saved data config `trained_on` says."""
-        if corpus:
-            data = DataConfig(corpus=corpus, data_dir=data_dir)
-        elif trained_on:
-            data = from_dict(DataConfig, {**trained_on, **({"data_dir": data_dir} if data_dir else {})})
-        else:
+        if corpus:  # a text named to check against: all of it, not the part a model would train on
+            loaded = load_corpus(DataConfig(corpus=corpus, data_dir=data_dir), task="lm")
+            return cls("\n".join("".join(split_texts(loaded, split)) for split in loaded.splits))
+        if not trained_on:
             raise ConfigError(f"{model} does not say what it was trained on; name the text: --check-copy CORPUS")
+        data = from_dict(DataConfig, {**trained_on, **({"data_dir": data_dir} if data_dir else {})})
         loaded = load_corpus(data, task="lm")
         return cls("".join(split_texts(loaded, language_model_split(loaded, data.lm_splits))))
 

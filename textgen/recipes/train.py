@@ -73,6 +73,8 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
     typed = {name: typed.get(name, {}) for name in CONFIGS}
     preset = PRESETS[_preset_name(typed)]
     data = DataConfig(**typed["data"])
+    if Path(data.corpus).expanduser().exists():  # saved whole, so the copy check finds it from any folder
+        data = dataclasses.replace(data, corpus=str(Path(data.corpus).expanduser().resolve()))
     model_config = ModelConfig(**{**preset["model"], **typed["model"]})
     train = TrainConfig(**{**preset["train"], **typed["train"]})
     classifier_config = ClassifierConfig(**typed["classifier"])
