@@ -397,3 +397,15 @@ def test_a_terminal_that_cannot_show_a_character_gets_an_escape_not_a_traceback(
                               cwd=tmp_path, timeout=120)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
         assert "caf\\xe9" in done.stdout
+
+
+def test_resuming_on_another_corpus_is_refused_and_on_the_same_file_goes_on(corpus, trained, tmp_path, monkeypatch,
+                                                                           capsys):
+    # issue 34: --resume --corpus OTHER trained on the other text (best.pt then picked across two corpora)
+    other = tmp_path / "other.txt"
+    other.write_text("a different text altogether\n" * 100)
+    before = digest(trained)
+    assert cli.main(train_args(other, trained, "--max-steps", "12", "--resume")) == 1
+    assert "--resume continues" in capsys.readouterr().err and digest(trained) == before
+    monkeypatch.chdir(corpus.parent)  # the same file by another name
+    assert cli.main(train_args(corpus.name, trained, "--max-steps", "12", "--resume")) == 0

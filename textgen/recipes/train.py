@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,6 +97,15 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
         def resumed(name: str) -> Any:  # the saved config overlaid with what was typed now (a longer --max-steps, say)
             return from_dict(CONFIGS[name], {**saved["configs"][name], **typed[name]})
 
+        # the run's text is what it resumes on: another corpus would mix two runs in one (its best.pt
+        # picked across both); where the data folder lies may change
+        for name, value in {**typed["data"], "corpus": data.corpus}.items():
+            was = saved["configs"]["data"].get(name)
+            if name != "data_dir" and name in typed["data"] and not _same_setting(name, value, was):
+                raise ConfigError(f"--resume continues {run_dir} on its own text ({flag_of(DataConfig, name)} "
+                                  f"{was}), not {value}; drop {flag_of(DataConfig, name)}, or train on it into a new "
+                                  f"--out (--init-from {run_dir} to start from this run)")
+
         data, model_config = resumed("data"), resumed("model")
         if train.task == "classify":
             classifier_config = resumed("classifier")
@@ -174,6 +184,16 @@ def _language_model_to_finetune(typed: dict[str, dict[str, Any]], data: DataConf
     train = dataclasses.replace(train, **{name: value for name, value in LM_FINETUNE["train"].items()
                                           if name not in typed["train"]})
     return pretrained, tokenizer, dataclasses.replace(data, tokenizer=tokenizer.kind), model_config, train
+
+
+def _same_setting(name: str, value: Any, was: Any) -> bool:
+    """Whether a data setting typed now is the saved one (a corpus: the same file, however named)."""
+    if value == was:
+        return True
+    try:
+        return name == "corpus" and os.path.samefile(Path(value).expanduser(), Path(was).expanduser())
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def _check_not_into(run_dir: Path, init_from: str) -> None:
