@@ -409,3 +409,13 @@ def test_resuming_on_another_corpus_is_refused_and_on_the_same_file_goes_on(corp
     assert "--resume continues" in capsys.readouterr().err and digest(trained) == before
     monkeypatch.chdir(corpus.parent)  # the same file by another name
     assert cli.main(train_args(corpus.name, trained, "--max-steps", "12", "--resume")) == 0
+
+
+@pytest.mark.parametrize("extra", [["--condition", "text"], ["--task", "classify", "--label-column", "text"]])
+def test_one_column_as_both_text_and_labels_is_one_line(extra, tmp_path, capsys):
+    # issue 34: the labels' encoding turned the text into numbers: AttributeError in corpus.py
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\n" + "hello there,pos\nawful film,neg\n" * 20)
+    assert cli.main(train_args(table, tmp_path / "run", "--max-steps", "1", *extra)) == 1
+    assert "is the column the text is read from too" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -202,6 +202,9 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
         else:
             wanted, flag = condition, "--condition"
         label_column = _pick_column(splits, (wanted,), "label", flag, spec, reference)
+        if label_column == text_column:
+            raise CorpusError(f"{flag} {label_column} is the column the text is read from too; the labels must be "
+                              f"another column (choose it with {flag}, or the text's with --text-column)")
         labelled = _drop_unlabelled_splits(splits, label_column, spec, reference)
         labelled, label_names = _encode_labels(labelled, label_column, info, spec, reference)
         splits = labelled if task == "classify" else datasets.DatasetDict({**splits, **labelled})
