@@ -32,7 +32,8 @@ def bounded_fields():
                 continue
             for key, step in (("low", -1), ("above", 0), ("high", 1), ("below", 0)):
                 if meta.get(key) is not None:
-                    bad = meta[key] + step if base == "int" else meta[key] + (step or 0) * 0.5
+                    # a float past its bound by 0.5, or by the bound itself where 0.5 is lost in rounding (1e30)
+                    bad = meta[key] + step if base == "int" else meta[key] + step * max(0.5, abs(meta[key]))
                     cases.append(pytest.param(command, owner, spec.name, bad, id=f"{command}-{spec.name}-{key}"))
     return cases
 

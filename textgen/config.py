@@ -235,8 +235,8 @@ class TrainConfig:
                                     "new run's first checkpoint is written)")
     batch_size: int = option(64, "sequences per batch (per process under DDP)", low=1, high=BATCH_MAX)
     seq_len: int = option(128, "tokens per truncated-backprop window", low=1, high=WINDOW_MAX)
-    lr: float = option(2e-3, "peak learning rate (AdamW)", above=0.0)
-    weight_decay: float = option(0.01, "AdamW weight decay", low=0.0)
+    lr: float = option(2e-3, "peak learning rate (AdamW)", above=0.0, high=1e30)  # float32 holds it, and its steps
+    weight_decay: float = option(0.01, "AdamW weight decay", low=0.0, high=10.0)
     warmup_steps: int = option(100, "linear warm-up steps before cosine decay", low=0, high=STEPS_MAX)
     min_lr_ratio: float = option(0.1, "final learning rate as a fraction of --lr", low=0.0, high=1.0)
     grad_clip: float = option(1.0, "clip the gradient norm to this (0 disables)", low=0.0)

@@ -4,7 +4,11 @@ import re
 
 
 class TextgenError(Exception):
-    """A problem with the user's input or environment; the CLI prints it as one line."""
+    """A problem with the user's input or environment, said in one line: a line break the message
+    quotes (a value as typed) is escaped, for the API's callers as for the CLI's."""
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class ConfigError(TextgenError):

@@ -27,7 +27,7 @@ from textgen.nn.checkpoint import bundled_models, describe_checkpoint, load_mode
 from textgen.nn.model import Classifier, resolve_device
 from textgen.nn.precision import resolve_precision
 from textgen.errors import ConfigError
-from textgen.requests import ClassifyRequest, CompleteRequest, SampleRequest
+from textgen.requests import ClassifyRequest, CompleteRequest, EvalRequest, SampleRequest
 
 log = logging.getLogger("textgen")
 
@@ -86,6 +86,7 @@ class TextGenerator:
 
     def score(self, text: str) -> dict:
         """Log-probability (nats) and bits per character of `text`, with its token and character counts."""
+        check_value(EvalRequest, "text", text)
         return score(self.model, self.tokenizer, text, self.device)
 
     def evaluate(self, corpus: str | DataConfig, split: str = "test", batch_size: int = 16, seq_len: int = 256) -> dict:
@@ -93,6 +94,8 @@ class TextGenerator:
         Hub id or path, or a `DataConfig`)."""
         from textgen.recipes.evaluate import evaluate_language_model
 
+        for name, value in (("split", split), ("batch_size", batch_size), ("seq_len", seq_len)):
+            check_value(EvalRequest, name, value)  # as `textgen eval` checks its flags
         data = corpus if isinstance(corpus, DataConfig) else DataConfig(corpus=corpus)
         return evaluate_language_model(self.model, data, split, self.device, batch_size, seq_len, self.tokenizer)
 
@@ -124,6 +127,7 @@ class TextClassifier:
     def probabilities(self, texts: list[str], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
         """Class probabilities (texts, classes), calibrated; `progress` is told the texts done batch by batch."""
         texts = checked_texts(texts)
+        check_value(ClassifyRequest, "batch_size", batch_size)
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         return predict(self.model, self.tokenizer, texts, self.device, batch_size, precision=self.precision,
@@ -133,6 +137,7 @@ class TextClassifier:
                              ) -> Iterator[tuple[list[str], np.ndarray]]:
         """(texts, probabilities) for consecutive groups of `texts`, each as soon as it is labelled:
         memory stays bounded however many texts the iterable yields."""
+        check_value(ClassifyRequest, "batch_size", batch_size)
         return predict_stream(self.model, self.tokenizer, texts, self.device, batch_size, precision=self.precision,
                               progress=progress)
 
@@ -158,6 +163,8 @@ class TextClassifier:
         id or path, or a `DataConfig`)."""
         from textgen.recipes.evaluate import evaluate_classifier
 
+        for name, value in (("split", split), ("batch_size", batch_size)):
+            check_value(ClassifyRequest, name, value)
         data = corpus if isinstance(corpus, DataConfig) else DataConfig(corpus=corpus)
         return evaluate_classifier(self.model, data, split, self.device, batch_size, self.tokenizer,
                                    precision=self.precision)
