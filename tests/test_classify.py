@@ -309,3 +309,16 @@ def test_a_classifier_from_a_classifier_takes_its_head_shape_unless_another_is_t
     assert "--head-norm changes the head of" in capsys.readouterr().err
     after = load_checkpoint(plain / "last.pt")["model"]
     assert "head.0.weight" not in after and after["head.1.weight"].shape == before["head.2.weight"].shape
+
+
+def test_scoring_the_train_split_of_one_file_scores_every_row_even_of_one_label(tmp_path):
+    # issue 34: a validation carve nobody asked for scored 43 of 48 rows, and one-label files were refused
+    import textgen
+
+    classifier = textgen.load("sentiment", device="cpu")
+    mixed, one_label = tmp_path / "mixed.csv", tmp_path / "praise.csv"
+    mixed.write_text("text,label\n" + "a wonderful film,pos\na dull mess,neg\n" * 24)
+    one_label.write_text("text,label\n" + "a wonderful, moving film,pos\n" * 7)
+    scored = classifier.evaluate(str(mixed), split="train")
+    assert scored["examples"] == 48 and scored["accuracy"] == 1.0
+    assert classifier.evaluate(str(one_label), split="train")["examples"] == 7

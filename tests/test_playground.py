@@ -101,19 +101,19 @@ def test_page_comes_with_a_content_security_policy_and_needs_nothing_from_outsid
 
 def test_write_streams_a_continuation_into_the_text(page):
     type_into_text(page, "ROMEO:")
-    page.fill("#max-tokens", "300")
+    page.fill("#max-tokens", "2000")  # long enough to span many of the 20 ms sends
     slow_network(page)
     # the text's length, read by the page itself every 2 ms while the stream runs: the server sends a
     # stream's text every 20 ms, faster than a round trip from the test could see each piece
     page.evaluate("""() => { const text = document.querySelector('#prompt'); window.lengths = [];
                              window.watch = setInterval(() => window.lengths.push(text.value.length), 2); }""")
     page.click("#write")
-    expect(page.locator("#write-status")).to_have_text("wrote 300 characters")
+    expect(page.locator("#write-status")).to_have_text("wrote 2000 characters")
     lengths = page.evaluate("() => { clearInterval(window.watch); return window.lengths; }")
-    grown = sorted(set(lengths) - {len("ROMEO:"), len("ROMEO:") + 300})
+    grown = sorted(set(lengths) - {len("ROMEO:"), len("ROMEO:") + 2000})
     assert len(grown) >= 3, f"the text did not grow piece by piece: {lengths}"
     text = page.input_value("#prompt")
-    assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 300
+    assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 2000
     page.screenshot(path="/tmp/playground-write.png", full_page=True)
 
 

@@ -208,7 +208,7 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
         labelled = _drop_unlabelled_splits(splits, label_column, spec, reference)
         labelled, label_names = _encode_labels(labelled, label_column, info, spec, reference)
         splits = labelled if task == "classify" else datasets.DatasetDict({**splits, **labelled})
-        if len(label_names) < 2:
+        if len(label_names) < 2 and evaluate is None:  # a file of one label can still be scored
             needs = "a classifier" if task == "classify" else "a model conditioned on labels"
             raise CorpusError(f"corpus {spec!r} has {len(label_names)} label(s) ({', '.join(label_names)}) in column "
                               f"{label_column!r}; {needs} needs texts of two or more labels")
@@ -217,7 +217,9 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
         if not any(piece.strip() for piece in split_texts(corpus, split)):
             raise CorpusError(f"split {split!r} of corpus {spec!r} ({source}) has no text, only whitespace; "
                               "give a corpus with text in it")
-    if "validation" not in corpus.splits and "train" in corpus.splits:
+    # a validation carve is for training (and for scoring the validation a file lacks); scoring the
+    # train split of a single file scores all of it
+    if "validation" not in corpus.splits and "train" in corpus.splits and evaluate != "train":
         corpus.splits = _carve_validation(corpus, task, config.split_seed, _stratifying_column(config, info, splits))
     return corpus
 
