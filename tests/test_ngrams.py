@@ -319,3 +319,13 @@ def test_the_bundled_sentiment_loads_with_every_part_it_has(capsys):
     for features in choices:
         assert cli.main(["classify", "--features", features, "--json", "not bad at all"]) == 0
         assert json.loads(capsys.readouterr().out)["label"] in ("neg", "pos")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--ngram-buckets", "64"], "adds an n-gram table that --features recurrent never trains"),
+    (["--char-ngrams", "5"], "--char-ngrams 5 hashes into the n-gram table, and there is none")])
+def test_an_ngram_setting_that_would_do_nothing_is_refused(reviews, tmp_path, capsys, extra, message):
+    # issue 34: an all-zero table trained beside the encoder answered 0.5; --char-ngrams was dropped silently
+    assert cli.main(["train", "--task", "classify", "--corpus", str(reviews), *extra, "--out", str(tmp_path / "run"),
+                     "--device", "cpu", "--max-steps", "1"]) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "run").exists()

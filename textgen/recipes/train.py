@@ -79,6 +79,13 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
     model_config = ModelConfig(**{**preset["model"], **typed["model"]})
     train = TrainConfig(**{**preset["train"], **typed["train"]})
     classifier_config = ClassifierConfig(**typed["classifier"])
+    if classifier_config.char_ngrams and not classifier_config.ngram_buckets:
+        raise ConfigError(f"--char-ngrams {classifier_config.char_ngrams} hashes into the n-gram table, and there is "
+                          f"none; add --ngram-buckets N (e.g. 262144), or drop --char-ngrams")
+    if classifier_config.ngram_buckets and classifier_config.features == "recurrent":
+        raise ConfigError(f"--ngram-buckets {classifier_config.ngram_buckets} adds an n-gram table that --features "
+                          f"recurrent never trains (it would answer 0.5 for every text); add --features ngram or "
+                          f"both, or drop --ngram-buckets")
     finetune = FinetuneConfig(**typed["finetune"])
     device = resolve_device(train.device)
     precision = resolve_precision(train.precision, device)
