@@ -322,3 +322,21 @@ def test_scoring_the_train_split_of_one_file_scores_every_row_even_of_one_label(
     scored = classifier.evaluate(str(mixed), split="train")
     assert scored["examples"] == 48 and scored["accuracy"] == 1.0
     assert classifier.evaluate(str(one_label), split="train")["examples"] == 7
+
+
+def test_the_training_summary_prints_counts_as_counts():
+    # issue 32: the classifier summary printed "val_examples 5.0000"
+    import io
+
+    from rich.console import Console
+
+    from textgen.terminal.render import RichReporter
+
+    screen = io.StringIO()
+    reporter = RichReporter(Console(file=screen, width=120), None)
+    reporter.start(0, 10, None)
+    metrics = {"val_loss": 0.51234, "accuracy": 0.8, "val_examples": 1234.0}
+    reporter.finish({"run_dir": "run", "step": 10, "stop_reason": "max_steps", "elapsed": 1.0,
+                     "tokens_per_second": 100.0, "metrics": metrics, "best_metrics": metrics})
+    shown = screen.getvalue()
+    assert "1,234" in shown and "1234.0000" not in shown and "0.5123" in shown

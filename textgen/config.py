@@ -241,7 +241,8 @@ class TrainConfig:
     min_lr_ratio: float = option(0.1, "final learning rate as a fraction of --lr", low=0.0, high=1.0)
     grad_clip: float = option(1.0, "clip the gradient norm to this (0 disables)", low=0.0)
     max_steps: int | None = option(None, "stop after this many optimizer steps", low=1, high=STEPS_MAX)
-    time_budget: str | None = option(None, "stop cleanly after this long, e.g. 10m (the schedule fits it)")
+    time_budget: str | None = option(None, "stop cleanly after this long, e.g. 90s, 10m or 2h (the schedule fits it; "
+                                           "given neither this nor --max-steps, 10m)")
     eval_interval: int = option(500, "evaluate on the validation split every N steps", low=1, high=STEPS_MAX)
     eval_tokens: int | None = option(None, "tokens of the validation split per evaluation (default: all)",
                                      low=1, high=10**12)

@@ -56,7 +56,7 @@ class RichReporter:
                              chars_per_s=metrics.get("tokens_per_s", 0.0) * self.chars_per_token)
 
     def evaluated(self, step, metrics):
-        log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in self.shown(metrics).items()))
+        log.info("step %d validation: %s", step, ", ".join(f"{k} {_figure(k, v)}" for k, v in self.shown(metrics).items()))
 
     def finish(self, summary):
         self.progress.update(self.task_id, completed=1.0)
@@ -68,7 +68,7 @@ class RichReporter:
                 "chars/s": f"{summary['tokens_per_second'] * self.chars_per_token:,.0f}"}
         for when in ("final", "best"):
             for name, value in self.shown(summary["metrics" if when == "final" else "best_metrics"]).items():
-                rows[f"{when} {name}"] = f"{value:.4f}"
+                rows[f"{when} {name}"] = _figure(name, value)
         for name, value in rows.items():
             table.add_row(name, value)
         self.console.print(table)
@@ -298,3 +298,8 @@ def show_benchmark(benchmark, as_json: bool) -> None:
         print(json.dumps(to_json(benchmark.config, benchmark.results)))
     else:
         print_memory(benchmark.config, benchmark.summaries, benchmark.results)
+
+
+def _figure(name: str, value: float) -> str:
+    """A figure as a user reads it: a count as a whole number (5 texts, not 5.0000), a rate to 4 places."""
+    return f"{value:,.0f}" if name.endswith(("examples", "tokens", "texts")) else f"{value:.4f}"
