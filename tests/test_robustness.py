@@ -419,3 +419,11 @@ def test_one_column_as_both_text_and_labels_is_one_line(extra, tmp_path, capsys)
     assert cli.main(train_args(table, tmp_path / "run", "--max-steps", "1", *extra)) == 1
     assert "is the column the text is read from too" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_says_its_new_settings_in_config_json_as_in_its_checkpoint(corpus, trained):
+    # issue 34: --resume --lr changed the checkpoint's settings, and config.json kept the old ones
+    assert cli.main(train_args(corpus, trained, "--max-steps", "12", "--resume", "--lr", "0.0123")) == 0
+    saved = json.loads((trained / "config.json").read_text())
+    assert saved["train"]["lr"] == 0.0123 and saved["train"]["max_steps"] == 12
+    assert load_checkpoint(trained / "last.pt")["configs"]["train"] == saved["train"]

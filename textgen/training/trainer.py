@@ -317,6 +317,8 @@ class _Loop:
                 _set_rng_state(rank_state["rng"], self.device)
                 self.step, self.elapsed_before = int(payload["step"]), float(payload["elapsed"])
                 self.best, self.best_metrics, self.saved_step = payload["best"], payload["best_metrics"], self.step
+                if self.dist.is_main:  # what this resumed run uses (a longer --max-steps, a new --lr), said at once
+                    _write_atomically(self.run_dir / "config.json", json.dumps(self.configs, indent=2) + "\n")
             except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
                 raise CheckpointError(f"cannot resume from {self.last_path}: it lacks a usable training state "
                                       f"({type(error).__name__}: {str(error)[:100]}); resume from a last.pt written "
@@ -454,3 +456,10 @@ class _Loop:
         self.log({"step": self.step, "event": "stop", "reason": stop_reason, "elapsed": round(elapsed, 3)})
         self.reporter.finish(result.__dict__)
         return result
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """`text` into `path` through a temporary file and a rename: a crash leaves the old file or the new."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
