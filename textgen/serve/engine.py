@@ -327,9 +327,10 @@ class Engine:
         budget, groups, ready = PROMPT_CHUNK, collections.defaultdict(list), []
         for prompt in prompts:
             if prompt.state is None and len(prompt.ids) <= PROMPT_CHUNK:
-                known = self.read_lately.get((tuple(prompt.ids), prompt.row.label))
+                key = (tuple(prompt.ids), prompt.row.label)
+                known = self.read_lately.get(key)
                 if known is not None:
-                    self.read_lately.move_to_end((tuple(prompt.ids), prompt.row.label))
+                    self.read_lately.move_to_end(key)
                     prompt.ids, (prompt.state, prompt.logits) = [], known
                     ready.append(prompt)
                     continue
