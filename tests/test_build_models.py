@@ -50,8 +50,14 @@ def test_from_a_later_stage_the_bundled_file_stands_in_for_the_runs_before_it():
 def test_from_the_first_stage_is_a_whole_build_with_its_resumed_stages():
     whole = planned("--only", "english")
     assert planned("--only", "english", "--from-stage", "english") == whole
-    assert [stage[-1] == "--overwrite" for stage in whole["stages"]] == [True, False, True]
+    assert [stage[-1] == "--overwrite" for stage in whole["stages"]] == [True, False, True, True]
     assert "--resume" in whole["stages"][1]
+
+
+def test_the_typeset_stage_starts_from_the_bundled_english():
+    (stage,) = planned("--only", "english", "--from-stage", "english-typeset")["stages"]
+    assert value(stage, "--init-from") == "textgen/pretrained/english.pt"
+    assert value(stage, "--corpus") == "runs/bundled/data/english_typeset"
 
 
 def test_an_unknown_stage_names_the_stages_there_are():

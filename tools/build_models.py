@@ -66,17 +66,23 @@ MODELS = {
     "english": {
         # gutenberg alone for 80 minutes, resumed to 165 (a warm restart at a lower peak); then 12 minutes
         # on gutenberg with IMDb reviews beside it (2:1), which taught it modern English and the keyboard's
-        # straight quotes (IMDb validation 3.56 -> 1.96 bits/char) at no cost on gutenberg validation
+        # straight quotes (IMDb validation 3.56 -> 1.96 bits/char) at no cost on gutenberg validation; then
+        # the same mix with each book typed several ways (tools/typeset.py), so that how a text was typed
+        # costs next to nothing (issue 31)
         "before": {"english": [["--corpus", "gutenberg", "--layers", "2", "--hidden", "512", "--embed", "512",
                                 "--batch-size", "32", "--seq-len", "128", "--lr", "2e-3", "--eval-interval", "500",
                                 "--checkpoint-interval", "250", "--time-budget", "80m"],
-                               ["--time-budget", "165m", "--lr", "1e-3"]]},
-        "run": "english-mix",
-        "train": ["--corpus", "runs/bundled/data/english_mix", "--init-from", "runs/bundled/english", "--lr", "5e-4",
-                  "--warmup-steps", "50", "--dropout", "0.1", "--output-dropout", "0.1", "--embed-dropout", "0",
+                               ["--time-budget", "165m", "--lr", "1e-3"]],
+                   "english-mix": ["--corpus", "runs/bundled/data/english_mix", "--init-from", "runs/bundled/english",
+                                   "--lr", "5e-4", "--warmup-steps", "50", "--dropout", "0.1", "--output-dropout", "0.1",
+                                   "--embed-dropout", "0", "--batch-size", "32", "--seq-len", "128", "--eval-interval",
+                                   "250", "--checkpoint-interval", "250", "--time-budget", "12m"]},
+        "run": "english-typeset",
+        "train": ["--corpus", "runs/bundled/data/english_typeset", "--init-from", "runs/bundled/english-mix", "--lr",
+                  "5e-4", "--warmup-steps", "50", "--dropout", "0.1", "--output-dropout", "0.1", "--embed-dropout", "0",
                   "--batch-size", "32", "--seq-len", "128", "--eval-interval", "250", "--checkpoint-interval", "250",
-                  "--time-budget", "12m"],
-        "prepare": "english_mix",
+                  "--time-budget", "110m"],
+        "prepare": ["english_mix", "english_typeset"],
         "scores": [["gutenberg", "validation"], ["gutenberg", "test"], ["tiny_shakespeare", "validation"],
                    ["imdb", "validation"]],
         "about": "A general English character-level LSTM language model (books of the 19th and early 20th "
@@ -127,7 +133,7 @@ MODELS = {
                 "corpora's validation rows, 1,066 + 2,500); then rotten_tomatoes train alone; then one epoch of "
                 "reviews_mixed again, the last 400 tokens of each text; the n-grams on "
                 "reviews_mixed's training rows, their weight and the temperatures on its validation rows. No SST-2.",
-        "prepare": "reviews_mixed",
+        "prepare": ["reviews_mixed"],
     },
 }
 
@@ -148,24 +154,46 @@ def write_reviews_mixed(folder: Path) -> None:
                     file.write(json.dumps({"text": text, "label": corpus.label_names[label]}) + "\n")
 
 
-def write_english_mix(folder: Path) -> None:
-    """gutenberg's training books, then IMDb training reviews (shuffled, seed 0) until they are half as
-    long; gutenberg's validation books validate."""
+def english_mix() -> tuple[list[str], list[str], list[str]]:
+    """gutenberg's training books, IMDb training reviews (shuffled, seed 0) half as long as the books,
+    and gutenberg's validation books."""
     from textgen.config import DataConfig
     from textgen.data.corpus import load_corpus
 
     gutenberg = load_corpus(DataConfig(corpus="gutenberg"), task="lm")
     imdb = load_corpus(DataConfig(corpus="imdb"), task="lm")
-    books = "\n\n".join(gutenberg.splits["train"][gutenberg.text_column])
-    reviews, length = list(imdb.splits["train"][imdb.text_column]), 0
+    books = list(gutenberg.splits["train"][gutenberg.text_column])
+    reviews, length, half = list(imdb.splits["train"][imdb.text_column]), 0, sum(len(book) + 2 for book in books) // 2
     random.Random(0).shuffle(reviews)
     chosen = []
-    while length < len(books) // 2:
+    while length < half:
         chosen.append(reviews.pop())
         length += len(chosen[-1]) + 2
+    return books, chosen, list(gutenberg.splits["validation"][gutenberg.text_column])
+
+
+def write_english_mix(folder: Path) -> None:
+    """The books and then the reviews of `english_mix` as one text; the validation books validate."""
+    books, reviews, validation = english_mix()
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train.txt").write_text(books + "\n\n" + "\n\n".join(chosen))
-    (folder / "validation.txt").write_text("\n\n".join(gutenberg.splits["validation"][gutenberg.text_column]))
+    (folder / "train.txt").write_text("\n\n".join(books) + "\n\n" + "\n\n".join(reviews))
+    (folder / "validation.txt").write_text("\n\n".join(validation))
+
+
+def write_english_typeset(folder: Path) -> None:
+    """`english_mix` with each book typed several ways (tools/typeset.py; seed 0, validation books
+    seed 1), as JSON lines, which keep CRLF line ends (a .txt file is read with universal newlines)."""
+    from typeset import typeset
+
+    books, reviews, validation = english_mix()
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, texts, seed in (("train", books, 0), ("validation", validation, 1)):
+        rng = random.Random(seed)
+        with open(folder / f"{split}.jsonl", "w") as file:
+            for text in texts:
+                file.write(json.dumps({"text": typeset(text, rng)}) + "\n")
+            if split == "train":
+                file.write(json.dumps({"text": "\n\n".join(reviews)}) + "\n")
 
 
 def textgen(*args: str) -> str:
@@ -327,10 +355,9 @@ def main() -> None:
         run = RUNS / spec.get("run", name)
         command = "\n".join("    textgen train " + shlex.join(stage) for stage in stages)
         if not args.pack_only:
-            if spec.get("prepare") == "reviews_mixed":
-                write_reviews_mixed(RUNS / "data" / "reviews_mixed")
-            if spec.get("prepare") == "english_mix":
-                write_english_mix(RUNS / "data" / "english_mix")
+            for data in spec.get("prepare", []):
+                {"reviews_mixed": write_reviews_mixed, "english_mix": write_english_mix,
+                 "english_typeset": write_english_typeset}[data](RUNS / "data" / data)
             for stage in stages:
                 textgen("train", *stage)
         packed = export_weights(run, PRETRAINED / f"{name}.pt")
