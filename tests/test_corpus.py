@@ -348,6 +348,19 @@ def test_a_label_sorted_corpus_carves_a_shuffled_stratified_validation_split_sha
     assert other_seed.splits["validation"]["text"] != for_lm.splits["validation"]["text"]
 
 
+def test_a_csv_of_string_labels_holds_out_the_classifiers_validation_rows_from_a_language_model_too(write_file):
+    rows = "".join(f"{'great' if i % 3 else 'awful'} film number {i},{'pos' if i % 3 else 'neg'}\n" for i in range(60))
+    path = write_file("reviews.csv", "text,label\n" + rows)
+    for_lm = load_corpus(DataConfig(corpus=str(path)))
+    for_classifier = load_corpus(DataConfig(corpus=str(path)), task="classify")
+    assert sorted(for_lm.splits["validation"]["text"]) == sorted(for_classifier.splits["validation"]["text"])
+    assert len(for_lm.splits["validation"]) == 6
+    assert not set(for_lm.splits["train"]["text"]) & set(for_classifier.splits["validation"]["text"])
+    # a column called label that labels nothing (one value a row): a language model holds out the tail
+    notes = write_file("notes.csv", "text,label\n" + "".join(f"line {i},note {i}\n" for i in range(40)))
+    assert load_corpus(DataConfig(corpus=str(notes))).splits["validation"]["text"] == ["line 38", "line 39"]
+
+
 # --- the bundled corpus and an unreachable Hub -----------------------------------------------------
 
 def test_tiny_shakespeare_is_bundled_with_the_hub_split(tmp_path, monkeypatch):

@@ -259,15 +259,16 @@ def _markup_to_newlines(splits: datasets.DatasetDict, column: str, markup: tuple
 
 
 def _stratifying_column(config: DataConfig, info: CorpusInfo | None, splits: datasets.DatasetDict) -> str | None:
-    """The integer label column of a labelled corpus's train split, which a carved validation split
-    stratifies by, so a language model and a classifier hold out the same rows."""
+    """The label column (integers or strings) of a labelled corpus's train split, which a carved
+    validation split stratifies by, so a language model and a classifier hold out the same rows."""
     import pyarrow as pa
     column = config.label_column or (info.label_column if info else None) or "label"
     train = splits["train"]
     if column not in train.column_names:
         return None
     value_type = train.data.column(column).type
-    return column if pa.types.is_integer(value_type) else None
+    labels = pa.types.is_integer(value_type) or pa.types.is_string(value_type) or pa.types.is_large_string(value_type)
+    return column if labels and train.data.column(column).null_count == 0 else None
 
 
 def split_texts(corpus: Corpus, split: str, batch_size: int = 1000) -> Iterator[str]:
@@ -506,6 +507,7 @@ def _carve_validation(corpus: Corpus, task: str, seed: int, label_column: str | 
     import datasets
     train = corpus.splits["train"]
     splits = datasets.DatasetDict(corpus.splits)
+    parts = None
     if task == "classify" or label_column is not None:
         # stratified so a small or skewed corpus keeps every class in both splits, and shuffled,
         # since a file sorted by label (imdb) would otherwise hold out one class only
@@ -515,9 +517,12 @@ def _carve_validation(corpus: Corpus, task: str, seed: int, label_column: str | 
         try:
             parts = labelled.train_test_split(test_size=0.1, seed=seed, stratify_by_column=column)
         except ValueError as error:  # too few rows, or a label on one row only
-            raise CorpusError(f"cannot carve a stratified validation split from the {len(train)} labelled rows of "
-                              f"{corpus.name} ({_first_line(error)}); add rows (two or more of each label) or give "
-                              f"a validation file beside the train file") from error
+            if task == "classify":
+                raise CorpusError(f"cannot carve a stratified validation split from the {len(train)} labelled rows "
+                                  f"of {corpus.name} ({_first_line(error)}); add rows (two or more of each label) or "
+                                  f"give a validation file beside the train file") from error
+            # no classifier could be trained on these labels: a language model holds out the tail
+    if parts is not None:
         splits["train"], splits["validation"] = parts["train"], parts["test"]
         logger.info("%s has no validation split; carved a stratified 10%% (%d rows, seed %d) from train",
                     corpus.name, len(parts["test"]), seed)
