@@ -258,3 +258,12 @@ def test_rows_of_an_unlabelled_split_join_with_no_label(tmp_path):
     labels = label_array(corpus, split, tokenizer, cache_dir=tmp_path / "cache")
     unlabelled = 10 * len("meh\n")
     assert len(labels) == len(tokens) and (labels[-unlabelled:] == 0).all() and (labels[:-unlabelled] > 0).all()
+
+
+def test_a_label_holding_a_comma_is_asked_for_with_a_backslash_before_it():
+    assert SampleConfig(label=("pos,neg",)).label == ("pos", "neg")
+    assert SampleConfig(label=("good\\, not great,bad",)).label == ("good, not great", "bad")
+    model = tiny(12, labels=("bad", "good, not great"))
+    config = SampleConfig(label=("good\\, not great",), length=5, seed=0)
+    tokenizer = CharTokenizer.from_texts(["abcdefghij"])
+    assert len(generate(model, tokenizer, "ab", config)[0].text) == 5

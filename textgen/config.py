@@ -319,7 +319,7 @@ class SampleConfig:
     stop: tuple[str, ...] = option((), "end a sample where this text appears (repeatable; typed as a flag, \\n is a "
                                        "newline, \\t a tab, \\\\ a backslash)")
     label: tuple[str, ...] = option((), "generate under this label, for a model trained with --condition "
-                                        "(repeatable or comma-separated: one label per sample in turn)")
+                                        "(repeatable or comma-separated: one label per sample in turn; \\, is a comma in a label)")
     guidance: float = option(0.0, "with --label: move each step's log-probabilities away from the unlabelled "
                                   "ones by this multiple of their difference (classifier-free guidance; 0: off)",
                              low=0.0, high=100.0)  # beyond, the arithmetic overflows long before the text changes
@@ -336,7 +336,9 @@ class SampleConfig:
         check_fields(self)
         if "" in self.stop:
             raise ConfigError("--stop '' would stop before the first character; give a non-empty text")
-        self.label = tuple(name.strip() for names in self.label for name in names.split(","))
+        # "a,b" is two labels; "good\\, not great" one that holds a comma
+        self.label = tuple(name.strip().replace("\\,", ",") for names in self.label
+                           for name in re.split(r"(?<!\\),", names))
         if "" in self.label:
             raise ConfigError("--label names an empty label; give label names such as pos or neg")
         self.num_samples = max(self.num_samples, len(self.label))
