@@ -20,6 +20,7 @@ from textgen.config import ClassifierConfig, ModelConfig, to_dict
 from textgen.metrics import expected_calibration_error
 from textgen.nn.model import Classifier, lead
 from textgen.data.ngrams import negate_scopes, ngram_bags, ngram_buckets, words
+from textgen.data.tokenizer import text_slices
 from textgen.classify.stacking import fit_mixture, train_ngrams
 from textgen.data.tokenizer import CharTokenizer
 
@@ -65,9 +66,9 @@ def test_character_ngrams_let_related_words_share_buckets():
 
 
 def test_negated_words_say_nothing_of_their_plain_meaning_until_the_scope_ends():
-    assert negate_scopes(words("Not bad at all, but I don't like it. Never boring")) == [
+    assert negate_scopes(words("Not bad at all, but I don't like it. Never boring")) == ([
         "not", "\u00acbad", "\u00acat", "\u00acall", ",", "but", "i", "don", "'", "t", "\u00aclike", "\u00acit", ".",
-        "never", "\u00acboring"]
+        "never", "\u00acboring"], True)
     bad = set(ngram_buckets("bad", 1 << 30, 1, 5, negation=True).tolist())
     assert bad == set(ngram_buckets("bad", 1 << 30, 1, 5).tolist())  # nothing to negate: as before
     # negated, "bad" shares neither its word nor its subwords' buckets; after the full stop, both again
@@ -329,3 +330,20 @@ def test_an_ngram_setting_that_would_do_nothing_is_refused(reviews, tmp_path, ca
     assert cli.main(["train", "--task", "classify", "--corpus", str(reviews), *extra, "--out", str(tmp_path / "run"),
                      "--device", "cpu", "--max-steps", "1"]) == 1
     assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_long_text_read_in_slices_lands_in_the_buckets_it_lands_in_whole(monkeypatch):
+    """Slices cut scopes and n-grams mid-way ("don't | like", "not | bad"): both carry across."""
+    import random
+
+    from textgen.data import tokenizer
+    rng = random.Random(0)
+    vocabulary = ["not", "bad", "don't", "like", "it", "good", ",", ".", "never", "boring", "at", "all", "a\nb"]
+    text = " ".join(rng.choice(vocabulary) for _ in range(3000))
+    whole = {(chars, negation): ngram_buckets(text, 1 << 20, 3, chars, negation) for chars in (0, 5)
+             for negation in (False, True)}
+    for size in (7, 40, 333):
+        monkeypatch.setattr(tokenizer, "SLICE_CHARS", size)
+        assert len(list(text_slices(text))) > 10
+        for (chars, negation), expected in whole.items():
+            assert np.array_equal(ngram_buckets(text, 1 << 20, 3, chars, negation), expected), (size, chars, negation)

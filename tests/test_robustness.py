@@ -427,3 +427,29 @@ def test_a_resumed_run_says_its_new_settings_in_config_json_as_in_its_checkpoint
     saved = json.loads((trained / "config.json").read_text())
     assert saved["train"]["lr"] == 0.0123 and saved["train"]["max_steps"] == 12
     assert load_checkpoint(trained / "last.pt")["configs"]["train"] == saved["train"]
+
+
+PEAK = ("import resource, sys; from textgen import cli; status = cli.main(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr); sys.exit(status)")
+
+
+@pytest.mark.slow
+def test_one_huge_line_costs_about_its_own_size_in_memory_and_prints_a_shortened_row(tmp_path):
+    """Issue 34: classify --file with one 174 MB line peaked at 5.6 GB (the encoder's ids and the
+    n-grams of the whole text at once, then a table laying out every character)."""
+    import subprocess
+    import sys
+    words = "the film was not bad at all but a little long and the acting good great awful boring".split()
+    line = " ".join(words[(i * 7919) % len(words)] for i in range(4_000_000))  # about 20 MB
+    (tmp_path / "huge.txt").write_text(line + "\n")
+    (tmp_path / "small.txt").write_text("a good film\n")
+
+    def peak(name: str) -> tuple[int, str]:
+        result = subprocess.run([sys.executable, "-c", PEAK, "classify", "--file", str(tmp_path / name)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return int(result.stderr.strip().splitlines()[-1]), result.stdout
+
+    (huge, shown), (small, _) = peak("huge.txt"), peak("small.txt")
+    assert huge - small < 6 * len(line), f"{(huge - small) / 1e6:.0f} MB more for one line of {len(line) / 1e6:.0f} MB"
+    assert len(shown) < 10_000 and f"{len(line):,}characters" in shown.replace("\n", "").replace(" ", "")

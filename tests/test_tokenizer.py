@@ -192,3 +192,31 @@ def test_unigram_vocabulary_of_2000_trains_on_tiny_shakespeare_and_round_trips(c
     ids = tokenizer.encode(validation)
     assert tokenizer.decode(ids) == validation
     assert len(ids) < len(validation) / 2.5  # subwords, not characters
+
+
+def test_a_long_text_encoded_in_slices_or_cut_before_encoding_gives_the_same_ids(monkeypatch):
+    """Slices end at word gaps, where neither tokenizer joins the two sides (issue 34: one 174 MB line)."""
+    import random
+
+    from textgen.classify.predict import read_part
+    from textgen.data import tokenizer as tokenizers
+    from textgen.data.batches import cut_to
+    from textgen.nn.checkpoint import load_language_model
+    rng = random.Random(0)
+    pieces = ["the", "film", "was", "not", "bad", " ", "  ", "\n", "\n\n", "\t", "café", "!", "'", "—", "x" * 30]
+    text = "".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(20_000))
+    subwords = load_language_model("reviews")[1]
+    typed = text
+    for tokenizer, text in [(tokenizer, text) for tokenizer in (CharTokenizer.from_texts([typed]), subwords)
+                            for text in (typed, typed.replace("\n", " "))]:  # cut at newlines, and at spaces
+        whole = tokenizer.encode(text)
+        for size in (50, 997):
+            monkeypatch.setattr(tokenizers, "SLICE_CHARS", size)
+            assert len(list(tokenizers.text_slices(text, size))) > 20
+            assert np.array_equal(tokenizers.encode_long(tokenizer, text), whole), (tokenizer.kind, size)
+        for max_len in (5, 40):
+            for long_text in ("tail", "truncate"):
+                part = read_part(text, max_len, long_text)
+                assert len(part) < len(text) / 10
+                assert np.array_equal(cut_to(tokenizer.encode(part), max_len, long_text),
+                                      cut_to(whole, max_len, long_text)), (tokenizer.kind, max_len, long_text)

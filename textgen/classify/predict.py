@@ -14,7 +14,7 @@ from textgen.config import FEATURES, ClassifierConfig
 from textgen.nn.model import Classifier, lead
 from textgen.data.ngrams import ngram_buckets, pack_bags
 from textgen.nn.precision import autocast
-from textgen.data.tokenizer import Tokenizer
+from textgen.data.tokenizer import MAX_PIECE_CHARS, Tokenizer, encode_long, word_gap
 
 # Told how many more texts are done (a fraction when texts are read in independent chunks).
 Progress = Callable[[float], None]
@@ -28,7 +28,7 @@ def text_pieces(tokenizer: Tokenizer, texts: list[str], max_len: int, long_text:
     check_texts(texts, offset)
     pieces, owners = [], []
     for index, text in enumerate(texts):
-        ids = tokenizer.encode(text)
+        ids = encode_long(tokenizer, read_part(text, max_len, long_text))
         if long_text == "chunk":
             chunks = [ids[start:start + max_len] for start in range(0, len(ids), max_len)]
         else:  # whole texts are read in chunks by the model itself
@@ -36,6 +36,18 @@ def text_pieces(tokenizer: Tokenizer, texts: list[str], max_len: int, long_text:
         pieces.extend(chunks)
         owners.extend([index] * len(chunks))
     return pieces, np.asarray(owners, dtype=np.int64)
+
+
+def read_part(text: str, max_len: int, long_text: str) -> str:
+    """The part of `text` that holds the tokens a classifier keeps of it: for "truncate" and "tail",
+    a cut at a word gap well past its first or last `max_len` tokens, so that a huge text is not
+    encoded whole to keep a few hundred tokens of it (the same tokens)."""
+    span = max_len * MAX_PIECE_CHARS
+    if long_text not in ("truncate", "tail") or len(text) <= 2 * span:
+        return text
+    if long_text == "truncate":
+        return text[:word_gap(text, span, 2 * span)]
+    return text[word_gap(text, len(text) - 2 * span, len(text) - span, last=True):]
 
 
 def check_texts(texts: list[str], offset: int = 0) -> None:

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from textgen.data.tokenizer import text_slices
+
 WORD = re.compile(r"\w+|[^\w\s]")
 _ORDER_MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: folds one more word into an n-gram
 _FINAL_MULTIPLIER = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's: spreads the bits before the modulo
@@ -37,22 +39,24 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-def negate_scopes(tokens: list[str]) -> list[str]:
+def negate_scopes(tokens: list[str], in_scope: bool = False, before: str = "") -> tuple[list[str], bool]:
     """`tokens` with each word in a negation's scope marked ("n't" splits as "'", "t"): "not bad at all"
-    -> "not ¬bad ¬at ¬all", so that "bad" counts for a negative text only where it is not negated."""
-    marked, in_scope = [], False
+    -> "not ¬bad ¬at ¬all", so that "bad" counts for a negative text only where it is not negated; and
+    whether a scope is still open at the end. `in_scope` and `before` (the token before the first)
+    carry a scope over from an earlier slice of the same text."""
+    marked = []
     for index, token in enumerate(tokens):
         if token in SCOPE_ENDS:
             in_scope = False
             marked.append(token)
             continue
         marked.append(NEGATED + token if in_scope else token)
-        if token in NEGATIONS or (token == "t" and index and tokens[index - 1] in ("'", "\u2019")):
+        previous = tokens[index - 1] if index else before
+        if token in NEGATIONS or (token == "t" and previous in ("'", "\u2019")):
             in_scope = True
-    return marked
+    return marked, in_scope
 
 
-@functools.lru_cache(maxsize=1 << 18)
 def word_hash(word: str) -> int:
     """CRC-32 of the word's UTF-8 bytes (lone surrogates kept, so any str hashes)."""
     return zlib.crc32(word.encode("utf-8", "surrogatepass"))
@@ -71,13 +75,26 @@ def subword_hashes(word: str, max_chars: int) -> np.ndarray:
 def ngram_buckets(text: str, buckets: int, max_n: int, max_chars: int = 0, negation: bool = False) -> np.ndarray:
     """The distinct buckets (int64, sorted) of the word 1..max_n-grams of `text`, and of its words'
     character 3..max_chars-grams (0: none), with negation scopes marked if `negation` (a negated word
-    then has no subwords: they would carry its plain meaning); empty when it has no words."""
-    tokens = words(text)
-    if negation:
-        tokens = negate_scopes(tokens)
+    then has no subwords: they would carry its plain meaning); empty when it has no words. A long
+    text is read a slice at a time (`text_slices`), its n-grams and scopes carried across the cuts."""
+    found, carried, in_scope, last = [], [], False, ""
+    for piece in text_slices(text):
+        tokens = words(piece)
+        if not tokens:
+            continue
+        raw_last = tokens[-1]
+        if negation:
+            tokens, in_scope = negate_scopes(tokens, in_scope, last)
+        found.append(_slice_buckets(carried, tokens, buckets, max_n, max_chars))
+        carried, last = (carried + tokens)[-(max_n - 1):] if max_n > 1 else [], raw_last
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
+
+def _slice_buckets(carried: list[str], tokens: list[str], buckets: int, max_n: int, max_chars: int) -> np.ndarray:
+    """The distinct buckets of the n-grams that end in `tokens`, read after the `carried` words that
+    ended the slice before (their own unigrams are counted again: harmless in a set)."""
+    tokens = carried + tokens
     hashes = np.fromiter(map(word_hash, tokens), dtype=np.uint64)
-    if not len(hashes):
-        return np.zeros(0, dtype=np.int64)
     parts, grams = [hashes], hashes
     if max_chars >= 3:
         parts += [subword_hashes(token, max_chars) for token in set(tokens) if not token.startswith(NEGATED)]

@@ -50,6 +50,47 @@ def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", _SURROGATES), dtype=np.uint32)
 
 
+SLICE_CHARS = 1 << 20  # a text longer than this is read a slice at a time (`text_slices`)
+
+
+def text_slices(text: str, size: int | None = None) -> Iterator[str]:
+    """`text` in consecutive slices of about `size` (SLICE_CHARS) characters, each cut at a `word_gap`:
+    encoding or bagging the slices gives what the whole text gives, in a slice's memory."""
+    size, start = size or SLICE_CHARS, 0
+    while len(text) - start > size:
+        cut = word_gap(text, start + size, start + 2 * size)
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def word_gap(text: str, low: int, high: int, last: bool = False) -> int:
+    """The first (or `last`) place in text[low:high] just after a newline or just before a space that
+    follows a non-space, where neither tokenizer nor the word n-grams join the two sides (SentencePiece
+    pieces never span a newline and start at a space); `high` when there is none."""
+    newline = text.rfind("\n", low, high) if last else text.find("\n", low, high)
+    if newline >= 0:
+        return newline + 1
+    gaps = _WORD_GAP.finditer(text, low, high)
+    found = next(gaps, None)
+    if last:
+        for found in gaps:
+            pass
+    return found.start() + 1 if found else high
+
+
+_WORD_GAP = re.compile(r"\S(?= )")
+MAX_PIECE_CHARS = 16  # SentencePiece's longest piece (max_sentencepiece_length); one for characters
+
+
+def encode_long(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    """`tokenizer.encode(text)` a slice at a time, so that a text of any length costs its ids (int32)
+    and one slice's working memory, not lists of Python ints as long as the text."""
+    if len(text) <= SLICE_CHARS:
+        return tokenizer.encode(text)
+    return np.concatenate([tokenizer.encode(piece).astype(np.int32) for piece in text_slices(text)])
+
+
 class _ReservedIds:
     """The ids every tokenizer reserves: padding and unknown text."""
 

@@ -164,9 +164,15 @@ def print_predictions(output: Console, predictions: list, as_json: bool, header:
     table.add_column("probability", justify="right", **({"min_width": len("probability")} if grouped else {}))
     table.add_column("text", overflow="fold")
     for prediction in predictions:
-        label, text = (Text(prediction.label), Text(prediction.text)) if grouped else (prediction.label, prediction.text)
+        shown = prediction.text
+        if len(shown) > SHOWN_CHARS:  # laying out a whole book in a table takes minutes
+            shown = f"{shown[:SHOWN_CHARS]}… ({len(shown):,} characters; --json prints each text whole)"
+        label, text = (Text(prediction.label), Text(shown)) if grouped else (prediction.label, shown)
         table.add_row(label, f"{prediction.probability:.3f}", text)
     output.print(table)
+
+
+SHOWN_CHARS = 2_000  # of a text in the table of labels
 
 
 def print_completions(output: Console, prefix: str, completions: list, as_json: bool) -> None:
