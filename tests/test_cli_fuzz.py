@@ -12,12 +12,14 @@ their counts as JSON.
 
 import argparse
 import collections
+import contextlib
 import hashlib
 import io
 import json
 import os
 import resource
 import shutil
+import threading
 import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
@@ -83,9 +85,17 @@ def world(tmp_path_factory):
             assert run(argv)[0] == 0
         readonly = root / "readonly"
         readonly.mkdir()
+        # special files: a named pipe that a thread feeds to every reader, links to inputs
+        pipe = root / "pipe.html"
+        os.mkfifo(pipe)
+        feeding = threading.Event()
+        threading.Thread(target=feed, args=(pipe, feeding), daemon=True).start()
+        (root / "link-page.html").symlink_to(page)
+        (root / "link-lm").symlink_to(root / "lm")
         yield argparse.Namespace(root=root, text=text, labelled=labelled, page=page, binary=binary,
                                  lm=root / "lm", classifier=root / "classifier",
-                                 inputs=[text, labelled, page, binary, root / "lm", root / "classifier"])
+                                 inputs=[text, labelled, page, binary, root / "lm", root / "classifier"], pipe=pipe)
+        feeding.set()
     if report := os.environ.get("TEXTGEN_CLI_FUZZ_REPORT"):  # the long profile's table, once every case has run
         table = {command: {outcome: COUNTS[(c, outcome)] for c, outcome in COUNTS if c == command}
                  for command in BASE}
@@ -93,10 +103,25 @@ def world(tmp_path_factory):
                                            indent=2))
 
 
-def run(argv: list[str]) -> tuple[object, str, str, float, int]:
-    """`cli.main(argv)` in this process: status, stdout, stderr (an escaped exception's traceback
-    included), seconds, and bytes added to the peak resident memory."""
-    out, err = io.StringIO(), io.StringIO()
+def feed(pipe: Path, done: threading.Event) -> None:
+    """Give every reader of the named pipe `pipe` a short text, until `done`."""
+    while not done.is_set():
+        try:  # opening a pipe to write fails at once while no one reads it
+            descriptor = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.01)
+            continue
+        with contextlib.suppress(OSError), os.fdopen(descriptor, "w") as writer:
+            writer.write("the cat sat\n")
+
+
+ENCODINGS = ["utf-8", "ascii", "latin-1", "cp1252"]  # of the terminal a case prints to
+
+
+def run(argv: list[str], encoding: str = "utf-8") -> tuple[object, str, str, float, int]:
+    """`cli.main(argv)` in this process, printing to streams of `encoding`: status, stdout, stderr (an
+    escaped exception's traceback included), seconds, and bytes added to the peak resident memory."""
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding=encoding) for _ in range(2))
     before, started = peak_bytes(), time.monotonic()
     with redirect_stdout(out), redirect_stderr(err), mock.patch("sys.stdin", io.StringIO("the cat\n")):
         try:
@@ -105,9 +130,13 @@ def run(argv: list[str]) -> tuple[object, str, str, float, int]:
         except SystemExit as exit:  # argparse: 2 for usage errors
             status = exit.code
         except BaseException:  # noqa: BLE001 -- a bug or a case over its ceiling: reported with its traceback
+            err.reconfigure(errors="backslashreplace")
             traceback.print_exc(file=err)
             status = None
-    return status, out.getvalue(), err.getvalue(), time.monotonic() - started, peak_bytes() - before
+    for stream in (out, err):
+        stream.flush()
+    text = [stream.buffer.getvalue().decode(encoding) for stream in (out, err)]
+    return status, text[0], text[1], time.monotonic() - started, peak_bytes() - before
 
 
 def paths(world, case: str) -> st.SearchStrategy[str]:
@@ -115,7 +144,8 @@ def paths(world, case: str) -> st.SearchStrategy[str]:
     return st.sampled_from([str(world.text), str(world.labelled), str(world.page), str(world.binary),
                             str(world.lm), str(world.lm / "best.pt"), str(world.lm / "metrics.jsonl"),
                             str(world.classifier), str(world.root), str(world.root / "readonly"), "/",
-                            str(Path.home()), "/proc/version", "/proc/none/out.png", "/dev/null",
+                            str(Path.home()), "/proc/version", "/proc/none/out.png", "/dev/null", "/dev/zero",
+                            str(world.pipe), str(world.root / "link-page.html"), str(world.root / "link-lm"),
                             str(world.root / f"missing-{case}" / "x.png"), f"new-{case}.png", f"new-{case}.html",
                             f"new-{case}", "out.xyz", "-"])
 
@@ -146,18 +176,19 @@ BASE = {  # a valid call that each case then overrides with hostile flags (argpa
 }
 
 
-def check_case(world, command: str, argv: list[str]) -> None:
+def check_case(world, command: str, argv: list[str], encoding: str = "utf-8") -> None:
     inputs = world.inputs
     # a file an output flag names may be written, unless it is also an input of the command (issue 19)
-    given = lambda flags: {os.path.abspath(argv[i + 1]) for i, word in enumerate(argv[:-1]) if word in flags}
-    read = given(INPUT_FLAGS) | ({os.path.abspath(word) for word in argv[1:] if not word.startswith("-")}
+    real = lambda path: os.path.abspath(path) if "\0" in path else os.path.realpath(path)  # through links
+    given = lambda flags: {real(argv[i + 1]) for i, word in enumerate(argv[:-1]) if word in flags}
+    read = given(INPUT_FLAGS) | ({real(word) for word in argv[1:] if not word.startswith("-")}
                                 if command == "plot" else set())
     written = given({"--html", "--plot"} | ({"--out"} if command == "plot" else set()))
     if command == "train" and {"--resume", "--overwrite"} & set(argv):  # the run it continues or replaces is its output
         written |= given({"--out"})
     inputs = [path for path in inputs if str(path) not in written - read]
     before = checksums(inputs)
-    status, out, err, seconds, added = run(argv)
+    status, out, err, seconds, added = run(argv, encoding)
     lines = err.rstrip("\n").splitlines()
     outcome = {0: "ok", 1: "error", 2: "usage"}.get(status, "bad status")
     if "Traceback" in err:
@@ -189,7 +220,7 @@ def test_every_flag_of_every_subcommand_takes_hostile_values_without_a_traceback
         for action in chosen:
             argv += [data.draw(st.sampled_from(action.option_strings)),
                      *data.draw(value_for(action, world, name), label=action.dest)]
-        check_case(world, command, argv)
+        check_case(world, command, argv, data.draw(st.sampled_from(ENCODINGS), label="terminal encoding"))
         for leftover in world.root.glob(f"run-{name}*"):
             shutil.rmtree(leftover, ignore_errors=True)
 

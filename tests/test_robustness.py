@@ -99,7 +99,7 @@ def test_fine_tuning_into_a_link_to_the_model_it_starts_from_is_refused(corpus, 
     before = digest(trained)
     for out in (link, trained):
         assert cli.main(train_args(corpus, out, "--init-from", str(trained), "--max-steps", "4", "--overwrite")) == 1
-        assert "the run would write over the model it starts from" in capsys.readouterr().err
+        assert "holds an input of this command" in capsys.readouterr().err
     assert digest(trained) == before
 
 
@@ -107,7 +107,7 @@ def test_inspect_html_refuses_to_write_over_its_own_input_file(tmp_path, capsys)
     text = tmp_path / "text.html"
     text.write_text("my own words")
     assert cli.main(["inspect", "--file", str(text), "--html", str(text)]) == 1
-    assert "is also an input of this command" in capsys.readouterr().err
+    assert "is an input of this command" in capsys.readouterr().err
     assert text.read_text() == "my own words"
 
 
@@ -453,3 +453,37 @@ def test_one_huge_line_costs_about_its_own_size_in_memory_and_prints_a_shortened
     (huge, shown), (small, _) = peak("huge.txt"), peak("small.txt")
     assert huge - small < 6 * len(line), f"{(huge - small) / 1e6:.0f} MB more for one line of {len(line) / 1e6:.0f} MB"
     assert len(shown) < 10_000 and f"{len(line):,}characters" in shown.replace("\n", "").replace(" ", "")
+
+
+@pytest.mark.parametrize("writer", ["train", "inspect", "plot", "memory"])
+def test_every_writer_refuses_an_output_that_is_an_input_through_a_link_or_a_pipe(writer, corpus, trained, tmp_path,
+                                                                                 capsys):
+    """Issue 34: one guard, through links, for every command that writes; no pipe or device as output."""
+    pytest.importorskip("matplotlib")
+    import os
+    pipe = tmp_path / "out.png"
+    os.mkfifo(pipe)
+    os.mkfifo(tmp_path / "pipe.html")
+    page = tmp_path / "notes.html"
+    page.write_text("my own words")
+    (tmp_path / "link.html").symlink_to(page)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.txt").write_text(corpus.read_text())
+    (tmp_path / "data-link").symlink_to(tmp_path / "data")
+    before = digest(trained)
+    cases = {
+        "train": [(train_args(tmp_path / "data", tmp_path / "data-link"), "is an input"),
+                  (train_args(corpus, tmp_path, "--init-from", str(trained / "best.pt")), "holds an input")],
+        "inspect": [(["inspect", "--model", str(trained), "--corpus", str(page), "--find", "quote", "--split", "train",
+                      "--html", str(tmp_path / "link.html")], "is an input"),
+                    (["inspect", "--model", str(trained), "--text", "the", "--html", str(tmp_path / "pipe.html")],
+                     "is a named pipe, not a file")],
+        "plot": [(["plot", str(trained), "--out", str(pipe)], "is a named pipe, not a file")],
+        "memory": [(["memory", "--quick", "--plot", str(pipe)], "is a named pipe, not a file")],
+    }[writer]
+    for argv, message in cases:
+        assert cli.main(argv) == 1, argv
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1, error
+    assert digest(trained) == before and page.read_text() == "my own words"
+    assert (tmp_path / "data" / "train.txt").read_text() == corpus.read_text()

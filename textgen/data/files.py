@@ -24,7 +24,8 @@ def image_formats() -> tuple[str, ...]:
 
 def check_output(flag: str, path: str, inputs: list[Path], formats: tuple[str, ...]) -> None:
     """Refuse, before any work, an output file that would replace one of the command's `inputs`, that
-    is a folder or in a folder that cannot be written, or whose extension is not among `formats`."""
+    is a folder, a device or a pipe, or in a folder that cannot be written, or whose extension is not
+    among `formats`."""
     target = Path(path)
     suffix = target.suffix.lower().lstrip(".")
     if formats and suffix not in formats:
@@ -32,30 +33,49 @@ def check_output(flag: str, path: str, inputs: list[Path], formats: tuple[str, .
                           f" file; name it with one of .{', .'.join(formats)}")
     if target.is_dir():
         raise ConfigError(f"{flag} {path} is a folder; give a file name such as {target / ('out.' + formats[0])}")
+    check_not_device(flag, target, kind="write")
     folder = target.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {path}: the folder {folder} does not exist or cannot be written; create it or "
                           f"choose another path")
+    check_not_input(flag, target, inputs)
+
+
+def check_not_input(flag: str, path: Path, inputs: list[Path], folder: bool = False) -> None:
+    """The one guard of every command that writes: refuse an output `path` that is, through any link,
+    one of the command's `inputs` (models included), or, for an output `folder`, one that holds one."""
+    target = _real(path)
     for given in inputs:
-        if target.exists() and given.exists() and os.path.samefile(target, given):
-            raise ConfigError(f"{flag} {path} is also an input of this command ({given}); writing it would "
-                              f"replace that file; choose another output path")
+        real = _real(given)
+        same = target == real or (target.exists() and real.exists() and os.path.samefile(target, real))
+        if same or (folder and target in real.parents):
+            raise ConfigError(f"{flag} {path} {'is' if same else 'holds'} an input of this command "
+                              f"({given}); writing there would replace it; choose another {flag}")
+
+
+def _real(path: Path) -> Path:
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError):  # a NUL in the name: no file has it
+        return Path(os.path.abspath(path))
 
 
 SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                  (stat.S_ISSOCK, "a socket"), (stat.S_ISFIFO, "a named pipe"))
 
 
-def check_not_device(flag: str, path: str | Path, pipes: bool = False) -> None:
-    """Refuse a device or socket (and, unless `pipes`, a named pipe) where a file is read: /dev/zero
-    never ends. A pipe stays allowed where a text is read once (`--prompt-file <(command)`)."""
+def check_not_device(flag: str, path: str | Path, pipes: bool = False, kind: str = "read") -> None:
+    """Refuse a device or socket (and, unless `pipes`, a named pipe) where a file is read or written:
+    /dev/zero never ends, a pipe no one reads never opens. A pipe stays allowed where a text is read
+    once (`--prompt-file <(command)`)."""
     try:
         mode = Path(path).stat().st_mode
     except (OSError, ValueError):
         return  # missing: the reader says so
-    for test, kind in SPECIAL_KINDS[:3 if pipes else 4]:
+    for test, what in SPECIAL_KINDS[:3 if pipes else 4]:
         if test(mode):
-            raise ConfigError(f"{flag} {path} is {kind}, not a file; give a regular file")
+            raise ConfigError(f"{flag} {path} is {what}, not a file; give a regular file" +
+                              (" to write" if kind == "write" else ""))
 
 
 def read_text_file(flag: str, path: str, encoding: str = "utf-8") -> str:

@@ -23,6 +23,7 @@ from textgen.data.batches import LabelledBatches, StreamBatches, encode_labelled
 from textgen.nn.checkpoint import bundled_models, load_model, resolve_checkpoint_path
 from textgen.config import (AUTO_COMPACT_BELOW, LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig,
                             ModelConfig, TrainConfig, flag_of, from_dict, to_dict)
+from textgen.data.files import check_not_input
 from textgen.data.corpus import Corpus, count_chars, language_model_split, load_corpus, local_text_bytes, split_texts
 from textgen.training.distributed import Distributed
 from textgen.errors import ConfigError, TextgenError
@@ -93,9 +94,8 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
     kind = model_config.cell if train.task == "lm" else "classifier"
     run_dir = Path(train.out or f"runs/{Path(data.corpus).name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = Path(dist.gather(str(run_dir))[0])  # every rank writes into rank 0's folder name
+    check_not_input("--out", run_dir, _inputs(data, finetune, train), folder=True)
     check_run_folder(run_dir, train)
-    if finetune.init_from and not train.resume:
-        _check_not_into(run_dir, finetune.init_from)
     tokenizer = pretrained = None
     if train.resume:
         # A typed model flag that contradicts the checkpoint is refused by check_resumable.
@@ -203,16 +203,16 @@ def _same_setting(name: str, value: Any, was: Any) -> bool:
         return False
 
 
-def _check_not_into(run_dir: Path, init_from: str) -> None:
-    """Refuse an --out that is (through any link) the folder of the model being fine-tuned: the run
-    would write its files over that model's; nothing of --init-from is ever written to."""
-    try:
-        started_from = resolve_checkpoint_path(init_from).resolve()
-    except TextgenError:  # no model there: loading it says so, after the other settings are checked
-        return
-    if run_dir.resolve() in (started_from, started_from.parent):
-        raise ConfigError(f"--out {run_dir} is where --init-from {init_from} lives ({started_from}); the run would "
-                          f"write over the model it starts from; choose another --out")
+def _inputs(data: DataConfig, finetune: FinetuneConfig, train: TrainConfig) -> list[Path]:
+    """What the run reads that its folder must not be or hold: a local corpus, and the model it
+    starts from (nothing of --init-from is ever written to)."""
+    inputs = [Path(data.corpus).expanduser()] if Path(data.corpus).expanduser().exists() else []
+    if finetune.init_from and not train.resume:
+        try:
+            inputs.append(resolve_checkpoint_path(finetune.init_from))
+        except TextgenError:  # no model there: loading it says so, after the other settings are checked
+            pass
+    return inputs
 
 
 def _finetuning_vocabulary(tokenizer: Tokenizer, corpus: Corpus, train_split: str, init_from: str) -> Tokenizer:
