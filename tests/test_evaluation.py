@@ -58,3 +58,40 @@ def test_a_classifier_evaluation_changes_no_training_policy_until_the_loop_appli
     assert task.after_evaluation(metrics) == {"unfrozen_groups": 2}
     task.after_evaluation(metrics)  # no better accuracy: one stale evaluation reaches patience 1
     assert task.should_stop
+
+
+def test_adapting_as_it_reads_gains_on_a_repetitive_text_and_never_writes_the_model(capsys):
+    """eval --adapt (issue 31): each segment is scored before the step it leads to; the unchanged
+    reading is what `eval --text` scores; the model file is the same afterwards."""
+    import hashlib
+    import json
+
+    from textgen import cli
+    from textgen.nn.checkpoint import resolve_checkpoint_path
+    path = resolve_checkpoint_path("shakespeare")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    text = "Zanzibar the quokka ate the mango. " * 30
+    assert cli.main(["eval", "--model", "shakespeare", "--text", text, "--json", "--device", "cpu"]) == 0
+    static = json.loads(capsys.readouterr().out)["bits_per_char"]
+    assert cli.main(["eval", "--model", "shakespeare", "--text", text, "--adapt", "--json", "--device", "cpu"]) == 0
+    adapted = json.loads(capsys.readouterr().out)
+    assert abs(adapted["bits_per_char_static"] - static) < 1e-3
+    assert adapted["bits_per_char"] < static - 0.2 and adapted["gain"] > 0.2
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    # no step at all: the adapted reading is the unchanged one
+    assert cli.main(["eval", "--model", "shakespeare", "--text", text, "--adapt", "--adapt-lr", "1e-30", "--json",
+                     "--device", "cpu"]) == 0
+    assert abs(json.loads(capsys.readouterr().out)["gain"]) < 1e-4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "sentiment", "--text", "a fine film"], "classifier"),
+    (["--text", "abc", "--batch-size", "4"], "drop --batch-size"),
+    (["--text", "abc", "--adapt-lr", "0"], "--adapt-lr"),
+    (["--text", "abc", "--adapt-decay", "-1"], "--adapt-decay"),
+])
+def test_adapting_refuses_what_it_cannot_do_in_one_line(argv, message, capsys):
+    from textgen import cli
+    assert cli.main(["eval", "--adapt", "--device", "cpu", *argv]) in (1, 2)
+    error = capsys.readouterr().err
+    assert message in error and error.strip().count("\n") <= 2, error

@@ -20,6 +20,7 @@ from textgen.config import (FEATURES, LONG_TEXT, SEED_MAX, WINDOW_MAX, BATCH_MAX
 from textgen.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+ADAPT_LR, ADAPT_DECAY = 2e-4, 1e-4  # chosen on gutenberg's validation books (docs/own-text.md)
 FEATURES_TO_FIND = ("quote", "paren", "line-position", "line-start", "label")
 MEMORY_TASKS = ("adding", "recall", "reber")
 MEMORY_CELLS = ("rnn", "gru", "lstm", "article-lstm", "article-gru")
@@ -209,10 +210,20 @@ class EvalRequest(CorpusFields):
     batch_size: int = option(16, "streams scored at once", low=1, high=BATCH_MAX)
     seq_len: int = option(256, "tokens per forward call", low=1, high=WINDOW_MAX)
     device: str = option("auto", "where to run", choices=DEVICES)
+    adapt: bool = option(False, "adapt as you read (dynamic evaluation): the text is read in order, 64 tokens at a "
+                                "time, each scored and then learnt from by one step pulled back toward the trained "
+                                "weights; reports the gain over the model unchanged (the model file is never written)")
+    adapt_lr: float = option(ADAPT_LR, "with --adapt: the size of each step (scaled by the gradients' running RMS)",
+                             above=0.0, high=1.0)
+    adapt_decay: float = option(ADAPT_DECAY, "with --adapt: the share of the way back to the trained weights "
+                                             "taken each step", low=0.0, high=1.0)
 
     def __post_init__(self) -> None:
         check_request(self)
         self.check_encoding()
+        if self.adapt and (self.batch_size != 16 or self.seq_len != 256):
+            raise ConfigError("--adapt reads the text as one stream in order, 64 tokens at a time; drop --batch-size "
+                              "and --seq-len")
         if self.text is not None and self.corpus:
             raise ConfigError("--text and --corpus both give what to score; choose one")
         if self.text is None and not self.corpus:

@@ -3,6 +3,7 @@ accuracy, macro-F1, the confusion matrix and calibration of a classifier over a 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -13,15 +14,17 @@ import torch
 from textgen.classify.predict import Progress, predict
 from textgen.config import DataConfig
 from textgen.data.batches import StreamBatches, label_array, token_array
-from textgen.data.corpus import count_chars, load_corpus
-from textgen.data.tokenizer import Tokenizer
+from textgen.data.corpus import count_chars, load_corpus, split_texts
+from textgen.data.tokenizer import CharTokenizer, Tokenizer
 from textgen.errors import ConfigError, TextgenError
 from textgen.generate.scoring import score
 from textgen.metrics import classification_metrics, expected_calibration_error, match_labels
 from textgen.nn.checkpoint import load_classifier, load_language_model
-from textgen.nn.model import Classifier, LanguageModel, resolve_device
+from textgen.generate.sampling import encode_text, start_token
+from textgen.nn.model import Classifier, LanguageModel, grow_vocabulary, resolve_device
 from textgen.nn.precision import resolve_precision
 from textgen.requests import EvalRequest
+from textgen.training.adapt import Adaptation, dynamic_evaluation
 from textgen.training.validation import language_model_metrics
 
 log = logging.getLogger("textgen")
@@ -109,8 +112,41 @@ def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = 
 
 
 def run(request: EvalRequest) -> dict:
-    """What the request scores: one text, or a corpus split."""
+    """What the request scores: one text, or a corpus split (adapting as it reads with --adapt)."""
+    if request.adapt:
+        return adapt_and_score(request)
     if request.text is not None:
         return score_text(request.model, request.text, request.device)
     return evaluate_language_model(request.model, request.data_config(), request.split, request.device,
                                    request.batch_size, request.seq_len)
+
+
+def adapt_and_score(request: EvalRequest) -> dict:
+    """Bits per character of the text or split read in order by the model adapting as it goes
+    (`dynamic_evaluation`), beside the model unchanged. Characters the model has never seen get
+    rows as in fine-tuning, so it can learn them as it reads. Labels are not read."""
+    device = _device(request.device)
+    model, tokenizer, _ = load_language_model(request.model, device)
+    if request.text is not None:
+        texts, name = [request.text], "text"
+    else:
+        corpus = load_corpus(request.data_config(), task="lm")
+        if request.split not in corpus.splits:
+            raise TextgenError(f"--split {request.split} is not in {corpus.name}; it has: {', '.join(corpus.splits)}")
+        texts, name = split_texts(corpus, request.split), corpus.name
+    if tokenizer.kind == "char":
+        grown = tokenizer.extended(CharTokenizer.from_texts(texts).chars)
+        if grown.vocab_size > tokenizer.vocab_size:
+            config = dataclasses.replace(model.config, vocab_size=grown.vocab_size)
+            model, tokenizer = grow_vocabulary(model, config).to(device), grown
+    if request.text is not None:  # the first character is predicted from the start, as `score` does
+        tokens, chars = np.asarray([start_token(tokenizer), *encode_text(tokenizer, request.text)]), len(request.text)
+    else:
+        tokens, chars = token_array(corpus, request.split, tokenizer), count_chars(corpus, request.split)
+    if len(tokens) < 2:
+        raise TextgenError(f"{name} is too short to score; give at least two tokens of text")
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    result = dynamic_evaluation(model, tokens, chars, device, Adaptation(lr=request.adapt_lr, decay=request.adapt_decay))
+    return {"corpus": name, "split": request.split if request.text is None else None, **result,
+            "gain": result["bits_per_char_static"] - result["bits_per_char"]}

@@ -286,6 +286,11 @@ def print_evaluation(request, result: dict, as_json: bool) -> None:
     """Bits per character of one text or of a corpus split, on a line (or as JSON)."""
     if as_json:
         print(json.dumps(result))
+    elif request.adapt:
+        print(f"{result['corpus']}{' ' + request.split if request.text is None else ''}: "
+              f"{result['bits_per_char']:.4f} bits per character adapting as it read, "
+              f"{result['bits_per_char_static']:.4f} unchanged (a gain of {result['gain']:.4f}; "
+              f"{result['tokens']:,} tokens)")
     elif request.text is not None:
         print(f"{result['bits_per_char']:.4f} bits per character, log-probability {result['log_prob']:.4f} nats "
               f"({result['chars']:,} characters, {result['tokens']:,} tokens)")

@@ -1,0 +1,90 @@
+"""Adapting as you read (dynamic evaluation, Krause et al. 2018): a text is read in order, one
+segment at a time; each segment is scored first, then the model takes one gradient step on it,
+pulled back a little toward its trained weights each time, so that what it learns of the names,
+words and typing of this text helps on the rest, and nothing it knew is lost. Scoring before
+learning keeps the figures honest: each token is predicted from what came before it only.
+
+The step divides each gradient by the root of its running mean square (RMSprop, as the paper's
+best rule), so one rate suits every layer; the running squares start from the first segment's.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from textgen.metrics import bits_per_char
+from textgen.nn.model import LanguageModel, detach_state
+
+
+@dataclass
+class Adaptation:
+    """How a model adapts as it reads: tokens per step, the step size, the pull back to the trained
+    weights per step, and how slowly the gradients' mean squares move."""
+
+    lr: float
+    decay: float
+    segment: int = 64
+    square_momentum: float = 0.99
+
+
+def dynamic_evaluation(model: LanguageModel, tokens: np.ndarray, chars: int, device: torch.device,
+                       adaptation: Adaptation) -> dict:
+    """Bits per character of `tokens` (one stream, `chars` characters) read in order by `model`
+    adapting as it goes, beside the same reading by the trained model unchanged (`static`). The
+    model ends as it began: its trained weights are put back."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    trained = [p.detach().clone() for p in parameters]
+    squares: list[torch.Tensor] | None = None
+    ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device)
+    adapted_nats = static_nats = 0.0
+    state = static_state = None
+    was_training = model.training
+    model.eval()  # no dropout: adapting is learning from the text, not regularised training
+    static = copy.deepcopy(model)
+    try:
+        for start in range(0, len(ids) - 1, adaptation.segment):
+            inputs = ids[start:start + adaptation.segment][None]
+            targets = ids[start + 1:start + adaptation.segment + 1]
+            inputs = inputs[:, :len(targets)]
+            with torch.no_grad():  # the trained weights' reading of the same segment, for the gain
+                logits, static_state = static(inputs, static_state)
+                static_nats += F.cross_entropy(logits[0].float(), targets, reduction="sum").item()
+            with torch.enable_grad():
+                logits, state = model(inputs, state)
+                loss = F.cross_entropy(logits[0].float(), targets, reduction="sum")
+            adapted_nats += loss.item()  # scored before the step it leads to
+            gradients = torch.autograd.grad(loss / len(targets), parameters, allow_unused=True)
+            squares = _step(parameters, trained, gradients, squares, adaptation)
+            state = detach_state(state)
+    finally:
+        with torch.no_grad():
+            for parameter, weights in zip(parameters, trained):
+                parameter.copy_(weights)
+        model.train(was_training)
+    scored = len(ids) - 1
+    return {"bits_per_char": bits_per_char(adapted_nats / scored, chars / scored),
+            "bits_per_char_static": bits_per_char(static_nats / scored, chars / scored),
+            "tokens": scored, "segment": adaptation.segment, "lr": adaptation.lr, "decay": adaptation.decay}
+
+
+@torch.no_grad()
+def _step(parameters: list[torch.Tensor], trained: list[torch.Tensor], gradients: tuple,
+          squares: list[torch.Tensor] | None, adaptation: Adaptation) -> list[torch.Tensor]:
+    """One RMS-scaled step down `gradients`, then a pull of `decay` back toward `trained`; the
+    running mean squares after it."""
+    gradients = [torch.zeros_like(p) if g is None else g.float() for p, g in zip(parameters, gradients)]
+    if squares is None:
+        squares = [g * g for g in gradients]
+    else:
+        beta = adaptation.square_momentum
+        squares = [beta * s + (1 - beta) * g * g for s, g in zip(squares, gradients)]
+    for parameter, gradient, square, weights in zip(parameters, gradients, squares, trained):
+        step = adaptation.lr * gradient / (square.sqrt() + 1e-8)
+        parameter.sub_(step.to(parameter.dtype))
+        parameter.add_(adaptation.decay * (weights - parameter))
+    return squares
