@@ -95,3 +95,25 @@ def test_adapting_refuses_what_it_cannot_do_in_one_line(argv, message, capsys):
     assert cli.main(["eval", "--adapt", "--device", "cpu", *argv]) in (1, 2)
     error = capsys.readouterr().err
     assert message in error and error.strip().count("\n") <= 2, error
+
+
+def test_eval_of_one_file_scores_all_of_it_as_its_bytes_are(tmp_path, capsys):
+    """Issue 32: `eval --corpus FILE` scores the whole file (no carved split), and (issue 31) keeps
+    its CRLF line ends, so bits per byte compare with a compressor's on the same file."""
+    import json
+
+    from textgen import cli
+    lines = ["To be, or not to be, that is the question:", "Whether 'tis nobler in the mind to suffer"] * 20
+    unix, windows = tmp_path / "unix.txt", tmp_path / "windows.txt"
+    unix.write_bytes("\n".join(lines).encode())
+    windows.write_bytes("\r\n".join(lines).encode())
+    results = {}
+    for path in (unix, windows):
+        assert cli.main(["eval", "--model", "shakespeare", "--corpus", str(path), "--json", "--device", "cpu"]) == 0
+        results[path.name] = json.loads(capsys.readouterr().out)
+    assert results["unix.txt"]["tokens"] == unix.stat().st_size == results["unix.txt"]["bytes"]
+    assert results["windows.txt"]["tokens"] == windows.stat().st_size  # every \r read and paid for
+    assert results["windows.txt"]["bits_per_byte"] > results["unix.txt"]["bits_per_byte"]
+    # the same reading as `eval --text` of the whole text
+    assert cli.main(["eval", "--model", "shakespeare", "--text", unix.read_text(), "--json", "--device", "cpu"]) == 0
+    assert abs(json.loads(capsys.readouterr().out)["bits_per_char"] - results["unix.txt"]["bits_per_char"]) < 1e-3

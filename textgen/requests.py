@@ -206,7 +206,8 @@ class EvalRequest(CorpusFields):
 
     model: str = model_option("shakespeare")
     text: str | None = option(None, "score this text instead of a corpus split")
-    split: str = option("test", "split to score")
+    split: str | None = option(None, "split to score (default: test; for one local file: the whole file as its "
+                                     "bytes are, line ends included, with bits per byte)")
     batch_size: int = option(16, "streams scored at once", low=1, high=BATCH_MAX)
     seq_len: int = option(256, "tokens per forward call", low=1, high=WINDOW_MAX)
     device: str = option("auto", "where to run", choices=DEVICES)

@@ -78,14 +78,16 @@ def check_not_device(flag: str, path: str | Path, pipes: bool = False, kind: str
                               (" to write" if kind == "write" else ""))
 
 
-def read_text_file(flag: str, path: str, encoding: str = "utf-8") -> str:
-    """The text of the file `flag` names; `-` is standard input."""
+def read_text_file(flag: str, path: str, encoding: str = "utf-8", raw: bool = False) -> str:
+    """The text of the file `flag` names; `-` is standard input. Line ends become newlines unless
+    `raw`, which keeps every character as it is in the file (CRLF too)."""
     if path != "-":
         check_not_device(flag, path, pipes=True)
     try:
         if path == "-":  # as bytes, so that --encoding applies (a stand-in stdin may have text only)
             stdin = sys.stdin
             return stdin.buffer.read().decode(encoding) if hasattr(stdin, "buffer") else stdin.read()
-        return Path(path).read_text(encoding=encoding)
+        with open(path, encoding=encoding, newline="" if raw else None) as file:
+            return file.read()
     except (OSError, UnicodeDecodeError, LookupError) as error:
         raise ConfigError(f"{flag} {path} cannot be read ({error}); give a text file in {encoding}") from error

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 import numpy as np
@@ -15,7 +16,8 @@ from textgen.classify.predict import Progress, predict
 from textgen.config import DataConfig
 from textgen.data.batches import StreamBatches, label_array, token_array
 from textgen.data.corpus import count_chars, load_corpus, split_texts
-from textgen.data.tokenizer import CharTokenizer, Tokenizer
+from textgen.data.files import read_text_file
+from textgen.data.tokenizer import CharTokenizer, Tokenizer, encode_long
 from textgen.errors import ConfigError, TextgenError
 from textgen.generate.scoring import score
 from textgen.metrics import classification_metrics, expected_calibration_error, match_labels
@@ -112,41 +114,59 @@ def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = 
 
 
 def run(request: EvalRequest) -> dict:
-    """What the request scores: one text, or a corpus split (adapting as it reads with --adapt)."""
-    if request.adapt:
-        return adapt_and_score(request)
+    """What the request scores: one text, a whole file, or a corpus split (with --adapt, in order,
+    adapting as it reads)."""
+    whole_file = bool(request.corpus) and request.split is None and Path(request.corpus).expanduser().is_file()
+    if request.adapt or whole_file:
+        return score_in_order(request, whole_file)
     if request.text is not None:
         return score_text(request.model, request.text, request.device)
-    return evaluate_language_model(request.model, request.data_config(), request.split, request.device,
+    return evaluate_language_model(request.model, request.data_config(), request.split or "test", request.device,
                                    request.batch_size, request.seq_len)
 
 
-def adapt_and_score(request: EvalRequest) -> dict:
-    """Bits per character of the text or split read in order by the model adapting as it goes
-    (`dynamic_evaluation`), beside the model unchanged. Characters the model has never seen get
-    rows as in fine-tuning, so it can learn them as it reads. Labels are not read."""
+def score_in_order(request: EvalRequest, whole_file: bool) -> dict:
+    """Bits per character of a text, a whole file (as its bytes are: CRLF line ends included; with
+    bits per byte) or a corpus split, read as one stream in order; with --adapt, by the model adapting
+    as it goes (`dynamic_evaluation`), beside the model unchanged. Characters the model has never seen
+    get rows as in fine-tuning (average characters it can learn as it reads). Labels are not read."""
     device = _device(request.device)
     model, tokenizer, _ = load_language_model(request.model, device)
-    if request.text is not None:
-        texts, name = [request.text], "text"
+    split = request.split or "test"
+    if request.text is not None or whole_file:
+        text = request.text if request.text is not None else read_text_file(
+            "--corpus", request.corpus, request.encoding, raw=True)
+        texts, name, split = [text], "text" if request.text is not None else request.corpus, None
     else:
         corpus = load_corpus(request.data_config(), task="lm")
-        if request.split not in corpus.splits:
-            raise TextgenError(f"--split {request.split} is not in {corpus.name}; it has: {', '.join(corpus.splits)}")
-        texts, name = split_texts(corpus, request.split), corpus.name
+        if split not in corpus.splits:
+            raise TextgenError(f"--split {split} is not in {corpus.name}; it has: {', '.join(corpus.splits)}")
+        texts, name = split_texts(corpus, split), corpus.name
     if tokenizer.kind == "char":
         grown = tokenizer.extended(CharTokenizer.from_texts(texts).chars)
         if grown.vocab_size > tokenizer.vocab_size:
+            log.info("%s: %d characters the model has never seen get rows of an average character (%s)", name,
+                     grown.vocab_size - tokenizer.vocab_size, ", ".join(map(repr, grown.chars[len(tokenizer.chars):][:5])))
             config = dataclasses.replace(model.config, vocab_size=grown.vocab_size)
             model, tokenizer = grow_vocabulary(model, config).to(device), grown
-    if request.text is not None:  # the first character is predicted from the start, as `score` does
-        tokens, chars = np.asarray([start_token(tokenizer), *encode_text(tokenizer, request.text)]), len(request.text)
+    if split is None:  # the first character is predicted from the start, as `score` does
+        tokens, chars = np.asarray([start_token(tokenizer), *encode_long(tokenizer, texts[0])]), len(texts[0])
     else:
-        tokens, chars = token_array(corpus, request.split, tokenizer), count_chars(corpus, request.split)
+        tokens, chars = token_array(corpus, split, tokenizer), count_chars(corpus, split)
     if len(tokens) < 2:
         raise TextgenError(f"{name} is too short to score; give at least two tokens of text")
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    result = dynamic_evaluation(model, tokens, chars, device, Adaptation(lr=request.adapt_lr, decay=request.adapt_decay))
-    return {"corpus": name, "split": request.split if request.text is None else None, **result,
-            "gain": result["bits_per_char_static"] - result["bits_per_char"]}
+    if request.adapt:
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        result = dynamic_evaluation(model, tokens, chars, device, Adaptation(request.adapt_lr, request.adapt_decay))
+        result["gain"] = result["bits_per_char_static"] - result["bits_per_char"]
+    else:
+        streams = StreamBatches(tokens, 1, max(1, min(request.seq_len, len(tokens) - 1)))
+        metrics = language_model_metrics(model, streams, chars / (len(tokens) - 1), device)
+        result = {"bits_per_char": metrics["bits_per_char"], "tokens": int(metrics["val_tokens"])}
+    result = {"corpus": name, "split": split, **result}
+    if whole_file:  # what compressors report: bits per byte of the file as it lies on disk
+        size = Path(request.corpus).expanduser().stat().st_size
+        result.update(bytes=size, bits_per_byte=result["bits_per_char"] * chars / size,
+                      **({"bits_per_byte_static": result["bits_per_char_static"] * chars / size} if request.adapt else {}))
+    return result

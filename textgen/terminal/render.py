@@ -283,19 +283,23 @@ def show_labelling(labelling, request, as_json: bool, progress: LabellingProgres
 
 
 def print_evaluation(request, result: dict, as_json: bool) -> None:
-    """Bits per character of one text or of a corpus split, on a line (or as JSON)."""
+    """Bits per character of one text, a whole file or a corpus split, on a line (or as JSON)."""
     if as_json:
         print(json.dumps(result))
-    elif request.adapt:
-        print(f"{result['corpus']}{' ' + request.split if request.text is None else ''}: "
-              f"{result['bits_per_char']:.4f} bits per character adapting as it read, "
+        return
+    where = result.get("corpus", "text") + (f" {result['split']}" if result.get("split") else "")
+    per_byte = f", {result['bits_per_byte']:.4f} per byte of the file" if "bits_per_byte" in result else ""
+    if request.adapt:
+        print(f"{where}: {result['bits_per_char']:.4f} bits per character adapting as it read{per_byte}; "
               f"{result['bits_per_char_static']:.4f} unchanged (a gain of {result['gain']:.4f}; "
               f"{result['tokens']:,} tokens)")
     elif request.text is not None:
         print(f"{result['bits_per_char']:.4f} bits per character, log-probability {result['log_prob']:.4f} nats "
               f"({result['chars']:,} characters, {result['tokens']:,} tokens)")
+    elif "perplexity" not in result:  # a whole file, read in order
+        print(f"{where}: {result['bits_per_char']:.4f} bits per character{per_byte} ({result['tokens']:,} tokens)")
     else:
-        print(f"{result['corpus']} {request.split}: {result['bits_per_char']:.4f} bits per character, perplexity "
+        print(f"{where}: {result['bits_per_char']:.4f} bits per character, perplexity "
               f"{result['perplexity']:.3f} per token ({result['tokens']:,} tokens)")
 
 
