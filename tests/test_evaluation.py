@@ -117,3 +117,42 @@ def test_eval_of_one_file_scores_all_of_it_as_its_bytes_are(tmp_path, capsys):
     # the same reading as `eval --text` of the whole text
     assert cli.main(["eval", "--model", "shakespeare", "--text", unix.read_text(), "--json", "--device", "cpu"]) == 0
     assert abs(json.loads(capsys.readouterr().out)["bits_per_char"] - results["unix.txt"]["bits_per_char"]) < 1e-3
+
+
+def test_sample_adapt_on_a_document_writes_its_names_and_leaves_the_model_alone(tmp_path, capsys):
+    """sample --adapt-on (issue 31): a model fitted to one document in seconds, no training run."""
+    import hashlib
+
+    import textgen
+    from textgen import cli
+    from textgen.nn.checkpoint import resolve_checkpoint_path
+    document = tmp_path / "doc.txt"
+    document.write_text('Mr. Quentin Zorbaugh of Xanadu Street met Mrs. Zorbaugh. Quentin said: "Xanadu!"\n' * 30)
+    path = resolve_checkpoint_path("english")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    argv = ["sample", "--model", "english", "--prompt", "Mr. Quentin", "--length", "200", "--seed", "0",
+            "--temperature", "0.5", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    plain = capsys.readouterr().out
+    assert cli.main([*argv, "--adapt-on", str(document)]) == 0
+    adapted = capsys.readouterr().out
+    assert adapted.count("Zorbaugh") >= 2 > plain.count("Zorbaugh")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    # the Python API: a new generator; the loaded one writes as before
+    model = textgen.load("english", device="cpu")
+    first = model.generate("Mr. Quentin", length=60, seed=0, temperature=0.5)
+    adapted = model.adapted(document.read_text())
+    assert "Zorbaugh" in adapted.generate("Mr. Quentin", length=60, seed=0, temperature=0.5)
+    assert model.generate("Mr. Quentin", length=60, seed=0, temperature=0.5) == first
+
+
+@pytest.mark.parametrize("content, message", [(None, "cannot be read"), (b"", "holds no text"),
+                                               (b"\xff\xfe\x00\x9c" * 10, "cannot be read")])
+def test_sample_adapt_on_a_missing_empty_or_binary_file_is_one_line(content, message, tmp_path, capsys):
+    from textgen import cli
+    document = tmp_path / "doc.txt"
+    if content is not None:
+        document.write_bytes(content)
+    assert cli.main(["sample", "--adapt-on", str(document), "--length", "5", "--device", "cpu"]) == 1
+    error = capsys.readouterr().err
+    assert message in error and error.count("textgen: error") == 1, error

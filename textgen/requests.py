@@ -120,6 +120,9 @@ class SampleRequest(SampleConfig):
                                                 "(default: the text the model trained on): the longest span found "
                                                 "there, and the share of characters in copied spans of 50 or more")
     data_dir: str | None = path_option(None, "local data folder for a named --check-copy corpus")
+    adapt_on: str | None = path_option(None, "first adapt the model to this document (and the prompt) by reading it "
+                                             "once as eval --adapt does: seconds for a few pages, no training run; "
+                                             "the model file is never written")
 
     def __post_init__(self) -> None:
         check_request(self)

@@ -3,7 +3,6 @@ accuracy, macro-F1, the confusion matrix and calibration of a classifier over a 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -17,16 +16,16 @@ from textgen.config import DataConfig
 from textgen.data.batches import StreamBatches, label_array, token_array
 from textgen.data.corpus import count_chars, load_corpus, split_texts
 from textgen.data.files import read_text_file
-from textgen.data.tokenizer import CharTokenizer, Tokenizer, encode_long
+from textgen.data.tokenizer import Tokenizer, encode_long
 from textgen.errors import ConfigError, TextgenError
 from textgen.generate.scoring import score
 from textgen.metrics import classification_metrics, expected_calibration_error, match_labels
 from textgen.nn.checkpoint import load_classifier, load_language_model
 from textgen.generate.sampling import encode_text, start_token
-from textgen.nn.model import Classifier, LanguageModel, grow_vocabulary, resolve_device
+from textgen.nn.model import Classifier, LanguageModel, resolve_device
 from textgen.nn.precision import resolve_precision
 from textgen.requests import EvalRequest
-from textgen.training.adapt import Adaptation, dynamic_evaluation
+from textgen.training.adapt import Adaptation, dynamic_evaluation, with_characters_of
 from textgen.training.validation import language_model_metrics
 
 log = logging.getLogger("textgen")
@@ -142,13 +141,7 @@ def score_in_order(request: EvalRequest, whole_file: bool) -> dict:
         if split not in corpus.splits:
             raise TextgenError(f"--split {split} is not in {corpus.name}; it has: {', '.join(corpus.splits)}")
         texts, name = split_texts(corpus, split), corpus.name
-    if tokenizer.kind == "char":
-        grown = tokenizer.extended(CharTokenizer.from_texts(texts).chars)
-        if grown.vocab_size > tokenizer.vocab_size:
-            log.info("%s: %d characters the model has never seen get rows of an average character (%s)", name,
-                     grown.vocab_size - tokenizer.vocab_size, ", ".join(map(repr, grown.chars[len(tokenizer.chars):][:5])))
-            config = dataclasses.replace(model.config, vocab_size=grown.vocab_size)
-            model, tokenizer = grow_vocabulary(model, config).to(device), grown
+    model, tokenizer = with_characters_of(model, tokenizer, texts, device)
     if split is None:  # the first character is predicted from the start, as `score` does
         tokens, chars = np.asarray([start_token(tokenizer), *encode_long(tokenizer, texts[0])]), len(texts[0])
     else:
@@ -156,8 +149,6 @@ def score_in_order(request: EvalRequest, whole_file: bool) -> dict:
     if len(tokens) < 2:
         raise TextgenError(f"{name} is too short to score; give at least two tokens of text")
     if request.adapt:
-        for parameter in model.parameters():
-            parameter.requires_grad_(True)
         result = dynamic_evaluation(model, tokens, chars, device, Adaptation(request.adapt_lr, request.adapt_decay))
         result["gain"] = result["bits_per_char_static"] - result["bits_per_char"]
     else:

@@ -18,16 +18,16 @@ import torch
 from textgen.classify.predict import Progress, predict, predict_stream
 from textgen.config import DataConfig, SampleConfig, check_value
 from textgen.data.corpus import read_texts
-from textgen.data.tokenizer import Tokenizer
+from textgen.data.tokenizer import Tokenizer, encode_long
 from textgen.generate.completion import Completion, complete
 from textgen.generate.copying import CopyIndex
-from textgen.generate.sampling import Chunk, generate, stream
+from textgen.generate.sampling import Chunk, generate, start_token, stream
 from textgen.generate.scoring import score
 from textgen.nn.checkpoint import bundled_models, describe_checkpoint, load_model
 from textgen.nn.model import Classifier, resolve_device
 from textgen.nn.precision import resolve_precision
 from textgen.errors import ConfigError
-from textgen.requests import ClassifyRequest, CompleteRequest, EvalRequest, SampleRequest
+from textgen.requests import ADAPT_DECAY, ADAPT_LR, ClassifyRequest, CompleteRequest, EvalRequest, SampleRequest
 
 log = logging.getLogger("textgen")
 
@@ -45,6 +45,21 @@ class TextGenerator:
         model trained on): `.check(sample)` gives the longest span copied verbatim and the share of
         characters in copied spans."""
         return CopyIndex.of_training_text(corpus, self.trained_on, data_dir, self.path)
+
+    def adapted(self, text: str, lr: float = ADAPT_LR, decay: float = ADAPT_DECAY) -> TextGenerator:
+        """This generator's model adapted to `text` (a document, a prompt) by reading it once in order
+        with `eval --adapt`'s steps: seconds for a few pages, no training run; this one is unchanged."""
+        check_value(SampleRequest, "prompt", text)
+        if not text.strip():
+            raise ConfigError("the text to adapt to is empty; give a document with some text in it")
+        check_value(EvalRequest, "adapt_lr", lr)
+        check_value(EvalRequest, "adapt_decay", decay)
+        from textgen.training.adapt import Adaptation, adapted_to, with_characters_of
+
+        model, tokenizer = with_characters_of(self.model, self.tokenizer, [text], self.device)
+        tokens = np.asarray([start_token(tokenizer), *encode_long(tokenizer, text)])
+        return TextGenerator(adapted_to(model, tokens, self.device, Adaptation(lr, decay)), tokenizer, self.device,
+                             self.path, self.trained_on)
 
     def chunks(self, prompt: str = "", config: SampleConfig | None = None, keep_text: bool = True,
                **settings: Any) -> Iterator[Chunk]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from textgen.data.files import read_text_file
+from textgen.errors import ConfigError
 from textgen.generate.copying import CopyIndex
 from textgen.generate.sampling import Chunk
 from textgen.recipes.models import TextGenerator, load, logged_copy_checks
@@ -43,6 +45,14 @@ def run(request: SampleRequest) -> Sampling:
     if request.num_samples == 1:
         one_thread_unless_told()
     generator = load(request.model, request.device, "language_model")
+    if request.adapt_on is not None:
+        document = read_text_file("--adapt-on", request.adapt_on)
+        if not document.strip():
+            raise ConfigError(f"--adapt-on {request.adapt_on} holds no text; give a document to adapt to")
+        started = time.perf_counter()
+        generator = generator.adapted(document + prompt)
+        log.info("adapted to %s (%s characters with the prompt) in %.1f s", request.adapt_on,
+                 f"{len(document) + len(prompt):,}", time.perf_counter() - started)
     copies = generator.copy_index(request.check_copy, request.data_dir) if request.check_copy is not None else None
     return Sampling(request, generator, prompt, copies)
 

@@ -11,14 +11,20 @@ best rule), so one rate suits every layer; the running squares start from the fi
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from textgen.data.tokenizer import CharTokenizer, Tokenizer
 from textgen.metrics import bits_per_char
-from textgen.nn.model import LanguageModel, detach_state
+from textgen.nn.model import LanguageModel, detach_state, grow_vocabulary
+
+log = logging.getLogger("textgen")
 
 
 @dataclass
@@ -37,39 +43,72 @@ def dynamic_evaluation(model: LanguageModel, tokens: np.ndarray, chars: int, dev
     """Bits per character of `tokens` (one stream, `chars` characters) read in order by `model`
     adapting as it goes, beside the same reading by the trained model unchanged (`static`). The
     model ends as it began: its trained weights are put back."""
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    trained, was_training = [p.detach().clone() for p in model.parameters()], model.training
+    try:
+        adapted_nats, static_nats = _read(model, tokens, device, adaptation, copy.deepcopy(model).eval())
+    finally:
+        with torch.no_grad():
+            for parameter, weights in zip(model.parameters(), trained):
+                parameter.copy_(weights)
+        model.train(was_training)
+    scored = len(tokens) - 1
+    return {"bits_per_char": bits_per_char(adapted_nats / scored, chars / scored),
+            "bits_per_char_static": bits_per_char(static_nats / scored, chars / scored),
+            "tokens": scored, "segment": adaptation.segment, "lr": adaptation.lr, "decay": adaptation.decay}
+
+
+def adapted_to(model: LanguageModel, tokens: np.ndarray, device: torch.device, adaptation: Adaptation
+               ) -> LanguageModel:
+    """A copy of `model` that has read `tokens` once, in order, adapting as `dynamic_evaluation`
+    does: a model fitted to one document in seconds, with no training run (`model` is unchanged)."""
+    adapted = copy.deepcopy(model)
+    _read(adapted, tokens, device, adaptation)
+    return adapted.eval()
+
+
+def with_characters_of(model: LanguageModel, tokenizer: Tokenizer, texts: Iterable[str], device: torch.device
+                       ) -> tuple[LanguageModel, Tokenizer]:
+    """`model` and `tokenizer` with a row for each character of `texts` a character model has never
+    seen, started as in fine-tuning (an average character), so that reading can teach it them."""
+    if tokenizer.kind != "char":
+        return model, tokenizer
+    grown = tokenizer.extended(CharTokenizer.from_texts(texts).chars)
+    if grown.vocab_size == tokenizer.vocab_size:
+        return model, tokenizer
+    log.info("%d characters the model has never seen get rows of an average character (%s)",
+             grown.vocab_size - tokenizer.vocab_size, ", ".join(map(repr, grown.chars[len(tokenizer.chars):][:5])))
+    config = dataclasses.replace(model.config, vocab_size=grown.vocab_size)
+    return grow_vocabulary(model, config).to(device), grown
+
+
+def _read(model: LanguageModel, tokens: np.ndarray, device: torch.device, adaptation: Adaptation,
+          static: LanguageModel | None = None) -> tuple[float, float]:
+    """Read `tokens` in order with `model`, one step after each segment (the model changes in
+    place); the nats it paid, scored before each step, and those `static` (unchanged) paid."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    parameters = list(model.parameters())
     trained = [p.detach().clone() for p in parameters]
     squares: list[torch.Tensor] | None = None
     ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device)
     adapted_nats = static_nats = 0.0
     state = static_state = None
-    was_training = model.training
     model.eval()  # no dropout: adapting is learning from the text, not regularised training
-    static = copy.deepcopy(model)
-    try:
-        for start in range(0, len(ids) - 1, adaptation.segment):
-            inputs = ids[start:start + adaptation.segment][None]
-            targets = ids[start + 1:start + adaptation.segment + 1]
-            inputs = inputs[:, :len(targets)]
+    for start in range(0, len(ids) - 1, adaptation.segment):
+        targets = ids[start + 1:start + adaptation.segment + 1]
+        inputs = ids[start:start + len(targets)][None]
+        if static is not None:
             with torch.no_grad():  # the trained weights' reading of the same segment, for the gain
                 logits, static_state = static(inputs, static_state)
                 static_nats += F.cross_entropy(logits[0].float(), targets, reduction="sum").item()
-            with torch.enable_grad():
-                logits, state = model(inputs, state)
-                loss = F.cross_entropy(logits[0].float(), targets, reduction="sum")
-            adapted_nats += loss.item()  # scored before the step it leads to
-            gradients = torch.autograd.grad(loss / len(targets), parameters, allow_unused=True)
-            squares = _step(parameters, trained, gradients, squares, adaptation)
-            state = detach_state(state)
-    finally:
-        with torch.no_grad():
-            for parameter, weights in zip(parameters, trained):
-                parameter.copy_(weights)
-        model.train(was_training)
-    scored = len(ids) - 1
-    return {"bits_per_char": bits_per_char(adapted_nats / scored, chars / scored),
-            "bits_per_char_static": bits_per_char(static_nats / scored, chars / scored),
-            "tokens": scored, "segment": adaptation.segment, "lr": adaptation.lr, "decay": adaptation.decay}
+        with torch.enable_grad():
+            logits, state = model(inputs, state)
+            loss = F.cross_entropy(logits[0].float(), targets, reduction="sum")
+        adapted_nats += loss.item()  # scored before the step it leads to
+        gradients = torch.autograd.grad(loss / len(targets), parameters, allow_unused=True)
+        squares = _step(parameters, trained, gradients, squares, adaptation)
+        state = detach_state(state)
+    return adapted_nats, static_nats
 
 
 @torch.no_grad()
