@@ -195,3 +195,18 @@ def test_eval_scores_a_checkpoint_on_a_corpus_split(corpus, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["split"] == "validation" and 0 < result["bits_per_char"] < 8
     assert result["perplexity"] == pytest.approx(math.exp(result["loss"]))
+
+
+def test_a_language_model_stops_when_its_validation_stops_improving_unless_patience_is_0(corpus, tmp_path):
+    """Issue 31: early stopping for language models; a rate too small to move a weight leaves the
+    validation loss where it was, so each evaluation after the first is stale."""
+    def stop(run):
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return next(r for r in records if r.get("event") == "stop")
+
+    common = ["--max-steps", "40", "--eval-interval", "2", "--lr", "1e-30", "--warmup-steps", "0"]
+    assert cli.main(train_args(corpus, tmp_path / "a", *common, "--patience", "2")) == 0
+    assert stop(tmp_path / "a")["reason"] == "early_stopping" and stop(tmp_path / "a")["step"] == 6
+    assert load_checkpoint(tmp_path / "a" / "best.pt")["step"] == 2
+    assert cli.main(train_args(corpus, tmp_path / "b", *common, "--patience", "0")) == 0
+    assert stop(tmp_path / "b")["reason"] == "max_steps" and stop(tmp_path / "b")["step"] == 40

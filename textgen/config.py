@@ -447,8 +447,9 @@ class FinetuneConfig:
                                  low=0, high=10**6)
     layer_lr_decay: float = option(2.6, "discriminative learning rates: each lower layer group gets lr / this",
                                    above=0.0)
-    patience: int = option(3, "stop after this many evaluations without a better validation accuracy", low=1,
-                           high=10**6)
+    patience: int = option(3, "stop after this many evaluations in a row without a better validation figure "
+                              "(accuracy for a classifier, loss for a language model; the best checkpoint is kept); "
+                              "0: never stop early", low=0, high=10**6)
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -288,7 +288,7 @@ def validation_streams(tokens, train: TrainConfig, dist: Distributed, labels=Non
 
 def language_model_task(corpus: Corpus, train_split: str, tokenizer: Tokenizer, data: DataConfig, train: TrainConfig,
                         dist: Distributed, eval_tokens: int | None = None,
-                        label_dropout: float | None = None) -> LanguageModelTask:
+                        label_dropout: float | None = None, patience: int = 0) -> LanguageModelTask:
     """Next-token prediction on `train_split` of `corpus`, evaluated on its validation split; for a
     model conditioned on the corpus's labels (given its `label_dropout`), with each token's label."""
     # Rank 0 fills the token cache first so that other ranks only read it.
@@ -305,7 +305,8 @@ def language_model_task(corpus: Corpus, train_split: str, tokenizer: Tokenizer, 
     return LanguageModelTask(StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size,
                                            train_labels),
                              validation_streams(val_tokens, train, dist, val_labels),
-                             count_chars(corpus, "validation") / len(val_tokens), eval_tokens, label_dropout or 0.0)
+                             count_chars(corpus, "validation") / len(val_tokens), eval_tokens, label_dropout or 0.0,
+                             patience)
 
 
 def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunResult:
@@ -323,7 +324,8 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
             _suggest_finetuning(corpus, train_split, data)
         tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
     task = language_model_task(corpus, train_split, tokenizer, data, train, dist, train.eval_tokens,
-                               model_config.label_dropout if model_config.condition else None)
+                               model_config.label_dropout if model_config.condition else None,
+                               setup.finetune.patience)
     if model_config.condition:
         if model_config.label_names and tuple(model_config.label_names) != tuple(corpus.label_names):
             raise ConfigError(f"{setup.finetune.init_from or run_dir} was conditioned on the labels "

@@ -4,6 +4,8 @@ and classification (ULMFiT's gradual unfreezing, discriminative learning rates, 
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import torch
@@ -24,8 +26,10 @@ class LanguageModelTask:
     kind = "language_model"
 
     def __init__(self, train: StreamBatches, validation: StreamBatches, chars_per_token: float,
-                 eval_tokens: int | None = None, label_dropout: float = 0.0):
+                 eval_tokens: int | None = None, label_dropout: float = 0.0, patience: int = 0):
         self.train, self.validation = train, validation
+        # early stopping: evaluations in a row without a lower validation loss (0: never stop)
+        self.patience, self.stale_evaluations, self.best_loss = patience, 0, math.inf
         self.chars_per_token = chars_per_token
         self.label_dropout = label_dropout  # the share of rows of each window that read "no label"
         # None: the whole split; else at most this many full windows
@@ -65,8 +69,16 @@ class LanguageModelTask:
         return metrics
 
     def after_evaluation(self, metrics: dict[str, float]) -> dict[str, float]:
-        """A language model's training follows no evaluation policy: nothing to add."""
-        return {}
+        """Counts the evaluations since the validation loss last improved, for early stopping."""
+        if metrics["val_loss"] < self.best_loss:
+            self.best_loss, self.stale_evaluations = metrics["val_loss"], 0
+        else:
+            self.stale_evaluations += 1
+        return {"stale_evaluations": self.stale_evaluations} if self.patience else {}
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.patience) and self.stale_evaluations >= self.patience
 
     @staticmethod
     def objective(metrics: dict[str, float]) -> float:
@@ -82,11 +94,13 @@ class LanguageModelTask:
     def state_dict(self) -> dict[str, Any]:
         """The data position and carried hidden state, so a resumed run continues exactly."""
         state = self.state
-        return {"window": self.window,
+        return {"window": self.window, "stale_evaluations": self.stale_evaluations, "best_loss": self.best_loss,
                 "hidden": None if state is None else [s.cpu() for s in (state if isinstance(state, tuple) else (state,))]}
 
     def load_state_dict(self, data: dict[str, Any], device: torch.device) -> None:
         self.window = data["window"]
+        # runs saved before early stopping for language models hold no counters
+        self.stale_evaluations, self.best_loss = data.get("stale_evaluations", 0), data.get("best_loss", math.inf)
         hidden = data["hidden"]
         if hidden is None:
             self.state = None
@@ -120,7 +134,7 @@ class ClassificationTask:
 
     @property
     def should_stop(self) -> bool:
-        return self.stale_evaluations >= self.finetune.patience
+        return bool(self.finetune.patience) and self.stale_evaluations >= self.finetune.patience
 
     def parameter_groups(self, model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
         """One AdamW group per layer group of the classifier, bottom up."""
