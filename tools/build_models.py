@@ -91,7 +91,10 @@ MODELS = {
         "data": "gutenberg train: 18 public-domain books, 13,360,573 characters (validation: 3 other books, "
                 "380,197 characters; test: 3 more, 557,553 characters; split by whole books); in the last stage "
                 "with 6,682,511 characters of IMDb training reviews beside them (shuffled with seed 0, HTML line "
-                "breaks turned into newlines), written by this script to runs/bundled/data/english_mix",
+                "breaks turned into newlines), written by this script to runs/bundled/data/english_mix; then the "
+                "same books each typed several ways (tools/typeset.py: quotes, wrapping, indents, sentence gaps, CRLF; "
+                "seed 0, validation books seed 1) beside the same reviews, as JSON lines in "
+                "runs/bundled/data/english_typeset",
     },
     "sentiment": {
         # first whole reviews and sentences together, then the sentences alone, which were 3% of the
