@@ -77,6 +77,9 @@ def test_adapting_as_it_reads_gains_on_a_repetitive_text_and_never_writes_the_mo
     adapted = json.loads(capsys.readouterr().out)
     assert abs(adapted["bits_per_char_static"] - static) < 1e-3
     assert adapted["bits_per_char"] < static - 0.2 and adapted["gain"] > 0.2
+    import textgen  # the Python API reads the same way
+    by_api = textgen.load("shakespeare", device="cpu").score_adapting(text)
+    assert abs(by_api["bits_per_char"] - adapted["bits_per_char"]) < 1e-4
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     # no step at all: the adapted reading is the unchanged one
     assert cli.main(["eval", "--model", "shakespeare", "--text", text, "--adapt", "--adapt-lr", "1e-30", "--json",

@@ -50,6 +50,12 @@ def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", _SURROGATES), dtype=np.uint32)
 
 
+def start_token(tokenizer: Tokenizer) -> int:
+    """The id that primes the model before any text: newline if the vocabulary has it, else padding."""
+    ids = tokenizer.encode_batch(["\n"])[0]
+    return int(ids[0]) if len(ids) == 1 and ids[0] != tokenizer.unk_id else tokenizer.pad_id
+
+
 SLICE_CHARS = 1 << 20  # a text longer than this is read a slice at a time (`text_slices`)
 
 

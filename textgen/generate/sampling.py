@@ -27,7 +27,7 @@ from textgen.errors import TextgenError
 from textgen.nn.model import LanguageModel, State, check_memory, select_state
 from textgen.generate.processors import NEG_INF, Processor, SuppressTokens, apply_processors, build_processors
 from textgen.generate.stepper import Stepper
-from textgen.data.tokenizer import Tokenizer
+from textgen.data.tokenizer import Tokenizer, start_token  # noqa: F401 -- re-exported
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,6 @@ class Chunk(NamedTuple):
     index: int
     text: str
     sample: Sample | None
-
-
-def start_token(tokenizer: Tokenizer) -> int:
-    """The id that primes the model before any text: newline if the vocabulary has it, else padding."""
-    ids = tokenizer.encode_batch(["\n"])[0]
-    return int(ids[0]) if len(ids) == 1 and ids[0] != tokenizer.unk_id else tokenizer.pad_id
 
 
 def encode_text(tokenizer: Tokenizer, text: str, what: str = "prompt") -> list[int]:

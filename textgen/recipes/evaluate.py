@@ -16,16 +16,15 @@ from textgen.config import DataConfig
 from textgen.data.batches import StreamBatches, label_array, token_array
 from textgen.data.corpus import count_chars, load_corpus, split_texts
 from textgen.data.files import read_text_file
-from textgen.data.tokenizer import Tokenizer, encode_long
+from textgen.data.tokenizer import Tokenizer
 from textgen.errors import ConfigError, TextgenError
 from textgen.generate.scoring import score
 from textgen.metrics import classification_metrics, expected_calibration_error, match_labels
 from textgen.nn.checkpoint import load_classifier, load_language_model
-from textgen.generate.sampling import encode_text, start_token
 from textgen.nn.model import Classifier, LanguageModel, resolve_device
 from textgen.nn.precision import resolve_precision
 from textgen.requests import EvalRequest
-from textgen.training.adapt import Adaptation, dynamic_evaluation, with_characters_of
+from textgen.training.adapt import Adaptation, dynamic_evaluation, read_from_the_start, with_characters_of
 from textgen.training.validation import language_model_metrics
 
 log = logging.getLogger("textgen")
@@ -141,10 +140,11 @@ def score_in_order(request: EvalRequest, whole_file: bool) -> dict:
         if split not in corpus.splits:
             raise TextgenError(f"--split {split} is not in {corpus.name}; it has: {', '.join(corpus.splits)}")
         texts, name = split_texts(corpus, split), corpus.name
-    model, tokenizer = with_characters_of(model, tokenizer, texts, device)
-    if split is None:  # the first character is predicted from the start, as `score` does
-        tokens, chars = np.asarray([start_token(tokenizer), *encode_long(tokenizer, texts[0])]), len(texts[0])
+    if split is None:
+        model, tokenizer, tokens = read_from_the_start(model, tokenizer, texts[0], device)
+        chars = len(texts[0])
     else:
+        model, tokenizer = with_characters_of(model, tokenizer, texts, device)
         tokens, chars = token_array(corpus, split, tokenizer), count_chars(corpus, split)
     if len(tokens) < 2:
         raise TextgenError(f"{name} is too short to score; give at least two tokens of text")

@@ -18,10 +18,10 @@ import torch
 from textgen.classify.predict import Progress, predict, predict_stream
 from textgen.config import DataConfig, SampleConfig, check_value
 from textgen.data.corpus import read_texts
-from textgen.data.tokenizer import Tokenizer, encode_long
+from textgen.data.tokenizer import Tokenizer
 from textgen.generate.completion import Completion, complete
 from textgen.generate.copying import CopyIndex
-from textgen.generate.sampling import Chunk, generate, start_token, stream
+from textgen.generate.sampling import Chunk, generate, stream
 from textgen.generate.scoring import score
 from textgen.nn.checkpoint import bundled_models, describe_checkpoint, load_model
 from textgen.nn.model import Classifier, resolve_device
@@ -54,12 +54,22 @@ class TextGenerator:
             raise ConfigError("the text to adapt to is empty; give a document with some text in it")
         check_value(EvalRequest, "adapt_lr", lr)
         check_value(EvalRequest, "adapt_decay", decay)
-        from textgen.training.adapt import Adaptation, adapted_to, with_characters_of
+        from textgen.training.adapt import Adaptation, adapted_to, read_from_the_start
 
-        model, tokenizer = with_characters_of(self.model, self.tokenizer, [text], self.device)
-        tokens = np.asarray([start_token(tokenizer), *encode_long(tokenizer, text)])
+        model, tokenizer, tokens = read_from_the_start(self.model, self.tokenizer, text, self.device)
         return TextGenerator(adapted_to(model, tokens, self.device, Adaptation(lr, decay)), tokenizer, self.device,
                              self.path, self.trained_on)
+
+    def score_adapting(self, text: str, lr: float = ADAPT_LR, decay: float = ADAPT_DECAY) -> dict:
+        """Bits per character of `text` read in order by the model adapting as it goes (`eval --adapt`),
+        beside the model unchanged (`bits_per_char_static`); this generator's model is unchanged."""
+        check_value(EvalRequest, "text", text)
+        check_value(EvalRequest, "adapt_lr", lr)
+        check_value(EvalRequest, "adapt_decay", decay)
+        from textgen.training.adapt import Adaptation, dynamic_evaluation, read_from_the_start
+
+        model, _, tokens = read_from_the_start(self.model, self.tokenizer, text, self.device)
+        return dynamic_evaluation(model, tokens, len(text), self.device, Adaptation(lr, decay))
 
     def chunks(self, prompt: str = "", config: SampleConfig | None = None, keep_text: bool = True,
                **settings: Any) -> Iterator[Chunk]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from textgen.data.tokenizer import CharTokenizer, Tokenizer
+from textgen.data.tokenizer import CharTokenizer, Tokenizer, encode_long, start_token
 from textgen.metrics import bits_per_char
 from textgen.nn.model import LanguageModel, detach_state, grow_vocabulary
 
@@ -79,6 +79,14 @@ def with_characters_of(model: LanguageModel, tokenizer: Tokenizer, texts: Iterab
              grown.vocab_size - tokenizer.vocab_size, ", ".join(map(repr, grown.chars[len(tokenizer.chars):][:5])))
     config = dataclasses.replace(model.config, vocab_size=grown.vocab_size)
     return grow_vocabulary(model, config).to(device), grown
+
+
+def read_from_the_start(model: LanguageModel, tokenizer: Tokenizer, text: str, device: torch.device
+                        ) -> tuple[LanguageModel, Tokenizer, np.ndarray]:
+    """`with_characters_of(text)`, and the ids that read `text` from the start token, so that its
+    first character is predicted too, as `score` predicts it."""
+    model, tokenizer = with_characters_of(model, tokenizer, [text], device)
+    return model, tokenizer, np.asarray([start_token(tokenizer), *encode_long(tokenizer, text)])
 
 
 def _read(model: LanguageModel, tokens: np.ndarray, device: torch.device, adaptation: Adaptation,
