@@ -203,9 +203,10 @@ class ClassifyRequest(CorpusFields):
 
 @dataclass
 class EvalRequest(CorpusFields):
-    """Score a checkpoint on a corpus split.
+    """Score a checkpoint on a corpus split, a whole file or a text.
 
-    Bits per character and perplexity of a language model on a corpus split, or of one --text."""
+    Bits per character and perplexity of a language model on a corpus split, of one --text, or of a
+    whole local file (bits per byte too); --adapt reads in order, adapting as it goes."""
 
     model: str = model_option("shakespeare")
     text: str | None = option(None, "score this text instead of a corpus split")
