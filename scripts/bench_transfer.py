@@ -36,6 +36,8 @@ from textgen.cli import main as textgen
 # (evaluation interval included), as a user gets them
 METHODS = {
     "english": ["--init-from", "english"],  # fine-tuned, with the fine-tuning defaults
+    # the same without early stopping: the whole time budget, to see what stopping early gives up
+    "english_no_patience": ["--init-from", "english", "--patience", "0"],
     "scratch_default": [],  # no flag at all: preset auto (compact under 300 KB, else small)
     "scratch_compact": ["--preset", "compact"],  # 2x256, dropout 0.3
     "scratch_small": ["--preset", "small"],  # 2x384, dropout 0.1: the default before preset auto
@@ -135,18 +137,20 @@ def main() -> None:
             for minutes in map(float, args.minutes.split(",")):
                 for method in args.methods.split(","):
                     flags = [flag if flag != "english" else args.english for flag in METHODS[method]]
-                    if method == "english":
+                    if method.startswith("english"):
                         flags += args.extra.split()
-                    tag = "-" + "_".join(args.extra.split()) if args.extra and method == "english" else ""
+                    tag = "-" + "_".join(args.extra.split()) if args.extra and method.startswith("english") else ""
                     run = out / "runs" / f"{book}-{size}k-{method}-{minutes:g}m{tag}"
                     shutil.rmtree(run, ignore_errors=True)  # a fresh run each time
                     started = time.perf_counter()
                     captured(["train", "--corpus", str(folder), "--out", str(run), "--time-budget", f"{minutes:g}m",
                               *flags])
+                    train_s = time.perf_counter() - started
                     bits, step = best_bits_per_char(run)
                     record = {"book": book, "kb": size, "minutes": minutes, "method": method, "flags": flags,
                               "bits_per_char": bits, "best_step": step, **copy_share(run, args.samples),
-                              "wall_s": round(time.perf_counter() - started, 1), **sizes}
+                              "train_s": round(train_s, 1), "wall_s": round(time.perf_counter() - started, 1),
+                              **sizes}
                     results.append(record)
                     records.append(record)
                     harness.progress(record)
