@@ -1,8 +1,7 @@
 """`textgen inspect`: unit traces along a text, finding units that track a feature, and the views."""
 
+import io
 import json
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from textgen.classify.predict import predict
 from textgen.nn.checkpoint import save_checkpoint
 from textgen.cli import main
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
@@ -18,6 +18,9 @@ from textgen.lab.inspection import (Trace, Unit, feature_values, find_units, inf
                                 token_texts, trace_text)
 from textgen.lab.views import CHART_PALETTE, colour, html_page, model_name, page_title, render_prediction, render_unit
 from textgen.nn.model import Classifier, LanguageModel
+from textgen.recipes.inspect import run
+from textgen.requests import InspectRequest
+from textgen.terminal.inspection import show_inspection
 from textgen.data.tokenizer import CharTokenizer, SentencePieceTokenizer
 
 CHARS = "abc()+-\n \"'<>/="
@@ -237,58 +240,6 @@ def test_page_is_self_contained_and_hostile_text_stays_text():
     assert set(data["layers"][0]) == {"input", "forget", "candidate", "cell", "output", "hidden"}
 
 
-# a stand-in for the few DOM calls the page makes, enough to run its script in node
-HARNESS = """
-const dataText = DATA, code = CODE, elements = {};
-class Element {
-  constructor(tag) { Object.assign(this, {tag, children: [], style: {}, dataset: {}, listeners: {}, textContent: "",
-                                          value: "", attributes: {}, classList: {toggle() {}}}); }
-  appendChild(child) { this.children.push(child); return child; }
-  append(...children) { this.children.push(...children); }
-  replaceChildren(...children) { this.children = children; }
-  addEventListener(type, listener) { this.listeners[type] = listener; }
-  setAttribute(name, value) { this.attributes[name] = value; }
-  querySelectorAll() { return []; }
-}
-const document = {
-  getElementById: (id) => id === "data" ? {textContent: dataText} : (elements[id] ??= new Element(id)),
-  createElement: (tag) => new Element(tag), createElementNS: (space, tag) => new Element(tag),
-};
-new Function("document", code)(document);
-const spans = elements.text.children, about = elements.about.textContent;
-const why = elements.why ? elements.why.textContent : "";
-const classes = spans.map((s) => s.className || "");
-const titles = spans.map((s) => s.title), backgrounds = spans.map((s) => s.style.background);
-elements.gate.listeners.change({target: {value: "forget"}});
-const gates = elements.gate.children.map((o) => o.value), after = elements.about.textContent;
-console.log(JSON.stringify({text: spans.map((s) => s.textContent), titles, backgrounds, about, gates, after, why,
-                            classes}));
-"""
-
-
-def run_page_script(page: str, folder: Path) -> dict:
-    """What the page's script puts in the page, run in node against a stand-in DOM."""
-    parts = Tags()
-    parts.feed(page)
-    (folder / "run.js").write_text(HARNESS.replace("DATA", json.dumps(parts.scripts[0]))
-                                   .replace("CODE", json.dumps(parts.scripts[1])))
-    result = subprocess.run(["node", str(folder / "run.js")], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
-def test_page_script_runs_colours_the_text_and_switches_gate(tmp_path):
-    page, trace = hostile_page()
-    shown = run_page_script(page, tmp_path)
-    assert "".join(shown["text"]).replace("\u21b5", "") == HOSTILE
-    values = trace.values(Unit(1, "cell", 2))  # stored in 8 bits over the unit's range
-    np.testing.assert_allclose([float(t) for t in shown["titles"]], values, atol=np.ptp(values) / 255 + 1e-4)
-    assert len(set(shown["backgrounds"])) > 1 and shown["about"] == "layer 1 cell unit 2 (of 8)"
-    assert shown["gates"] == ["input", "forget", "candidate", "cell", "output", "hidden"]
-    assert shown["after"] == "layer 1 forget unit 2 (of 8)"
-
-
 def test_sentencepiece_tokens_rejoin_into_the_text_even_through_byte_pieces():
     tokenizer = SentencePieceTokenizer.train(["the cat sat on the mat. " * 200 + "abcdefghij"], 275)
     text = "the caté sat ✓ on\nthe mat"
@@ -320,9 +271,13 @@ def test_inspecting_a_classifier_shows_its_prediction_along_the_text(tmp_path, c
                  "--unit", "0", "--html", str(tmp_path / "page.html")]) == 0
     assert main(["inspect", "--model", str(tmp_path / "clf.pt"), "--text", "abc (a) cab", "--gate", "update",
                  "--unit", "0"]) == 0
-    out = capsys.readouterr().out
-    assert "layer 0 update unit 0 (red high, blue low):\nabc (a) cab\n" in out
-    assert "the classifier's probability of " in out and out.rstrip().endswith("abc (a) cab")
+    out = capsys.readouterr().out  # not a terminal: numbers, one line per character
+    trace = trace_text(classifier, tokenizer, "abc (a) cab")
+    assert "   # token  layer 0 update unit 0    P(neg)    P(pos)\n" in out
+    last = out.rstrip().splitlines()[-1].split()
+    assert last[:2] == ["11", "b"] and len(last) == 5
+    np.testing.assert_allclose([float(v) for v in last[2:]],
+                               [trace.values(Unit(0, "update", 0))[-1], *trace.probabilities[-1]], atol=1e-4)
     page = Tags()
     page.feed((tmp_path / "page.html").read_text())
     data = json.loads(page.scripts[0])
@@ -342,7 +297,8 @@ def test_view_opens_on_the_unit_that_varies_most_along_the_text_and_says_why(tmp
     assert [(u["layer"], u["gate"], u["unit"]) for u in result["units"]] == [(0, "cell", 0)]
     assert result["reason"] == reason
     assert main(["inspect", "--model", str(checkpoint), "--text", text, "--layer", "0"]) == 0
-    assert capsys.readouterr().out.startswith(f"why this unit: {reason}\nlayer 0 cell unit 0 (red high, blue low):\n")
+    assert capsys.readouterr().out.startswith(f"why this unit: {reason}\neach unit's value after each token:\n"
+                                              f"   # token  layer 0 cell unit 0\n")
     assert main(["inspect", "--model", str(checkpoint), "--text", text, "--layer", "0",
                  "--html", str(tmp_path / "page.html")]) == 0
     data = json.loads(page_parts((tmp_path / "page.html").read_text()).scripts[0])
@@ -395,13 +351,10 @@ def test_characters_the_model_never_saw_are_shown_as_themselves_and_marked(tmp_p
     data = json.loads(page_parts(page).scripts[0])
     assert data["tokens"] == list(text) and data["unknown"] == [2, 5] and "\\ufffd" not in page
     assert "#text span.unknown" in page  # styled, not replaced
-    assert main(["inspect", "--model", str(checkpoint), "--text", text]) == 0
-    out = capsys.readouterr().out
-    assert "(red high, blue low, underlined: unknown to the model):\na(é)b—\n" in out
-    if shutil.which("node"):
-        shown = run_page_script(page, tmp_path)
-        assert shown["classes"] == ["", "", "unknown", "", "", "unknown"] and "".join(shown["text"]) == text
-        assert "not in the model's vocabulary" in shown["titles"][2]
+    colour = Console(force_terminal=True, color_system="truecolor", file=io.StringIO(), width=200)
+    show_inspection(colour, InspectRequest(model=str(checkpoint), text=text), run(InspectRequest(
+        model=str(checkpoint), text=text, unit=(0,))), as_json=False)
+    assert "(red high, blue low, underlined: unknown to the model):\n" in colour.file.getvalue()
 
 
 def test_prediction_chart_has_axes_ticks_token_labels_and_colours_apart_from_the_units(tmp_path):
@@ -482,3 +435,64 @@ def test_terminal_prediction_is_shaded_in_the_charts_colour_not_the_units_red_an
     styles = [str(span.style) for span in rendered.spans]
     gold = tuple(int(CHART_PALETTE[1][i:i + 2], 16) for i in (1, 3, 5))
     assert styles[0] == "black on rgb(255,255,255)" and styles[2] == "black on rgb({},{},{})".format(*gold)
+
+
+def stacked_classifier(long_text: str = "whole", bidirectional: bool = False, decisive_margin: float = 0.0,
+                       features: str = "both") -> tuple[Classifier, CharTokenizer]:
+    """A tiny classifier of encoder and hashed n-grams, mixed as `textgen classify` mixes them, its
+    n-gram table random so that the two parts disagree, reading at most 5 characters at once."""
+    torch.manual_seed(4)
+    tokenizer = CharTokenizer(CHARS)
+    config = ModelConfig(num_layers=1, hidden_size=8, embed_size=8, vocab_size=tokenizer.vocab_size)
+    classifier = Classifier(config, ClassifierConfig(
+        label_names=["neg", "pos"], head_hidden=8, bidirectional=bidirectional, max_len=5, long_text=long_text,
+        features=features, ngram_buckets=64, ngram_weight=0.6, temperatures=(1.3, 0.7, 0.9),
+        decisive_margin=decisive_margin)).eval()
+    with torch.no_grad():
+        classifier.ngrams.weight.normal_(0, 1.5)
+    return classifier, tokenizer
+
+
+@pytest.mark.parametrize("long_text, bidirectional, margin, features", [
+    ("whole", False, 0.0, "both"), ("whole", False, 0.8, "both"), ("tail", False, 0.0, "both"),
+    ("truncate", False, 0.0, "both"), ("chunk", False, 0.0, "both"), ("whole", True, 0.0, "both"),
+    ("tail", False, 0.0, "ngram"), ("chunk", False, 0.0, "recurrent")])
+def test_prediction_along_the_text_is_what_classify_says_of_each_prefix(long_text, bidirectional, margin, features):
+    classifier, tokenizer = stacked_classifier(long_text, bidirectional, margin, features)
+    text = "ab c (a b) cab ba"
+    trace = trace_text(classifier, tokenizer, text)
+    expected = predict(classifier, tokenizer, [text[:end] for end in range(1, len(text) + 1)], torch.device("cpu"),
+                       precision="fp32")
+    np.testing.assert_allclose(trace.probabilities, expected, atol=1e-5)
+    if margin:  # the n-grams decide some prefixes alone, and not others
+        assert 0 < trace.ngrams_alone.sum() < len(text)
+    # the parts add up to the logits whose softmax at the temperature is the probability
+    if long_text == "whole" and not margin and features == "both":
+        mixed = trace.parts["encoder"] + trace.parts["n-grams"]
+        np.testing.assert_allclose(torch.softmax(torch.from_numpy(mixed) / 0.9, dim=1).numpy(), expected, atol=1e-5)
+    assert set(trace.parts) == {"both": {"encoder", "n-grams"}, "ngram": {"n-grams"},
+                                "recurrent": {"encoder"}}[features]
+
+
+def test_terminal_prints_numbers_where_colour_cannot_show(tmp_path, monkeypatch):
+    model, tokenizer = planted_counter()
+    checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
+    request = InspectRequest(model=str(checkpoint), text="a((b", layer=0, unit=(0,), gate="cell")
+    inspection = run(request)
+    forget = InspectRequest(model=str(checkpoint), text="a((b", layer=0, unit=(0,), gate="forget")
+    for environment in ({"NO_COLOR": "1"}, {"TERM": "dumb"}):
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        console = Console(force_terminal=True, file=io.StringIO(), width=120)
+        show_inspection(console, request, inspection, as_json=False)
+        lines = console.file.getvalue().splitlines()
+        assert lines[0] == "each unit's value after each token:"
+        assert [line.split() for line in lines[2:]] == [["1", "a", "+0.0000"], ["2", "(", "+1.0000"],
+                                                        ["3", "(", "+2.0000"], ["4", "b", "+2.0000"]]
+        monkeypatch.undo()
+    # in colour, a gate is shaded on its own 0-1 scale: white closed, violet open
+    console = Console(force_terminal=True, color_system="truecolor", file=io.StringIO(), width=120)
+    show_inspection(console, forget, run(forget), as_json=False)
+    assert "layer 0 forget unit 0 (gates white (0, closed) to violet (1, open)):" in console.file.getvalue()
+    rendered = render_unit(trace_text(model, tokenizer, "a((b"), Unit(0, "forget", 0))
+    assert {str(span.style) for span in rendered.spans} == {"white on rgb(84,39,143)"}  # planted wide open

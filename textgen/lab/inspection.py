@@ -11,11 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from textgen.classify.predict import ngram_logits, text_buckets
+from textgen.config import FEATURES as CLASSIFIER_FEATURES
+from textgen.data.batches import cut_to
 from textgen.lab.cells import gate_names, trace_layers
 from textgen.nn.checkpoint import load_checkpoint, load_classifier, load_language_model
 from textgen.data.corpus import Corpus, split_texts
 from textgen.errors import TextgenError
-from textgen.nn.model import GATE_COUNT, Classifier, LanguageModel, check_memory
+from textgen.nn.model import GATE_COUNT, Classifier, LanguageModel, check_memory, lead
 from textgen.data.tokenizer import Tokenizer
 
 FEATURES = {
@@ -27,8 +30,11 @@ FEATURES = {
 }
 ROW_CHARS = 512        # a language-model corpus is cut into rows this long, read side by side
 EXCERPT_CHARS = 1000   # text shown with --find when the user gives none
-# a bidirectional classifier reads each prefix afresh, so its prediction is sampled at this many points
+# where a prefix must be read afresh (a bidirectional classifier, a long text cut to --max-len, the
+# n-grams of a long text), the prediction is sampled at this many points
 PREFIX_POINTS = 256
+REREAD_POINTS = 48  # prefixes the encoder reads afresh (each up to --max-len tokens): the slow case
+ENCODER, NGRAMS = "encoder", "n-grams"  # the two parts of a classifier's logits
 
 
 @dataclass(frozen=True)
@@ -58,9 +64,15 @@ class Trace:
 
     tokens: list[str]                     # the text of each token; joined they give the text
     layers: list[dict[str, np.ndarray]]   # per layer: gate -> (tokens, width)
-    probabilities: np.ndarray | None      # (tokens, classes), classifiers only
+    probabilities: np.ndarray | None      # (tokens, classes), classifiers only: what `classify` gives each prefix
     label_names: list[str] | None
     unknown: np.ndarray                   # (tokens,) True where the model read <unk>: it never saw that character
+    # classifiers only: each part's weighted logits (tokens, classes), the encoder's and/or the n-grams'
+    # (their sum over the temperature gives the probabilities), and where the n-grams decided alone
+    parts: dict[str, np.ndarray] | None = None
+    ngrams_alone: np.ndarray | None = None
+    classifier: dict[str, Any] | None = None  # how its probabilities are made: features, n-gram weight, temperature
+    directions: int = 1  # 2 for a bidirectional model: the second half of each layer's units reads backwards
 
     def values(self, unit: Unit) -> np.ndarray:
         """The unit's value after each token."""
@@ -135,14 +147,19 @@ def trace_text(model: LanguageModel | Classifier, tokenizer: Tokenizer, text: st
                  f"tracing every unit along {ids.shape[1]:,} tokens", "inspect a shorter text")
     model.eval()
     layers = trace_layers(model.rnn, _rnn_inputs(model, ids))
-    probabilities, label_names = None, None
-    if isinstance(model, Classifier):
-        probabilities = prefix_probabilities(model, ids, layers[-1]["hidden"])
-        label_names = list(model.config.label_names)
     # a character model has one token per character: show the user's own, even those it reads as <unk>
     tokens = list(text) if tokenizer.kind == "char" else token_texts(tokenizer, ids[0].tolist())
-    return Trace(tokens, [{name: value[0].numpy() for name, value in layer.items()} for layer in layers],
-                 probabilities, label_names, (ids[0] == tokenizer.unk_id).numpy())
+    trace = Trace(tokens, [{name: value[0].numpy() for name, value in layer.items()} for layer in layers],
+                  None, None, (ids[0] == tokenizer.unk_id).numpy(), directions=2 if rnn.bidirectional else 1)
+    if isinstance(model, Classifier):
+        trace.probabilities, trace.parts, trace.ngrams_alone = prefix_prediction(model, ids, layers[-1]["hidden"],
+                                                                                 tokens, text)
+        trace.label_names = list(model.config.label_names)
+        config = model.config
+        trace.classifier = {"features": config.features, "temperature": config.temperature,
+                            "ngram_weight": config.ngram_weight if config.features == "both" else None,
+                            "decisive_margin": config.decisive_margin if config.features == "both" else None}
+    return trace
 
 
 @dataclass(frozen=True)
@@ -190,25 +207,96 @@ def pearson(values: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.divide(centred.T @ target, spread, out=np.zeros(values.shape[1]), where=spread > 0)
 
 
+def sampled_ends(steps: int, points: int = PREFIX_POINTS, first: int = 1) -> np.ndarray:
+    """At most `points` prefix lengths from `first` to `steps`, spread evenly, both ends among them."""
+    return np.unique(np.linspace(first, steps, min(steps - first + 1, points)).round().astype(np.int64))
+
+
+def spread_to_tokens(values: np.ndarray, ends: np.ndarray, steps: int) -> np.ndarray:
+    """Per token, the row of `values` (one per prefix length in `ends`) for the longest prefix that
+    ends at or before it (the first row for tokens before them all)."""
+    return values[np.maximum(np.searchsorted(ends, np.arange(1, steps + 1), side="right") - 1, 0)]
+
+
 @torch.inference_mode()
-def prefix_probabilities(classifier: Classifier, ids: torch.Tensor, top: torch.Tensor) -> np.ndarray:
-    """The classifier's class probabilities (tokens, classes) had the text `ids` (1, tokens) ended
-    after each token; `top` (1, tokens, width) is its top layer's output along the text."""
-    steps = ids.shape[1]
-    if not classifier.config.bidirectional:
-        # reading forwards, the pooled features of every prefix come from running sums and maxima
-        counts = torch.arange(1, steps + 1, dtype=top.dtype)[None, :, None]
-        features = torch.cat([top, top.cummax(dim=1).values, top.cumsum(dim=1) / counts], dim=2)
-        return torch.softmax(classifier.classify_pooled(features[0]), dim=-1).numpy()
-    ends = np.unique(np.linspace(1, steps, min(steps, PREFIX_POINTS)).round().astype(np.int64))
-    sampled = []
-    for chunk in np.array_split(ends, max(1, len(ends) // 32)):
-        lengths = torch.as_tensor(chunk)
-        sampled.append(torch.softmax(classifier(ids[:, :int(chunk.max())].expand(len(chunk), -1), lengths),
-                                     dim=-1).numpy())
-    # each token shows the prediction for the longest sampled prefix that ends at or before it
-    latest = np.searchsorted(ends, np.arange(1, steps + 1), side="right") - 1
-    return np.concatenate(sampled)[latest]
+def prefix_prediction(classifier: Classifier, ids: torch.Tensor, top: torch.Tensor, tokens: list[str], text: str
+                      ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """What `textgen classify` says of `text` (its `tokens`, ids (1, tokens)) had it ended after each
+    token: (probabilities (tokens, classes), each part's weighted logits, where the n-grams decided
+    alone). It follows `predict`: the encoder's logits (the text cut as --long-text says) and the
+    hashed n-grams' are mixed by the n-gram weight, divided by the temperature and softmaxed; a text
+    whose weighted n-gram logits lead by over the decisive margin takes the n-grams' answer alone;
+    --long-text chunk averages its chunks' probabilities. `top` (1, tokens, width) is the top layer's
+    output along the text."""
+    config, steps = classifier.config, ids.shape[1]
+    weight = {"recurrent": 0.0, "ngram": 1.0, "both": config.ngram_weight}[config.features]
+    parts: dict[str, np.ndarray] = {}
+    mixed, owners = 0.0, np.arange(steps)  # the logits of each piece read, and the prefix each belongs to
+    if config.features != "ngram":
+        encoder, owners = prefix_encoder_logits(classifier, ids, top)  # (pieces, classes), (pieces,)
+        mixed = (1 - weight) * encoder
+        parts[ENCODER] = np.zeros((steps, encoder.shape[1]))
+        np.add.at(parts[ENCODER], owners, mixed)
+        parts[ENCODER] /= np.bincount(owners, minlength=steps)[:, None]
+    if config.features != "recurrent":
+        ends, joined = sampled_ends(steps), "".join(tokens)
+        offsets = np.cumsum([len(token) for token in tokens])
+        prefixes = [text if end == steps else joined[:offsets[end - 1]] for end in ends]
+        ngrams = spread_to_tokens(ngram_logits(classifier, text_buckets(config, prefixes)).double().numpy(), ends, steps)
+        parts[NGRAMS] = weight * ngrams
+        mixed = mixed + parts[NGRAMS][owners]
+    chunked = torch.softmax(torch.as_tensor(mixed, dtype=torch.float64) / config.temperature, dim=1).numpy()
+    probabilities = np.zeros((steps, chunked.shape[1]))
+    np.add.at(probabilities, owners, chunked)
+    probabilities /= np.bincount(owners, minlength=steps)[:, None]
+    alone = np.zeros(steps, dtype=bool)
+    if config.features == "both" and config.decisive_margin > 0:
+        alone = lead(torch.from_numpy(parts[NGRAMS])).numpy() > config.decisive_margin
+        ngram_temperature = config.temperatures[CLASSIFIER_FEATURES.index("ngram")]
+        probabilities[alone] = torch.softmax(torch.from_numpy(ngrams[alone]).double() / ngram_temperature,
+                                             dim=1).numpy()
+    return probabilities, parts, alone
+
+
+@torch.inference_mode()
+def prefix_encoder_logits(classifier: Classifier, ids: torch.Tensor, top: torch.Tensor
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's logits of each prefix of `ids` (1, tokens) as `predict` reads it, one row per
+    piece it reads, and the prefix (its length - 1) each piece belongs to, in order; `top` (1, tokens,
+    width) is the top layer's output along the text."""
+    config, steps = classifier.config, ids.shape[1]
+    # reading forwards, the pooled features of every prefix it reads whole come from running sums and maxima
+    whole = 0 if config.bidirectional else steps if config.long_text == "whole" else min(steps, config.max_len)
+    counts = torch.arange(1, whole + 1, dtype=top.dtype)[None, :, None]
+    running = top[:, :whole]
+    features = torch.cat([running, running.cummax(dim=1).values, running.cumsum(dim=1) / counts], dim=2)
+    logits = [classifier.classify_pooled(features[0]).float().numpy()]
+    if whole == steps:
+        return logits[0], np.arange(steps)
+    if config.long_text == "truncate" and whole:  # a longer prefix is cut to the same first max_len tokens
+        return np.concatenate([logits[0], np.repeat(logits[0][-1:], steps - whole, axis=0)]), np.arange(steps)
+    # the longer prefixes read afresh, as `predict` cuts them, at a few points
+    ends, text = sampled_ends(steps, REREAD_POINTS, first=whole + 1), ids[0].numpy()
+    pieces, owners = [], []
+    for end in ends:
+        prefix = text[:end]
+        if config.long_text == "chunk":
+            chunks = [prefix[start:start + config.max_len] for start in range(0, end, config.max_len)]
+        else:
+            chunks = [cut_to(prefix, config.max_len, config.long_text)]
+        pieces += chunks
+        owners += [end] * len(chunks)
+    lengths = torch.as_tensor([len(piece) for piece in pieces])
+    padded = torch.zeros(len(pieces), int(lengths.max()), dtype=torch.long)  # the padding is masked
+    for row, piece in enumerate(pieces):
+        padded[row, :len(piece)] = torch.from_numpy(piece)
+    reread, owners = classifier.recurrent_logits(padded, lengths).float().numpy(), np.asarray(owners)
+    # each later token takes the pieces of the longest sampled prefix that ends at or before it
+    latest = spread_to_tokens(ends, ends, steps)[whole:]
+    rows = [np.flatnonzero(owners == end) for end in latest]
+    logits += [reread[row] for row in rows]
+    return (np.concatenate(logits),
+            np.concatenate([np.arange(whole)] + [np.full(len(row), whole + k) for k, row in enumerate(rows)]))
 
 
 def feature_values(feature: str, text: str) -> np.ndarray:

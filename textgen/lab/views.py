@@ -1,5 +1,6 @@
-"""Views of what `inspection` traced: text coloured by a unit in the terminal, the numbers as JSON,
-and one self-contained HTML page with a chart of a classifier's prediction along the text."""
+"""Views of what `inspection` traced: text coloured by a unit in the terminal (numbers where colour
+cannot show), the numbers as JSON, and one self-contained HTML page (`page.PAGE`) with a chart of
+what a classifier says along the text."""
 
 from __future__ import annotations
 
@@ -14,9 +15,15 @@ import numpy as np
 from rich.text import Text
 
 from textgen.errors import TextgenError
+from textgen.lab.cells import GRU_GATES, LSTM_GATES
 from textgen.lab.inspection import FEATURES, Trace, Unit, UnitScore
+from textgen.lab.page import PAGE
 
-PAGE_VALUES = 25_000_000  # values one HTML page may hold (1.4 bytes each)
+PAGE_BYTES_PER_VALUE = 8 / 3  # a half float in base64
+PAGE_VALUES = 12_000_000      # values one HTML page may hold (about 32 MB)
+GRID_TOKENS = 1000            # tokens the page's grids show (the coloured text shows them all)
+SIGMOID_GATES = ("input", "forget", "output", "reset", "update")  # between 0 and 1: coloured on their own scale
+GATE_COLOUR = (84, 39, 143)   # a gate at 1: violet, apart from the units' red and blue and the chart's colours
 
 
 def model_name(model: str) -> str:
@@ -42,6 +49,12 @@ def colour(value: float, scale: float) -> tuple[int, int, int]:
     return (255, fade, fade) if strength >= 0 else (fade, fade, 255)
 
 
+def gate_colour(value: float) -> tuple[int, int, int]:
+    """White at 0 (closed), violet at 1 (open), for a gate between 0 and 1 (the page's script does the same)."""
+    strength = max(0.0, min(1.0, value))
+    return tuple(round(255 - (255 - full) * strength) for full in GATE_COLOUR)
+
+
 def colour_scale(values: np.ndarray) -> float:
     """1 for a unit that stays within [-1, 1] (as sigmoid and tanh outputs do), so colours are
     absolute; else its largest magnitude (a cell state grows without bound)."""
@@ -58,16 +71,42 @@ UNKNOWN_STYLE = "underline"  # a character the model never saw (read as <unk>): 
 
 
 def render_unit(trace: Trace, unit: Unit) -> Text:
-    """The text coloured by `unit`'s value after each token, for a rich console; characters the
-    model does not know are underlined."""
+    """The text coloured by `unit`'s value after each token, for a rich console (a gate white to
+    violet over 0 to 1, else white at 0, red up, blue down); characters the model does not know are
+    underlined."""
     values = trace.values(unit)
     scale = colour_scale(values)
     text = Text()
     for token, value, unknown in zip(trace.tokens, values.tolist(), trace.unknown.tolist()):
-        red, green, blue = colour(value, scale)
-        style = f"black on rgb({red},{green},{blue})" + (f" {UNKNOWN_STYLE}" if unknown else "")
+        red, green, blue = gate_colour(value) if unit.gate in SIGMOID_GATES else colour(value, scale)
+        ink = "white" if unit.gate in SIGMOID_GATES and value > 0.55 else "black"
+        style = f"{ink} on rgb({red},{green},{blue})" + (f" {UNKNOWN_STYLE}" if unknown else "")
         text.append(shown(token), style=style)
     return text
+
+
+def colour_key(units: Sequence[Unit], unknown: bool) -> str:
+    """What the terminal's colours mean for `units`."""
+    keys = ["gates white (0, closed) to violet (1, open)"] if any(u.gate in SIGMOID_GATES for u in units) else []
+    keys += ["red high, blue low"] if any(u.gate not in SIGMOID_GATES for u in units) else []
+    return ", ".join(keys + (["underlined: unknown to the model"] if unknown else []))
+
+
+def numbers_table(trace: Trace, units: Sequence[Unit]) -> str:
+    """Plain text, one line per token: its position, the token, each unit's value after it and a
+    classifier's probabilities, for where colour cannot show (a pipe, NO_COLOR, a dumb terminal)."""
+    columns = [str(unit) for unit in units]
+    rows = [trace.values(unit) for unit in units]
+    if trace.probabilities is not None:
+        columns += [f"P({label})" for label in trace.label_names]
+        rows += list(trace.probabilities.T)
+    widths = [max(len(column), 8) for column in columns]
+    token_width = max(5, *(len(token_label(token)) for token in trace.tokens))
+    lines = ["   # " + "token".ljust(token_width) + "".join(f"  {c:>{w}}" for c, w in zip(columns, widths))]
+    for index, token in enumerate(trace.tokens):
+        cells = "".join(f"  {float(row[index]):>+{w}.4f}" for row, w in zip(rows, widths))
+        lines.append(f"{index + 1:>4} {token_label(token).ljust(token_width)}{cells}")
+    return "\n".join(lines)
 
 
 def render_prediction(trace: Trace) -> Text:
@@ -85,7 +124,8 @@ def render_prediction(trace: Trace) -> Text:
 
 
 def trace_json(trace: Trace, units: list[Unit]) -> dict[str, Any]:
-    """Plain data: the tokens, each unit's value after each token, a classifier's predictions."""
+    """Plain data: the tokens, each unit's value after each token, a classifier's predictions (what
+    `classify` gives each prefix, each part's weighted logits, where the n-grams decided alone)."""
     data: dict[str, Any] = {
         "tokens": trace.tokens,
         "unknown": np.flatnonzero(trace.unknown).tolist(),
@@ -94,23 +134,42 @@ def trace_json(trace: Trace, units: list[Unit]) -> dict[str, Any]:
     }
     if trace.probabilities is not None:
         data["prediction"] = {"labels": trace.label_names,
-                              "probabilities": np.round(trace.probabilities.astype(np.float64), 6).tolist()}
+                              "probabilities": np.round(trace.probabilities.astype(np.float64), 6).tolist(),
+                              **(trace.classifier or {})}
+        if trace.parts:
+            data["prediction"]["parts"] = {name: np.round(logits.astype(np.float64), 6).tolist()
+                                           for name, logits in trace.parts.items()}
+            data["prediction"]["ngrams_alone"] = np.flatnonzero(trace.ngrams_alone).tolist()
     return data
+
+
+def prediction_how(trace: Trace) -> str:
+    """One sentence: how the charted probabilities are made (what `textgen classify` computes)."""
+    how = trace.classifier or {"features": "recurrent", "temperature": 1.0}
+    temperature = f"divided by the temperature {how['temperature']:.3g}, softmaxed"
+    if how["features"] == "recurrent":
+        return f"the recurrent encoder's logits, {temperature}."
+    if how["features"] == "ngram":
+        return f"the hashed word n-grams' logits alone (the encoder is not used), {temperature}."
+    weight = how["ngram_weight"]
+    alone = (f"; where the weighted n-gram logits lead by more than {how['decisive_margin']:.3g}, the n-grams "
+             f"decide alone, as classify does" if how["decisive_margin"] else "")
+    return (f"the recurrent encoder and the hashed word n-grams, their logits mixed as {1 - weight:.2f} × encoder + "
+            f"{weight:.2f} × n-grams, {temperature}{alone}.")
+
+
+def share_leads(trace: Trace) -> dict[str, np.ndarray]:
+    """Each part's weighted logits toward the class predicted at the end: its logit for that class
+    minus the mean of its others, after each token (their sum, over the temperature, is the lead)."""
+    final = int(trace.probabilities[-1].argmax())
+    return {name: logits[:, final] - np.delete(logits, final, axis=1).mean(axis=1)
+            for name, logits in (trace.parts or {}).items()}
 
 
 def score_json(score: UnitScore) -> dict[str, Any]:
     """One ranked unit as plain data."""
     return {"layer": score.unit.layer, "gate": score.unit.gate, "unit": score.unit.unit,
             "correlation": round(score.correlation, 6), "positions": score.positions}
-
-
-def _quantized(values: np.ndarray) -> dict[str, Any]:
-    """A gate's values (tokens, width) as 8 bits per value, each unit scaled to its own range."""
-    low, high = values.min(axis=0), values.max(axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    levels = np.round((values - low) / span * 255).astype(np.uint8).T  # (width, tokens): one unit per row
-    return {"low": low.astype(np.float64).round(6).tolist(), "high": high.astype(np.float64).round(6).tolist(),
-            "data": base64.b64encode(levels.tobytes()).decode("ascii")}
 
 
 # the prediction chart's colours: none of them red or blue, which colour the units' values
@@ -125,26 +184,26 @@ def token_label(token: str, max_chars: int = 10) -> str:
     return label if len(label) <= max_chars else label[:max_chars - 1] + "…"
 
 
-def prediction_svg(probabilities: np.ndarray, label_names: list[str], tokens: list[str]) -> str:
-    """An SVG line chart of a classifier's class probabilities (tokens, classes) after each token,
-    with axes, ticks, a legend and the tokens as labels along the bottom."""
+def line_chart(chart_id: str, title: str, series: Sequence[tuple[str, np.ndarray, str]], tokens: list[str],
+               ticks: Sequence[float], ylabel: str) -> str:
+    """An SVG line chart of `series` (label, a value after each token, colour) over the range of
+    `ticks`, with axes, ticks, a legend and the tokens as labels along the bottom."""
     left, top, plot_width, plot_height, bottom, right = 56, 12, 760, 180, 78, 110
-    count = len(tokens)
+    count, low, high = len(tokens), min(ticks), max(ticks)
     x = (lambda i: left + (i / (count - 1) if count > 1 else 0.5) * plot_width)
-    y = (lambda p: top + (1 - p) * plot_height)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="prediction-chart" role="img" '
+    y = (lambda v: top + (high - v) / (high - low) * plot_height)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="{chart_id}" role="img" '
              f'width="{left + plot_width + right}" height="{top + plot_height + bottom}" '
-             f'font-family="ui-monospace, monospace" font-size="11">',
-             '<title>the classifier\'s probability of each label, had the text ended at each token</title>']
-    for tick in (0, 0.25, 0.5, 0.75, 1):
+             f'font-family="ui-monospace, monospace" font-size="11">', f"<title>{html.escape(title)}</title>"]
+    for tick in ticks:
         parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_width}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
-                     f'stroke="#ddd"/>')
+                     f'stroke="{"#999" if tick == 0 and low < 0 else "#ddd"}"/>')
         parts.append(f'<text class="ytick" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
     parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_height}" stroke="#222"/>')
     parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_width}" y1="{top + plot_height}" '
                  f'y2="{top + plot_height}" stroke="#222"/>')
     parts.append(f'<text class="ylabel" transform="translate(14 {top + plot_height / 2}) rotate(-90)" '
-                 f'text-anchor="middle">probability</text>')
+                 f'text-anchor="middle">{html.escape(ylabel)}</text>')
     every = -(-count // CHART_LABELS)
     for i in range(0, count, every):
         parts.append(f'<line class="xtick" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{top + plot_height}" '
@@ -153,13 +212,13 @@ def prediction_svg(probabilities: np.ndarray, label_names: list[str], tokens: li
                      f'{html.escape(token_label(tokens[i]))}</text>')
     parts.append(f'<text class="xlabel" x="{left + plot_width / 2}" y="{top + plot_height + bottom - 4}" '
                  f'text-anchor="middle">token{"" if every == 1 else f" (every {every}th labelled)"}</text>')
-    for k, label in enumerate(label_names):
-        colour_k = CHART_PALETTE[k % len(CHART_PALETTE)]
-        points = " ".join(f"{x(i):.1f},{y(float(p)):.1f}" for i, p in enumerate(probabilities[:, k]))
+    for k, (label, values, colour_k) in enumerate(series):
+        clipped = np.clip(values.astype(np.float64), low, high)
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(clipped.tolist()))
         parts.append(f'<polyline class="series" points="{points}" fill="none" stroke="{colour_k}" stroke-width="2"/>')
         if count <= CHART_LABELS:
-            parts.extend(f'<circle cx="{x(i):.1f}" cy="{y(float(p)):.1f}" r="2.5" fill="{colour_k}"/>'
-                         for i, p in enumerate(probabilities[:, k]))
+            parts.extend(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colour_k}"/>'
+                         for i, v in enumerate(clipped.tolist()))
         legend_y = top + 10 + 16 * k
         parts.append(f'<line x1="{left + plot_width + 10}" x2="{left + plot_width + 30}" y1="{legend_y - 4}" '
                      f'y2="{legend_y - 4}" stroke="{colour_k}" stroke-width="3"/>')
@@ -169,185 +228,83 @@ def prediction_svg(probabilities: np.ndarray, label_names: list[str], tokens: li
     return "\n".join(parts)
 
 
+SHARE_COLOURS = {"encoder": "#555555", "n-grams": "#a6761d"}  # neither red nor blue, nor a class's colour
+
+
+def prediction_charts(trace: Trace) -> str:
+    """The classifier's part of the page: what it computes, the probability of each label had the
+    text ended at each token, the value at the end, and each part's share of the logits."""
+    probabilities, labels = trace.probabilities, trace.label_names
+    final = int(probabilities[-1].argmax())
+    ending = ", ".join(f"{label} {p:.3f}" for label, p in zip(labels, probabilities[-1].tolist()))
+    parts = [f'<h2>What the classifier says along the text</h2>\n<div id="prediction-how">The same as '
+             f'<code>textgen classify</code>: {html.escape(prediction_how(trace))}</div>',
+             f'<div>At the end of the text: <strong id="prediction-end">{html.escape(ending)}</strong>, what '
+             f'<code>textgen classify</code> says of the whole text. The chart gives what it would say had the text '
+             f'ended after each token:</div>',
+             line_chart("prediction-chart", "the classifier's probability of each label, had the text ended at "
+                        "each token", [(label, probabilities[:, k], CHART_PALETTE[k % len(CHART_PALETTE)])
+                                       for k, label in enumerate(labels)],
+                        trace.tokens, (0, 0.25, 0.5, 0.75, 1), "probability")]
+    leads = share_leads(trace)
+    if len(leads) > 1:
+        largest = max(float(np.abs(lead).max()) for lead in leads.values())
+        top = float(np.ceil(max(largest, 0.1) * 2) / 2)
+        parts += [f'<div id="shares-how">Each part\'s share: its weighted logit for {html.escape(str(labels[final]))} '
+                  f'minus its others\' (above 0 pushes toward {html.escape(str(labels[final]))}); the two add up '
+                  f'to the lead that the temperature and softmax turn into the probability above.</div>',
+                  line_chart("shares-chart", f"each part's push toward {labels[final]} along the text",
+                             [(name, lead, SHARE_COLOURS[name]) for name, lead in leads.items()], trace.tokens,
+                             (-top, -top / 2, 0, top / 2, top), f"toward {labels[final]}")]
+    return "\n".join(parts)
+
+
+def _half_floats(values: np.ndarray) -> dict[str, Any]:
+    """A gate's values (tokens, width) as half floats, one unit's run along the text after another."""
+    stored = values.astype("<f2").T.copy()  # (width, tokens)
+    return {"width": values.shape[1], "data": base64.b64encode(stored.tobytes()).decode("ascii")}
+
+
 def html_page(trace: Trace, title: str, initial: Unit, ranking: Sequence[UnitScore] = (),
               feature: str | None = None, layer: int | None = None, gate: str | None = None,
               reason: str = "") -> str:
     """One self-contained HTML page (no external resources) where the reader picks a layer, gate
-    and unit and sees the text coloured by it; it opens on `initial` and says why (`reason`), lists
-    `ranking` when given, and charts a classifier's prediction along the text. Holds only `layer` /
-    `gate` where given."""
-    layers = [{name: values for name, values in gates.items() if gate is None or name == gate}
-              if layer is None or number == layer else {} for number, gates in enumerate(trace.layers)]
+    and unit and sees the text coloured by it, every gate of that unit at any character with the
+    cell's equations filled in, and many units along the text ranked by `ranking` or a pattern; it
+    opens on `initial` and says why (`reason`), and charts a classifier's prediction (what
+    `classify` computes) along the text. Holds only `layer` where given, and only `gate` where the
+    page would otherwise hold over PAGE_VALUES values."""
+    layers = [gates if layer is None or number == layer else {} for number, gates in enumerate(trace.layers)]
     count = sum(values.size for gates in layers for values in gates.values())
+    if count > PAGE_VALUES and gate is not None:  # every gate fills the equations; where too many, --gate's only
+        layers = [{name: values for name, values in gates.items() if name == gate} for gates in layers]
+        count = sum(values.size for gates in layers for values in gates.values())
     if count > PAGE_VALUES:
         raise TextgenError(f"the page would hold {count:,} values (over {PAGE_VALUES:,}, about "
-                           f"{count * 1.4 / 1e6:.0f} MB); narrow it with --layer and --gate, or give a shorter text")
+                           f"{count * PAGE_BYTES_PER_VALUE / 1e6:.0f} MB); narrow it with --layer and --gate, "
+                           f"or give a shorter text")
+    names = set(trace.layers[0])
     data = {
         "title": title, "tokens": trace.tokens, "unknown": np.flatnonzero(trace.unknown).tolist(),
-        "layers": [{name: _quantized(values) for name, values in gates.items()} for gates in layers],
+        "cell": "lstm" if names == set(LSTM_GATES) else "gru" if names == set(GRU_GATES) else "rnn",
+        "directions": trace.directions, "sigmoid": SIGMOID_GATES, "grid_tokens": GRID_TOKENS,
+        "token_word": "character" if all(len(token) == 1 for token in trace.tokens) else "token",
+        "layers": [{name: _half_floats(values) for name, values in gates.items()} for gates in layers],
         "initial": {"layer": initial.layer, "gate": initial.gate, "unit": initial.unit},
         "reason": reason,
         "feature": FEATURES.get(feature or "", None),
         "ranking": [score_json(score) for score in ranking],
-        "prediction": None if trace.probabilities is None else
-        {"labels": trace.label_names, "probabilities": np.round(trace.probabilities.astype(np.float64), 4).tolist()},
+        "prediction": None,
     }
-    chart = "" if trace.probabilities is None else (
-        "<div>the classifier's prediction had the text ended at each token:</div>\n"
-        + prediction_svg(trace.probabilities, trace.label_names, trace.tokens))
+    if trace.probabilities is not None:
+        data["prediction"] = {
+            "labels": trace.label_names, "final": int(trace.probabilities[-1].argmax()),
+            "probabilities": np.round(trace.probabilities.astype(np.float64), 4).tolist(),
+            "shares": {name: np.round(lead, 3).tolist() for name, lead in share_leads(trace).items()},
+            "alone": [] if trace.ngrams_alone is None else np.flatnonzero(trace.ngrams_alone).tolist()}
+    charts = "" if trace.probabilities is None else prediction_charts(trace)
     # inside <script>, "<", ">" and "&" as JSON escapes: no text can close the element or open another
     payload = json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    filled = {"title": html.escape(title), "data": payload, "chart": chart}
+    filled = {"title": html.escape(title), "data": payload, "charts": charts}
     # one pass: no text is read twice
-    return re.sub(r"\{(title|data|chart)\}", lambda match: filled[match.group(1)], PAGE)
-
-
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy"
-      content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<title>{title}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.2em; }
-#controls { display: flex; gap: 1em; align-items: center; flex-wrap: wrap; margin-bottom: .8em; }
-#controls input { width: 5em; }
-#text { font-family: ui-monospace, monospace; white-space: pre-wrap; line-height: 1.5; border: 1px solid #ccc;
-        padding: .8em; max-height: 60vh; overflow-y: auto; }
-#text span { color: #000; }
-#readout, #about { font-family: ui-monospace, monospace; margin: .5em 0; min-height: 1.2em; }
-#why { margin: .3em 0; color: #555; }
-#text span.unknown, .unknown-key { text-decoration: underline wavy #222; text-underline-offset: .25em; }
-#ranking button { font-family: ui-monospace, monospace; margin: .1em; }
-#ranking button.current { font-weight: bold; }
-#legend span { display: inline-block; width: 3em; text-align: center; font-family: ui-monospace, monospace; }
-svg { border: 1px solid #ccc; margin-top: .5em; }
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<div id="controls">
-  <label>layer <select id="layer"></select></label>
-  <label>gate <select id="gate"></select></label>
-  <label>unit <input id="unit" type="number" min="0" value="0"></label>
-  <button id="previous">&larr;</button><button id="next">&rarr;</button>
-  <span id="legend"></span>
-</div>
-<div id="about"></div>
-<div id="why"></div>
-<div id="ranking"></div>
-<div id="readout">hover over the text to read the values</div>
-<div id="text"></div>
-<div id="unknown-note"></div>
-<div id="prediction">{chart}</div>
-<script type="application/json" id="data">{data}</script>
-<script>
-"use strict";
-const data = JSON.parse(document.getElementById("data").textContent);
-const count = data.tokens.length;
-const $ = (id) => document.getElementById(id);
-function element(tag, text) {
-  const made = document.createElement(tag);
-  if (text !== undefined) made.textContent = text;
-  return made;
-}
-let current = Object.assign({}, data.initial), values = null, scale = 1;
-
-function colour(value) {
-  const strength = Math.max(-1, Math.min(1, scale > 0 ? value / scale : 0));
-  const fade = Math.round(255 * (1 - 0.8 * Math.abs(strength)));
-  return strength >= 0 ? `rgb(255,${fade},${fade})` : `rgb(${fade},${fade},255)`;
-}
-function unitValues(layer, gate, unit) {
-  const stored = data.layers[layer][gate];
-  if (!stored.bytes) {
-    const raw = atob(stored.data);
-    stored.bytes = new Uint8Array(raw.length);
-    for (let i = 0; i < raw.length; i++) stored.bytes[i] = raw.charCodeAt(i);
-  }
-  const low = stored.low[unit], span = stored.high[unit] - low, out = new Float64Array(count);
-  for (let i = 0; i < count; i++) out[i] = low + stored.bytes[unit * count + i] / 255 * span;
-  return out;
-}
-const unknown = new Set(data.unknown);
-const spans = data.tokens.map((token, i) => {
-  const span = element("span", token.replace(/\\n/g, "\\u21b5\\n"));
-  if (unknown.has(i)) span.className = "unknown";
-  span.addEventListener("mouseenter", () => readout(i));
-  $("text").appendChild(span);
-  return span;
-});
-function readout(i) {
-  let line = `token ${i} ${JSON.stringify(data.tokens[i])}${unknown.has(i) ? " (unknown to the model)" : ""}: ` +
-    values[i].toFixed(4);
-  if (data.prediction) {
-    line += "   prediction: " + data.prediction.labels.map((label, k) =>
-      `${label} ${data.prediction.probabilities[i][k].toFixed(3)}`).join(", ");
-  }
-  $("readout").textContent = line;
-}
-function fillSelect(select, options, chosen) {
-  select.replaceChildren(...options.map((option) => {
-    const made = element("option", String(option));
-    made.value = option;
-    return made;
-  }));
-  select.value = chosen;
-}
-function show() {
-  const layers = data.layers.map((gates, i) => i).filter((i) => Object.keys(data.layers[i]).length);
-  fillSelect($("layer"), layers, current.layer);
-  const gates = Object.keys(data.layers[current.layer]);
-  if (!gates.includes(current.gate)) current.gate = gates[0];
-  fillSelect($("gate"), gates, current.gate);
-  const width = data.layers[current.layer][current.gate].low.length;
-  current.unit = Math.max(0, Math.min(width - 1, current.unit));
-  $("unit").max = width - 1;
-  $("unit").value = current.unit;
-  values = unitValues(current.layer, current.gate, current.unit);
-  let largest = 0;
-  for (const v of values) largest = Math.max(largest, Math.abs(v));
-  scale = largest <= 1 ? 1 : largest;
-  spans.forEach((span, i) => {
-    span.style.background = colour(values[i]);
-    span.title = values[i].toFixed(4) + (unknown.has(i) ? " (not in the model's vocabulary: read as unknown)" : "");
-  });
-  $("legend").replaceChildren(...[-1, -0.5, 0, 0.5, 1].map((f) => {
-    const s = element("span", (f * scale).toPrecision(2)); s.style.background = colour(f * scale); return s; }));
-  const ranked = data.ranking.find((r) =>
-    r.layer === current.layer && r.gate === current.gate && r.unit === current.unit);
-  $("about").textContent = `layer ${current.layer} ${current.gate} unit ${current.unit} (of ${width})` +
-    (ranked ? `: correlation ${ranked.correlation.toFixed(3)} with ${data.feature} over ` +
-              `${ranked.positions.toLocaleString("en")} positions` : "");
-  for (const button of $("ranking").querySelectorAll("button")) {
-    button.classList.toggle("current", button.dataset.key === `${current.layer}/${current.gate}/${current.unit}`);
-  }
-}
-if (data.ranking.length) {
-  $("ranking").appendChild(element("span", `units that best track ${data.feature}: `));
-  for (const r of data.ranking) {
-    const button = element("button", `layer ${r.layer} ${r.gate} ${r.unit}: r = ${r.correlation.toFixed(3)}`);
-    button.dataset.key = `${r.layer}/${r.gate}/${r.unit}`;
-    button.addEventListener("click", () => { current = {layer: r.layer, gate: r.gate, unit: r.unit}; show(); });
-    $("ranking").appendChild(button);
-  }
-}
-$("layer").addEventListener("change", (e) => { current.layer = Number(e.target.value); show(); });
-$("gate").addEventListener("change", (e) => { current.gate = e.target.value; show(); });
-$("unit").addEventListener("change", (e) => { current.unit = Number(e.target.value) || 0; show(); });
-$("previous").addEventListener("click", () => { current.unit -= 1; show(); });
-$("next").addEventListener("click", () => { current.unit += 1; show(); });
-if (data.reason) $("why").textContent = `why this unit: ${data.reason}`;
-if (unknown.size) {
-  const key = element("span", "wavy underline");
-  key.className = "unknown-key";
-  $("unknown-note").append(key, `: ${unknown.size} character${unknown.size > 1 ? "s" : ""} the model never saw ` +
-    "in training; it reads each as one unknown symbol");
-}
-show();
-</script>
-</body>
-</html>
-"""
+    return re.sub(r"\{(title|data|charts)\}", lambda match: filled[match.group(1)], PAGE)

@@ -1,5 +1,6 @@
 """An inspection at the terminal: the units --find ranked, each chosen unit's values coloured along
-the text, and a classifier's prediction token by token."""
+the text, and a classifier's prediction token by token; where colour cannot show (a pipe, NO_COLOR,
+a dumb terminal), the same as numbers, one line per token."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from textgen.lab.views import render_prediction, render_unit, score_json, trace_json
+from textgen.lab.views import colour_key, numbers_table, prediction_how, render_prediction, render_unit, score_json, \
+    trace_json
 from textgen.recipes.inspect import Inspection
 from textgen.requests import InspectRequest
 
@@ -43,7 +45,14 @@ def show_inspection(output: Console, request: InspectRequest, inspection: Inspec
         return
     if inspection.choice is not None:
         output.print(f"why this unit: {inspection.choice.reason}", markup=False, highlight=False)
-    key = "red high, blue low" + (", underlined: unknown to the model" if trace.unknown.any() else "")
+    if output.color_system is None or output.no_color:
+        what = "each unit's value" + (" and what classify says" if trace.probabilities is not None else "")
+        output.print(f"{what} after each token" + (f" (classify: {prediction_how(trace)})"
+                                                     if trace.probabilities is not None else "") + ":",
+                     markup=False, highlight=False)
+        output.print(numbers_table(trace, inspection.units), markup=False, highlight=False)
+        return
+    key = colour_key(inspection.units, bool(trace.unknown.any()))
     for unit in inspection.units:
         output.print(f"{unit} ({key}):", markup=False, highlight=False)
         output.print(render_unit(trace, unit))
