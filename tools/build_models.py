@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "bundled"
 PRETRAINED = ROOT / "textgen" / "pretrained"
+BEHAVIOUR_ROWS = 600  # template sentences per capability added to the sentiment stages' training rows
 
 # name -> how it is trained, what it is scored on, and what its card says about it.
 MODELS = {
@@ -155,6 +156,18 @@ def write_reviews_mixed(folder: Path) -> None:
                 rows = corpus.splits[split]
                 for text, label in zip(rows[corpus.text_column], rows[corpus.label_column]):
                     file.write(json.dumps({"text": text, "label": corpus.label_names[label]}) + "\n")
+
+
+def write_reviews_behaviour(folder: Path) -> None:
+    """reviews_mixed with the tuning part of the behaviour templates' sentences among its training rows
+    (textgen/classify/behaviour.py: negation, contrast, intensifiers; never a held-out template);
+    validation as reviews_mixed's, real reviews only."""
+    from textgen.classify.behaviour import training_rows
+
+    write_reviews_mixed(folder)
+    with open(folder / "train.jsonl", "a") as file:
+        for text, label in training_rows(BEHAVIOUR_ROWS):
+            file.write(json.dumps({"text": text, "label": label}) + "\n")
 
 
 def english_mix() -> tuple[list[str], list[str], list[str]]:
@@ -359,7 +372,8 @@ def main() -> None:
         command = "\n".join("    textgen train " + shlex.join(stage) for stage in stages)
         if not args.pack_only:
             for data in spec.get("prepare", []):
-                {"reviews_mixed": write_reviews_mixed, "english_mix": write_english_mix,
+                {"reviews_mixed": write_reviews_mixed, "reviews_behaviour": write_reviews_behaviour,
+                 "english_mix": write_english_mix,
                  "english_typeset": write_english_typeset}[data](RUNS / "data" / data)
             for stage in stages:
                 textgen("train", *stage)
