@@ -287,8 +287,8 @@ class MemoryRequest:
     problem, delayed recall, the embedded Reber grammar) until each solves its task on held-out
     sequences or spends its budget, and report the sequences each needed, median and range over
     seeds. The default profile trains up to 81 models (under 20 minutes on one core); --quick the
-    short lags with one seed; --profile paper the literature's budgets (hours). A field left None
-    takes the profile's value."""
+    short lags with one seed; --profile paper the literature's budgets (hours). A flag not given (a
+    field left unset in Python) takes the profile's value."""
 
     profile: str = option("default", "lags, budget and seeds at once; the flags below override it",
                           choices=("quick", "default", "paper"))

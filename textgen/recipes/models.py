@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,8 +249,41 @@ def checked_texts(texts: Any) -> list[str]:
 
 
 def models() -> dict[str, dict[str, Any]]:
-    """The bundled models by name: kind, tokenizer, parameters, bytes on disk, corpus and validation figure."""
-    return {name: {**describe_checkpoint(path), "bytes": path.stat().st_size} for name, path in bundled_models().items()}
+    """The bundled models by name: kind, tokenizer, parameters, bytes on disk, corpus, and validation: the
+    figures its card gives on each validation split for the weights as shipped."""
+    found = {}
+    for name, path in bundled_models().items():
+        found[name] = {**describe_checkpoint(path), "bytes": path.stat().st_size}
+        unit, figures = card_figures(path.with_suffix(".md"))
+        validation = {split: value for split, value in figures.items() if split.endswith(" validation")}
+        if validation:  # else the checkpoint's own figure, which describe_checkpoint gave
+            found[name]["validation"] = shown_figures(unit, validation)
+    return found
+
+
+# The card's headline table, written by tools/build_models.py: "## Figures (UNIT)", then one row per split
+# with the float32 run's figure and the shipped float16 weights' figure.
+CARD_FIGURES = re.compile(r"^## Figures \((?P<unit>[^)]+)\)\n(?P<body>.*?)(?=^## |\Z)", re.S | re.M)
+
+
+def card_figures(card: Path) -> tuple[str, dict[str, float]]:
+    """The unit ("bits per character", "accuracy") and the shipped weights' figure on each split that a
+    model card's Figures table gives ("tiny_shakespeare validation": 1.9628); no card: no figures."""
+    match = CARD_FIGURES.search(card.read_text(encoding="utf-8")) if card.is_file() else None
+    if match is None:
+        return "", {}
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in match.group("body").splitlines() if line.startswith("|")]
+    shipped = next(index for index, title in enumerate(rows[0]) if "shipped" in title)
+    return match.group("unit"), {row[0]: float(row[shipped]) for row in rows[2:]}
+
+
+def shown_figures(unit: str, figures: dict[str, float]) -> str:
+    """`figures` by split as `textgen models` shows them: "83.8% rotten_tomatoes, 93.0% imdb (accuracy)"."""
+    corpus = [split.removesuffix(" validation") for split in figures]
+    if unit == "accuracy":
+        return ", ".join(f"{value:.1%} {name}" for name, value in zip(corpus, figures.values())) + " (accuracy)"
+    return ", ".join(f"{value:.3f} {name}" for name, value in zip(corpus, figures.values())) + " (bits/char)"
 
 
 def logged_copy_checks(chunks, copies: CopyIndex):

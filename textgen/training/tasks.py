@@ -14,6 +14,7 @@ from torch import nn
 
 from textgen.data.batches import LabelledBatches, StreamBatches
 from textgen.config import FinetuneConfig, TrainConfig
+from textgen.metrics import bits_per_char
 from textgen.training.distributed import Distributed
 from textgen.training.validation import classifier_metrics, language_model_metrics
 from textgen.nn.model import State, detach_state
@@ -24,6 +25,7 @@ class LanguageModelTask:
     """Next-token prediction over TBPTT streams, with the hidden state carried between windows."""
 
     kind = "language_model"
+    loss_unit = "nats per token"  # metrics.jsonl's losses; screens show bits per character
 
     def __init__(self, train: StreamBatches, validation: StreamBatches, chars_per_token: float,
                  eval_tokens: int | None = None, label_dropout: float = 0.0, patience: int = 0):
@@ -37,6 +39,10 @@ class LanguageModelTask:
         self.window = 0
         self.state: State | None = None
         self.lr_scales = [1.0, 1.0]  # one per parameter group
+
+    def loss_record(self, loss: float) -> dict[str, Any]:
+        """A training loss as metrics.jsonl records it: in its unit, and in bits per character."""
+        return {"loss": loss, "loss_unit": self.loss_unit, "bits_per_char": bits_per_char(loss, self.chars_per_token)}
 
     def train_loss(self, model: nn.Module, device: torch.device, precision: str
                    ) -> tuple[torch.Tensor, int]:
@@ -114,6 +120,7 @@ class ClassificationTask:
     learning rates when the encoder comes from a language model; early stopping on accuracy."""
 
     kind = "classifier"
+    loss_unit = "nats per text"
 
     def __init__(self, train: LabelledBatches, validation: LabelledBatches, finetune: FinetuneConfig,
                  group_count: int, pretrained: bool, dist: Distributed):
@@ -124,6 +131,10 @@ class ClassificationTask:
         # A pretrained encoder starts frozen but for the head, then thaws one group per interval.
         gradual = pretrained and finetune.unfreeze_every > 0
         self.unfrozen = 1 if gradual else group_count
+
+    def loss_record(self, loss: float) -> dict[str, Any]:
+        """A training loss as metrics.jsonl records it, with its unit."""
+        return {"loss": loss, "loss_unit": self.loss_unit}
 
     @property
     def lr_scales(self) -> list[float]:

@@ -365,7 +365,7 @@ class _Loop:
         """Evaluate, apply the task's policy that follows (unfreezing, patience), and save best.pt on improvement."""
         metrics = self.task.evaluate(self.model, self.device, self.dist)
         self.last_eval, self.evaluated_at = {**metrics, **self.task.after_evaluation(metrics)}, self.step
-        self.log({"step": self.step, "split": "validation", **self.last_eval})
+        self.log({"step": self.step, "split": "validation", **self.last_eval, "val_loss_unit": self.task.loss_unit})
         self.reporter.evaluated(self.step, self.last_eval)
         if self.task.objective(self.last_eval) < self.best:
             self.best, self.best_metrics = self.task.objective(self.last_eval), self.last_eval
@@ -435,7 +435,7 @@ class _Loop:
                     metrics = {"loss": window_loss / window_steps, "lr": config.lr * factor,
                                "tokens_per_s": window_tokens / max(now - window_started, 1e-9)}
                     self.log({"step": self.step, "elapsed": round(self.elapsed_before + now - self.started, 3),
-                              **metrics})
+                              **metrics, **self.task.loss_record(metrics["loss"])})
                     window_started, window_tokens, window_loss, window_steps = now, 0, 0.0, 0
                 self.reporter.step(self.step, progress,
                                    {"loss": loss_value, **{k: v for k, v in metrics.items() if k != "loss"}})
