@@ -2,7 +2,8 @@
 
 A fenced block whose info string is `sh runnable` holds `textgen ...` commands (a `# comment` may
 end a line, a trailing backslash continues it); each runs in-process through `textgen.cli.main` in a
-fresh folder that holds a copy of docs/examples, and must exit 0. `sh runnable corpora` marks a
+empty folder, as a user who has only installed textgen runs it (a bare name of a file in
+textgen/examples, such as my_labels.csv, reads that example), and must exit 0. `sh runnable corpora` marks a
 block that needs the real corpora: it skips, saying why, unless TEXTGEN_DATA points at them (and
 fails instead under TEXTGEN_REQUIRE_CORPORA, as in CI). Blocks that are only `sh` are examples and
 do not run."""
@@ -13,12 +14,12 @@ import contextlib
 import os
 import re
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
 
 from textgen import cli
+from textgen.data.files import local_or_example
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -52,7 +53,6 @@ def test_runnable_block_runs_as_written(body, needs_corpora, tmp_path, monkeypat
             for flag, value in zip(argv, argv[1:]):
                 if flag == "--corpus" and not Path(value).exists():
                     corpora_dir(value)  # skips (or fails under TEXTGEN_REQUIRE_CORPORA) when it is missing
-    shutil.copytree(ROOT / "docs" / "examples", tmp_path / "docs" / "examples")
     monkeypatch.chdir(tmp_path)
     # a block not marked corpora must run without them
     changes = {"TEXTGEN_CACHE": str(tmp_path / "cache"), **({} if needs_corpora else {"TEXTGEN_DATA": None})}
@@ -105,3 +105,13 @@ def test_every_relative_link_in_the_readme_and_docs_leads_to_a_file():
                 continue
             path = (page.parent / target.split("#")[0]).resolve()
             assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
+
+
+def test_a_bare_example_name_reads_the_shipped_example_unless_a_file_of_that_name_is_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shipped = ROOT / "textgen" / "examples" / "my_labels.csv"
+    assert local_or_example("--corpus", "my_labels.csv").resolve() == shipped
+    assert local_or_example("--corpus", "data/my_labels.csv") == Path("data/my_labels.csv")  # a path stays a path
+    assert local_or_example("--corpus", "yours.csv") == Path("yours.csv")
+    (tmp_path / "my_labels.csv").write_text("text,label\nmine,pos\n")
+    assert local_or_example("--corpus", "my_labels.csv") == Path("my_labels.csv")

@@ -116,7 +116,7 @@ def a_cycle(edges: set[tuple[str, str]]) -> list[str]:
     return next((cycle for start in list(following) if (cycle := walk([start]))), [])
 
 
-EXAMPLES = PACKAGE.parent / "docs" / "examples"
+EXAMPLES = PACKAGE / "examples"
 
 
 @pytest.mark.parametrize("argv", [

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from textgen.config import DataConfig
 from textgen.errors import ConfigError, CorpusError
-from textgen.data.files import check_not_device
+from textgen.data.files import check_not_device, local_or_example
 
 if TYPE_CHECKING:  # imported where a corpus is read: `datasets` costs half a second that sampling never needs
     import datasets
@@ -128,7 +128,7 @@ def hub_offline() -> Iterator[None]:
 def local_text_bytes(config: DataConfig) -> int | None:
     """The size on disk of a local corpus's training files (a whole single file), or None for a Hub
     corpus: a cheap measure of the text before loading it."""
-    path = Path(config.corpus).expanduser()
+    path = local_or_example("--corpus", config.corpus)
     check_not_device("--corpus", path)
     if not path.exists() and config.corpus in NAMED_CORPORA:
         path = resolve_data_dir(config.data_dir) / config.corpus
@@ -153,7 +153,7 @@ def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = Non
     import datasets
     spec = config.corpus
     info = NAMED_CORPORA.get(spec)
-    path = Path(spec).expanduser()
+    path = local_or_example("--corpus", spec)
     check_not_device("--corpus", path)
     if path.exists():
         splits, line_rows, content = _load_local(path, config.encoding)
@@ -548,7 +548,7 @@ def read_texts(path: str | Path, text_column: str | None = None, encoding: str =
     per non-blank line of plain text, or one per row of a csv, json/jsonl or parquet file's text column
     (--text-column, default 'text'). The file is checked before the first text; a row without text
     there raises a CorpusError naming the row when it is reached."""
-    path = Path(path)
+    path = local_or_example("--file", str(path))
     check_not_device("--file", path)
     if not path.is_file():
         raise CorpusError(f"--file {path} does not exist; give a text, csv, jsonl or parquet file")

@@ -3,6 +3,8 @@ that refuses an output path before any work when it would replace an input or ca
 
 from __future__ import annotations
 
+import importlib.resources
+import logging
 import os
 import stat
 import sys
@@ -11,6 +13,20 @@ from pathlib import Path
 from textgen.errors import ConfigError
 
 HTML_FORMATS = ("html", "htm")
+
+log = logging.getLogger("textgen")
+
+
+def local_or_example(flag: str, spec: str) -> Path:
+    """The file or folder `spec` names; a bare name with no such file here that names an example shipped
+    in textgen/examples (my_labels.csv, my_text.txt) is that example, so the README's commands run in
+    any folder."""
+    path = Path(spec).expanduser()
+    example = importlib.resources.files("textgen") / "examples" / spec
+    if path.exists() or path.name != spec or not example.is_file():
+        return path
+    log.info("%s %s: no such file here, so the example that ships with textgen (%s)", flag, spec, example)
+    return Path(str(example))
 
 
 def image_formats() -> tuple[str, ...]:
