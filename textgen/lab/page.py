@@ -30,9 +30,9 @@ h2 { font-size: 1em; margin: 1.4em 0 .4em; }
 #ranking button.current, #units tr.current th button { font-weight: bold; }
 #equations { border-collapse: collapse; margin: .3em 0; }
 #equations td { padding: .15em .5em; vertical-align: top; white-space: nowrap; }
-#equations td.meaning { white-space: normal; min-width: 22em; }
+#equations div.meaning { white-space: normal; font-size: .85em; }
 #equations td.value { font-weight: bold; text-align: right; }
-#equations td.meaning { color: #555; font-family: system-ui, sans-serif; }
+#equations .meaning { color: #555; font-family: system-ui, sans-serif; }
 #equations tr.current td { background: #f3f0f8; }
 #in-words { margin: .4em 0; }
 .scroll { overflow-x: auto; border: 1px solid #ccc; max-height: 60vh; }
@@ -322,10 +322,10 @@ function stepRows(t) {
     }
     const kept = G("forget") * cellBefore, written = G("input") * G("candidate");
     $("in-words").textContent = `In words: the forget gate kept ${(100 * G("forget")).toFixed(1)}% of the old cell ` +
-      `${number(cellBefore)} (${number(kept)}); the input gate let in ${(100 * G("input")).toFixed(1)}% of the ` +
-      `candidate ${number(G("candidate"))} (${number(written)}); so the cell went from ${number(cellBefore)} to ` +
-      `${number(G("cell"))}, and the output gate showed ${(100 * G("output")).toFixed(1)}% of its tanh as the ` +
-      `hidden state ${number(G("hidden"))}.`;
+      `${number(cellBefore)}, that is ${number(kept)}; the input gate let in ${(100 * G("input")).toFixed(1)}% of ` +
+      `the candidate ${number(G("candidate"))}, that is ${number(written)}; so the cell went from ` +
+      `${number(cellBefore)} to ${number(G("cell"))} (${number(kept)} + ${term(written)}), and the output gate ` +
+      `showed ${(100 * G("output")).toFixed(1)}% of its tanh as the hidden state ${number(G("hidden"))}.`;
   } else if (data.cell === "gru") {
     const hiddenBefore = at("hidden", before);
     rows.push(["reset", "r_t", "σ(W_ir x_t + b_ir + W_hr h_t-1 + b_hr)", "", G("reset")],
@@ -356,9 +356,10 @@ function showStep(t) {
   $("equations").replaceChildren(...stepRows(t).map(([gate, symbol, formula, filled, value]) => {
     const tr = element("tr", undefined, gate === current.gate ? "current" : "");
     tr.dataset.gate = gate;
-    tr.append(element("td", symbol), element("td", "= " + formula),
-              element("td", filled ? "= " + filled : ""), element("td", "= " + number(value), "value"),
-              element("td", MEANING[gate] ? `${gate}: ${MEANING[gate]}` : "", "meaning"));
+    const said = element("td", "= " + formula);
+    if (MEANING[gate]) said.appendChild(element("div", `${gate}: ${MEANING[gate]}`, "meaning"));
+    tr.append(element("td", symbol), said, element("td", filled ? "= " + filled : ""),
+              element("td", "= " + number(value), "value"));
     tr.children[3].dataset.value = value;
     return tr;
   }));
