@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from textgen.cli import main
-from textgen.config import ModelConfig, to_dict
+from textgen.config import ClassifierConfig, ModelConfig, to_dict
 from textgen.data.tokenizer import CharTokenizer
 from textgen.lab.inspection import Unit, load_model, trace_text
 from textgen.lab.views import html_page
 from textgen.nn.checkpoint import save_checkpoint
-from textgen.nn.model import LanguageModel
+from textgen.nn.model import Classifier, LanguageModel
 
 CHROMIUM = shutil.which("chromium")
 try:
@@ -157,6 +157,32 @@ def test_gru_equations_are_filled_with_the_numbers_of_the_unit(browser, tmp_path
         assert shown[gate] == pytest.approx(trace.values(Unit(1, gate, 3))[10], abs=HALF)
     assert shown["hidden"] == pytest.approx((1 - shown["update"]) * shown["candidate"]
                                             + shown["update"] * shown["previous-hidden"], abs=5e-3)
+    assert not page.problems
+
+
+@pytest.mark.slow  # Chromium
+def test_a_backward_unit_steps_from_the_next_character_and_a_projection_is_named(browser, tmp_path):
+    torch.manual_seed(6)
+    tokenizer = CharTokenizer.from_texts([TEXT])
+    # tied weights with a hidden size above the embedding's: an LSTM projected to 8 wide, read both ways
+    classifier = Classifier(ModelConfig(num_layers=1, hidden_size=12, embed_size=8, tie_weights=True,
+                                        vocab_size=tokenizer.vocab_size),
+                            ClassifierConfig(label_names=["a", "b"], head_hidden=4, bidirectional=True)).eval()
+    trace = trace_text(classifier, tokenizer, TEXT)
+    assert trace.layers[0]["cell"].shape[1] == 24 and trace.layers[0]["hidden"].shape[1] == 16
+    page = open_page(browser, html_page(trace, "t", Unit(0, "cell", 20)), tmp_path)  # backward, past h's width
+    page.locator("#text span").nth(3).hover()
+    shown = equation_values(page)
+    cell = trace.values(Unit(0, "cell", 20))
+    assert shown["previous-cell"] == pytest.approx(cell[4], abs=HALF)  # read backwards: the step before is 4
+    assert "after character 5" in page.locator('#equations tr[data-gate="previous-cell"]').text_content()
+    assert shown["cell"] == pytest.approx(shown["forget"] * shown["previous-cell"] + shown["input"] * shown["candidate"],
+                                          abs=5e-3)
+    assert "hidden" not in shown and shown["unprojected"] == pytest.approx(
+        shown["output"] * math.tanh(shown["cell"]), abs=5e-3)
+    assert "which the projection mixes" in page.locator("#in-words").text_content()
+    page.locator("#text span").nth(len(TEXT) - 1).hover()  # the last character, read first: from the zero state
+    assert equation_values(page)["previous-cell"] == 0
     assert not page.problems
 
 

@@ -149,7 +149,7 @@ function colour(value, scale) {
   return strength >= 0 ? `rgb(255,${fade},${fade})` : `rgb(${fade},${fade},255)`;
 }
 const ink = (value, scale) => (scale.gate && value > 0.55 ? "#fff" : "#000");
-const number = (v) => v.toFixed(3);
+const number = (v) => (Number.isNaN(v) ? "n/a" : v.toFixed(3));
 const term = (v) => (v < 0 ? `(${number(v)})` : number(v));
 const tokenName = (i) => `${data.token_word} ${i + 1} ${JSON.stringify(data.tokens[i])}`;
 const label = (token) => token === " " ? "\u2423" : token.replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5");
@@ -297,9 +297,12 @@ function drawUnits() {
 
 function stepRows(t) {
   // the previous step: t - 1 reading forwards; t + 1 for a bidirectional layer's backward half
-  const backward = data.directions === 2 && current.unit >= widthOf(current.layer, "hidden") / 2;
+  const memory = data.cell === "lstm" ? "cell" : "hidden";  // the state carried from step to step
+  const backward = data.directions === 2 && current.unit >= widthOf(current.layer, memory) / 2;
   const before = backward ? t + 1 : t - 1, start = before < 0 || before >= count;
-  const at = (gate, i) => (i < 0 || i >= count ? 0 : unitValues(current.layer, gate, current.unit)[i]);
+  // a projected LSTM's hidden state is narrower than its cell: its unit k is not the cell's unit k
+  const at = (gate, i) => (current.unit >= widthOf(current.layer, gate) ? NaN
+    : i < 0 || i >= count ? 0 : unitValues(current.layer, gate, current.unit)[i]);
   const previous = start ? `the zero state (no ${data.token_word} before)` : `after ${tokenName(before)}`;
   const rows = [], G = (g) => at(g, t);
   if (data.cell === "lstm") {
@@ -313,10 +316,10 @@ function stepRows(t) {
               ["cell", "c_t", "f_t ⊙ c_t-1 + i_t ⊙ c~_t",
                `${number(G("forget"))} × ${term(cellBefore)} + ${number(G("input"))} × ${term(G("candidate"))}`,
                G("cell")]);
-    if (projected) {
-      rows.push(["hidden", "h_t", "W_hr (o_t ⊙ tanh(c_t)): a projection mixes every unit's o_t ⊙ tanh(c_t)",
-                 `o_t ⊙ tanh(c_t) = ${number(G("output"))} × tanh(${number(G("cell"))}) = ` +
-                 number(G("output") * Math.tanh(G("cell"))), G("hidden")]);
+    const shown = G("output") * Math.tanh(G("cell"));
+    if (projected) {  // h_t = W_hr (o_t ⊙ tanh(c_t)): this unit's part before the projection mixes them all
+      rows.push(["unprojected", "o⊙tanh(c)", "o_t ⊙ tanh(c_t), which the projection W_hr mixes with every " +
+                 "other unit's into h_t", `${number(G("output"))} × tanh(${number(G("cell"))})`, shown]);
     } else {
       rows.push(["hidden", "h_t", "o_t ⊙ tanh(c_t)", `${number(G("output"))} × tanh(${number(G("cell"))})`, G("hidden")]);
     }
@@ -325,7 +328,8 @@ function stepRows(t) {
       `${number(cellBefore)}, that is ${number(kept)}; the input gate let in ${(100 * G("input")).toFixed(1)}% of ` +
       `the candidate ${number(G("candidate"))}, that is ${number(written)}; so the cell went from ` +
       `${number(cellBefore)} to ${number(G("cell"))} (${number(kept)} + ${term(written)}), and the output gate ` +
-      `showed ${(100 * G("output")).toFixed(1)}% of its tanh as the hidden state ${number(G("hidden"))}.`;
+      `showed ${(100 * G("output")).toFixed(1)}% of its tanh, ${number(shown)}` +
+      (projected ? ", which the projection mixes with the other units'." : ", as the hidden state.");
   } else if (data.cell === "gru") {
     const hiddenBefore = at("hidden", before);
     rows.push(["reset", "r_t", "σ(W_ir x_t + b_ir + W_hr h_t-1 + b_hr)", "", G("reset")],
