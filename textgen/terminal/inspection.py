@@ -46,10 +46,9 @@ def show_inspection(output: Console, request: InspectRequest, inspection: Inspec
     if inspection.choice is not None:
         output.print(f"why this unit: {inspection.choice.reason}", markup=False, highlight=False)
     if output.color_system is None or output.no_color:
-        what = "each unit's value" + (" and what classify says" if trace.probabilities is not None else "")
-        output.print(f"{what} after each token" + (f" (classify: {prediction_how(trace)})"
-                                                     if trace.probabilities is not None else "") + ":",
-                     markup=False, highlight=False)
+        said = (f", and what classify would say had the text ended there ({prediction_how(trace)[:-1]})"
+                if trace.probabilities is not None else "")
+        output.print(f"each unit's value after each token{said}:", markup=False, highlight=False)
         output.print(numbers_table(trace, inspection.units), markup=False, highlight=False)
         return
     key = colour_key(inspection.units, bool(trace.unknown.any()))
@@ -58,7 +57,8 @@ def show_inspection(output: Console, request: InspectRequest, inspection: Inspec
         output.print(render_unit(trace, unit))
     if trace.probabilities is not None:
         final = int(trace.probabilities[-1].argmax())
-        output.print(f"the classifier's probability of {trace.label_names[final]} had the text ended at each "
-                     f"token ({trace.probabilities[0, final]:.2f} at the start, {trace.probabilities[-1, final]:.2f} "
-                     f"at the end; deeper is surer):", markup=False, highlight=False)
+        output.print(f"what classify would say had the text ended at each token, its probability of "
+                     f"{trace.label_names[final]} ({trace.probabilities[0, final]:.2f} at the start, "
+                     f"{trace.probabilities[-1, final]:.2f} at the end; deeper is surer), from "
+                     f"{prediction_how(trace)}", markup=False, highlight=False)
         output.print(render_prediction(trace))
