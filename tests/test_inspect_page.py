@@ -161,6 +161,18 @@ def test_gru_equations_are_filled_with_the_numbers_of_the_unit(browser, tmp_path
 
 
 @pytest.mark.slow  # Chromium
+def test_a_plain_rnn_shows_its_one_equation(browser, tmp_path):
+    model, tokenizer = tiny_model("rnn")
+    trace = trace_text(model, tokenizer, TEXT)
+    page = open_page(browser, html_page(trace, "t", Unit(0, "hidden", 1)), tmp_path)
+    page.locator("#text span").nth(2).hover()
+    hidden = trace.values(Unit(0, "hidden", 1))
+    assert equation_values(page) == pytest.approx({"previous-hidden": hidden[1], "hidden": hidden[2]}, abs=HALF)
+    assert 'h_t-1= the state one step before: after character 2 "O"' in page.locator("#equations").text_content()
+    assert not page.problems
+
+
+@pytest.mark.slow  # Chromium
 def test_a_backward_unit_steps_from_the_next_character_and_a_projection_is_named(browser, tmp_path):
     torch.manual_seed(6)
     tokenizer = CharTokenizer.from_texts([TEXT])

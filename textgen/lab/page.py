@@ -107,8 +107,8 @@ const MEANING = {
   reset: "how much of the previous state the candidate reads (0 none, 1 all)",
   update: "how much of the previous state is kept (1 keep it, 0 take the candidate)",
 };
-const SYMBOL = data.cell === "gru" ? {reset: "r", update: "z", candidate: "n", hidden: "h"}
-  : {input: "i", forget: "f", candidate: "c~", cell: "c", output: "o", hidden: "h"};
+const SYMBOL = {gru: {reset: "r", update: "z", candidate: "n", hidden: "h"}, rnn: {hidden: "h"},
+                lstm: {input: "i", forget: "f", candidate: "c~", cell: "c", output: "o", hidden: "h"}}[data.cell];
 
 // the values are stored as IEEE half floats, one unit's run along the text after another
 const HALF = new Float32Array(65536);
@@ -343,7 +343,8 @@ function stepRows(t) {
       `${number(hiddenBefore)} and took ${(100 * (1 - G("update"))).toFixed(1)}% of the candidate ` +
       `${number(G("candidate"))}, so the state went from ${number(hiddenBefore)} to ${number(G("hidden"))}.`;
   } else {
-    rows.push(["hidden", "h_t", "tanh(W_ih x_t + b_ih + W_hh h_t-1 + b_hh)", "", G("hidden")]);
+    rows.push(["previous-hidden", "h_t-1", "the state one step before: " + previous, "", at("hidden", before)],
+              ["hidden", "h_t", "tanh(W_ih x_t + b_ih + W_hh h_t-1 + b_hh)", "", G("hidden")]);
     $("in-words").textContent = "";
   }
   return rows;
