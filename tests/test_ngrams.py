@@ -19,7 +19,7 @@ from textgen.classify.predict import predict
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
 from textgen.metrics import expected_calibration_error
 from textgen.nn.model import Classifier, lead
-from textgen.data.ngrams import negate_scopes, ngram_bags, ngram_buckets, words
+from textgen.data.ngrams import UNBOUNDED, negate_scopes, ngram_bags, ngram_buckets, words
 from textgen.data.tokenizer import text_slices
 from textgen.classify.stacking import fit_mixture, train_ngrams
 from textgen.data.tokenizer import CharTokenizer
@@ -68,13 +68,24 @@ def test_character_ngrams_let_related_words_share_buckets():
 def test_negated_words_say_nothing_of_their_plain_meaning_until_the_scope_ends():
     assert negate_scopes(words("Not bad at all, but I don't like it. Never boring")) == ([
         "not", "\u00acbad", "\u00acat", "\u00acall", ",", "but", "i", "don", "'", "t", "\u00aclike", "\u00acit", ".",
-        "never", "\u00acboring"], True)
+        "never", "\u00acboring"], UNBOUNDED - 1)
     bad = set(ngram_buckets("bad", 1 << 30, 1, 5, negation=True).tolist())
     assert bad == set(ngram_buckets("bad", 1 << 30, 1, 5).tolist())  # nothing to negate: as before
     # negated, "bad" shares neither its word nor its subwords' buckets; after the full stop, both again
     assert not bad & set(ngram_buckets("not bad", 1 << 30, 1, 5, negation=True).tolist())
     assert bad & set(ngram_buckets("not bad", 1 << 30, 1, 5).tolist()) == bad
     assert bad <= set(ngram_buckets("not good. bad", 1 << 30, 1, 5, negation=True).tolist())
+
+
+def test_a_bounded_negation_scope_ends_after_its_words_or_at_punctuation_whichever_comes_first():
+    marked, left = negate_scopes(words("I did not find the film bad, at all"), max_words=2)
+    assert marked == ["i", "did", "not", "\u00acfind", "\u00acthe", "film", "bad", ",", "at", "all"] and left == 0
+    marked, left = negate_scopes(words("never bad"), max_words=3)
+    assert marked == ["never", "\u00acbad"] and left == 2  # the scope goes on into the next slice
+    assert negate_scopes(words("not, bad"), max_words=3) == (["not", ",", "bad"], 0)
+    three = set(ngram_buckets("not the film bad", 1 << 30, 1, negation=True, negation_words=3).tolist())
+    two = set(ngram_buckets("not the film bad", 1 << 30, 1, negation=True, negation_words=2).tolist())
+    assert set(ngram_buckets("bad", 1 << 30, 1).tolist()) <= two and not set(ngram_buckets("bad", 1 << 30, 1)) & three
 
 
 def test_expected_calibration_error_is_the_gap_between_confidence_and_accuracy_per_bin():
@@ -340,10 +351,10 @@ def test_a_long_text_read_in_slices_lands_in_the_buckets_it_lands_in_whole(monke
     rng = random.Random(0)
     vocabulary = ["not", "bad", "don't", "like", "it", "good", ",", ".", "never", "boring", "at", "all", "a\nb"]
     text = " ".join(rng.choice(vocabulary) for _ in range(3000))
-    whole = {(chars, negation): ngram_buckets(text, 1 << 20, 3, chars, negation) for chars in (0, 5)
-             for negation in (False, True)}
+    settings = [(chars, negation, words) for chars in (0, 5) for negation, words in ((False, 0), (True, 0), (True, 2))]
+    whole = {setting: ngram_buckets(text, 1 << 20, 3, *setting) for setting in settings}
     for size in (7, 40, 333):
         monkeypatch.setattr(tokenizer, "SLICE_CHARS", size)
         assert len(list(text_slices(text))) > 10
-        for (chars, negation), expected in whole.items():
-            assert np.array_equal(ngram_buckets(text, 1 << 20, 3, chars, negation), expected), (size, chars, negation)
+        for setting, expected in whole.items():
+            assert np.array_equal(ngram_buckets(text, 1 << 20, 3, *setting), expected), (size, setting)

@@ -411,6 +411,8 @@ class ClassifierConfig:
     ngram_weight: float = option(0.5, "--features both: logits = (1 - w) * recurrent + w * n-grams; fitted on "
                                       "validation, never typed", low=0.0, high=1.0)
     temperatures: tuple[float, ...] = option((1.0, 1.0, 1.0), "the logits of each --features choice (recurrent, "
+    negation_words: int = option(0, "with --negation: a scope ends after this many words at most (0: at the next "
+                                    "punctuation mark or 'but' only)", low=0, high=100)
                                                               "ngram, both) are divided by its temperature before "
                                                               "the softmax; fitted on validation, never typed",
                                              above=0.0)

@@ -166,6 +166,7 @@ def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, class
     config = dataclasses.replace(base.config, features="recurrent", ngram_buckets=classifier_config.ngram_buckets,
                                  ngram_max=classifier_config.ngram_max, char_ngrams=classifier_config.char_ngrams,
                                  negation=classifier_config.negation,
+                                 negation_words=classifier_config.negation_words,
                                  max_len=classifier_config.max_len,
                                  long_text=classifier_config.long_text)
     model = Classifier(base.model_config, config)

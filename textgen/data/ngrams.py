@@ -32,6 +32,7 @@ NEGATIONS = frozenset({"not", "no", "never", "nothing", "nobody", "none", "nor",
                        "hardly"})
 SCOPE_ENDS = frozenset({".", ",", "!", "?", ";", ":", "(", ")", "but", "however", "although", "though"})
 NEGATED = "\u00ac"  # ¬, a symbol: WORD splits it off, so no word of a text starts with it
+UNBOUNDED = 1 << 62  # words left in a scope that only punctuation ends
 
 
 def words(text: str) -> list[str]:
@@ -39,22 +40,25 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-def negate_scopes(tokens: list[str], in_scope: bool = False, before: str = "") -> tuple[list[str], bool]:
+def negate_scopes(tokens: list[str], scope_left: int = 0, before: str = "", max_words: int = 0
+                  ) -> tuple[list[str], int]:
     """`tokens` with each word in a negation's scope marked ("n't" splits as "'", "t"): "not bad at all"
-    -> "not ¬bad ¬at ¬all", so that "bad" counts for a negative text only where it is not negated; and
-    whether a scope is still open at the end. `in_scope` and `before` (the token before the first)
-    carry a scope over from an earlier slice of the same text."""
+    -> "not ¬bad ¬at ¬all", so that "bad" counts for a negative text only where it is not negated; a
+    scope ends at the next punctuation mark or contrast, or after `max_words` words (0: no limit).
+    Returns the words still to mark at the end (0: no scope open). `scope_left` and `before` (the
+    token before the first) carry a scope over from an earlier slice of the same text."""
     marked = []
     for index, token in enumerate(tokens):
         if token in SCOPE_ENDS:
-            in_scope = False
+            scope_left = 0
             marked.append(token)
             continue
-        marked.append(NEGATED + token if in_scope else token)
+        marked.append(NEGATED + token if scope_left else token)
+        scope_left = max(scope_left - 1, 0)
         previous = tokens[index - 1] if index else before
         if token in NEGATIONS or (token == "t" and previous in ("'", "\u2019")):
-            in_scope = True
-    return marked, in_scope
+            scope_left = max_words or UNBOUNDED
+    return marked, scope_left
 
 
 def word_hash(word: str) -> int:
@@ -72,19 +76,21 @@ def subword_hashes(word: str, max_chars: int) -> np.ndarray:
     return np.fromiter((word_hash("\0" + piece) for piece in pieces), dtype=np.uint64, count=len(pieces))
 
 
-def ngram_buckets(text: str, buckets: int, max_n: int, max_chars: int = 0, negation: bool = False) -> np.ndarray:
+def ngram_buckets(text: str, buckets: int, max_n: int, max_chars: int = 0, negation: bool = False,
+                  negation_words: int = 0) -> np.ndarray:
     """The distinct buckets (int64, sorted) of the word 1..max_n-grams of `text`, and of its words'
     character 3..max_chars-grams (0: none), with negation scopes marked if `negation` (a negated word
-    then has no subwords: they would carry its plain meaning); empty when it has no words. A long
-    text is read a slice at a time (`text_slices`), its n-grams and scopes carried across the cuts."""
-    found, carried, in_scope, last = [], [], False, ""
+    then has no subwords: they would carry its plain meaning), each at most `negation_words` long (0:
+    to the next punctuation mark); empty when it has no words. A long text is read a slice at a time
+    (`text_slices`), its n-grams and scopes carried across the cuts."""
+    found, carried, scope_left, last = [], [], 0, ""
     for piece in text_slices(text):
         tokens = words(piece)
         if not tokens:
             continue
         raw_last = tokens[-1]
         if negation:
-            tokens, in_scope = negate_scopes(tokens, in_scope, last)
+            tokens, scope_left = negate_scopes(tokens, scope_left, last, negation_words)
         found.append(_slice_buckets(carried, tokens, buckets, max_n, max_chars))
         carried, last = (carried + tokens)[-(max_n - 1):] if max_n > 1 else [], raw_last
     return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
