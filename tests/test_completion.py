@@ -3,6 +3,7 @@
 
 import itertools
 import json
+import math
 import os
 import re
 import select
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from textgen.cli import main
-from textgen.generate.completion import complete, is_word_char
+from textgen.generate.completion import LINE_CHARS, Completion, complete, is_word_char
 from textgen.config import ModelConfig
 from textgen.generate.scoring import score
 from textgen.nn.model import LanguageModel
@@ -79,6 +80,76 @@ def test_a_line_completion_ends_at_the_newline(tokenizer):
     assert completions and all("\n" not in c.text for c in completions)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_finished_word_gets_only_completions_that_begin_a_new_word(tokenizer, seed):
+    # issue 32: after "man" was picked, the choices were "manner" and "many"
+    model = tiny(tokenizer, seed)
+    completions = complete(model, tokenizer, "ba a", top=5, beam_width=1000, max_tokens=4, new_word=True)
+    expected = [(text, p) for text, p in brute_force(model, tokenizer, "ba a", 3) if not is_word_char(text[0])][:5]
+    assert [c.text for c in completions] == [text for text, _ in expected]
+    assert [c.probability for c in completions] == pytest.approx([p for _, p in expected], rel=1e-4)
+    assert any(is_word_char(c.text[0]) for c in complete(model, tokenizer, "ba a", top=5))  # open: it may go on
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_line_completions_are_the_likeliest_lines_per_character(tokenizer, seed):
+    # issue 32: ranked by probability, the lines were one word long, all "0.0%"
+    model = tiny(tokenizer, seed)
+    before = score(model, tokenizer, "ab")["log_prob"]
+    lines = {}
+    for length in range(1, 4):
+        for chars in itertools.product(CHARS.replace("\n", ""), repeat=length):
+            text = "".join(chars)
+            lines[text] = math.exp(score(model, tokenizer, "ab" + text + "\n")["log_prob"] - before)
+    expected = sorted(lines, key=lambda text: lines[text] ** (1 / (len(text) + 1)), reverse=True)[:5]
+    completions = complete(model, tokenizer, "ab", top=5, until="line", beam_width=1000, max_tokens=4)
+    assert [c.text for c in completions] == expected
+    assert [c.probability for c in completions] == pytest.approx([lines[text] for text in expected], rel=1e-4)
+    assert [c.per_char for c in completions] == sorted((c.per_char for c in completions), reverse=True)
+
+
+def test_english_completes_a_line_to_its_end_with_its_probability_per_character(capsys):
+    assert main(["complete", "--until", "line", "It was a dark and stormy night", "--json"]) == 0
+    completions = json.loads(capsys.readouterr().out)["completions"]
+    assert len(completions) == 5 and len({c["text"] for c in completions}) == 5
+    for completion in completions:  # whole lines, not the first word's end
+        assert len(completion["text"].split()) >= 3 and not set(completion["text"]) & set("\r\n")
+        assert len(completion["text"]) <= LINE_CHARS + 30
+        assert completion["per_char"] == pytest.approx(completion["probability"] ** (1 / (len(completion["text"]) + 1)))
+        assert 0.3 < completion["per_char"] < 1
+    assert main(["complete", "--until", "line", "It was a dark and stormy night"]) == 0
+    table = capsys.readouterr().out
+    assert "per char" in table and "0.0%" not in table
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_the_completion_table_fits_the_screen_and_shows_the_prefix_from_a_words_start(width):
+    import io
+
+    from rich.console import Console
+
+    from textgen.terminal.render import print_completions
+
+    prefix = "It was a dark and stormy night, and the rain fell in torr"
+    completions = [Completion("ents", 0.4), Completion("id", 0.2), Completion("ential", 3e-9)]
+    screen = io.StringIO()
+    print_completions(Console(file=screen, width=width), prefix, completions, as_json=False)
+    lines = screen.getvalue().splitlines()
+    assert all(len(line) <= width for line in lines)
+    for completion, line in zip(completions, lines[1:]):
+        shown = re.search(r"^\s*\d+\s+(.*?)\s+(\S+)\s*$", line)
+        assert shown.group(1).endswith("torr" + completion.text)
+        assert shown.group(1) == prefix + completion.text or re.fullmatch(r"\u2026 \w.*", shown.group(1))
+    assert lines[3].split()[-1] == "3e-09"  # not 0.0%
+    screen = io.StringIO()
+    long_line = Completion("ents, and the wind blew " * 5, 1e-30)
+    print_completions(Console(file=screen, width=width), prefix, [long_line], as_json=False, per_char=True)
+    shown = screen.getvalue()
+    assert all(len(line) <= width for line in shown.splitlines())
+    assert re.sub(r"\s+", "", long_line.text) in re.sub(r"\s+|\d+(\.\d)?%|1e-30|\u2026|#|completion|probability|per char",
+                                                          "", shown)
+
+
 def test_subword_completions_are_merged_into_distinct_texts(capsys):
     assert main(["complete", "--model", "reviews", "This movie was absol", "--top", "4", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -123,7 +194,7 @@ def test_picking_typing_and_letting_the_model_go_on_in_a_real_terminal():
     os.close(follower)
     try:
         read_until(leader, "prompt> ")
-        os.write(leader, b"I will not bre\n")
+        os.write(leader, b"I will not bre+\n")  # + keeps the word open
         shown = read_until(leader, "or quit> ")
         picked = re.search(r"1\s+.*?I will not bre(\w+)", shown).group(1)
         os.write(leader, b"1\n")
@@ -149,7 +220,7 @@ def test_choices_take_any_typed_digit_as_text_and_print_the_whole_text_at_the_en
     monkeypatch.setattr(sys, "stdin", io.StringIO(f"ROMEO:\n²\n①\n{long_part}\n"))  # then EOF
     assert main(["sample", "--model", "shakespeare", "--interactive", "--choices", "3", "--length", "5"]) == 0
     out = capsys.readouterr().out
-    assert out.endswith("ROMEO:²①" + long_part + "\n")
+    assert out.endswith("ROMEO: ² ① " + long_part + "\n")  # each typed word a word of its own
 
 
 def test_a_number_that_is_no_choice_is_refused_not_added_as_text(monkeypatch, capsys):
@@ -191,3 +262,20 @@ def test_a_space_typed_after_a_word_completes_the_next_word_on_a_subword_model()
     plain = [c for c in generator.complete("This movie was", top=20) if c.text.startswith(" ")][:5]
     assert [c.text for c in spaced] == [c.text[1:] for c in plain]
     assert [round(c.probability, 4) for c in spaced] == [round(c.probability, 4) for c in plain]
+
+
+@pytest.mark.parametrize("text, answer, expected", [
+    ("I have been", "lost", ("I have been lost", False)),  # issue 32: "beenlost"
+    ("I have been", " lost", ("I have been lost", False)),
+    ("Hello", ", said", ("Hello, said", False)),
+    ("Hello.", "The", ("Hello. The", False)),
+    ("He said (", "quietly", ("He said (quietly", False)),
+    ("The", "lo+", ("The lo", True)),
+    ("man", "+ner", ("manner", False)),
+    ("man", "+", ("man", True)),
+    ("", "Hel+", ("Hel", True)),
+])
+def test_typed_text_is_a_new_word_unless_a_plus_joins_it_or_keeps_it_open(text, answer, expected):
+    from textgen.terminal.interactive import add_typed
+
+    assert add_typed(text, answer) == expected

@@ -15,7 +15,7 @@ from textgen.errors import ConfigError
 from textgen.lab.cells import ArticleGRU, ArticleLSTM
 from textgen.lab.memory import (CELLS, PROFILES, REBER_SYMBOLS, TASKS, LagModel, MemoryConfig, Result, adding_problem,
                             delayed_recall, embedded_reber, middle, reach, run_benchmark, score, skipped, summarize,
-                            train_to_criterion)
+                            train_to_criterion, verdicts)
 from textgen.nn.model import LanguageModel
 from textgen.generate.sampling import Stepper
 
@@ -256,7 +256,7 @@ def test_memory_prints_json_with_every_check_and_draws_the_plot(tmp_path, capsys
                  "--check-every", "160", "--hidden", "8", "--seeds", "0", "1", "--lr", "0.02", "--json",
                  "--plot", str(plot)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"config", "results", "summary", "solved", "beat", "skipped"}
+    assert set(result) == {"config", "results", "summary", "solved", "beat", "verdicts", "skipped"}
     assert result["config"]["lr"] == 0.02 and result["config"]["hidden_size"] == 8 and result["config"]["threads"] == 1
     ran = {(r["cell"], r["lag"], r["seed"]) for r in result["results"]}
     assert ran | {(s["cell"], s["lag"], seed) for s in result["skipped"] for seed in (0, 1)} == {
@@ -270,11 +270,57 @@ def test_memory_prints_json_with_every_check_and_draws_the_plot(tmp_path, capsys
 
 def test_memory_prints_a_table_of_sequences_needed_and_the_settings(capsys):
     assert main(["memory", "--tasks", "reber", "--cells", "gru", "--lags", "5", "--budget", "64", "--check-every",
-                 "32", "--hidden", "4", "--seeds", "0"]) == 0
+                 "32", "--hidden", "4", "--seeds", "0", "-v"]) == 0
     captured = capsys.readouterr()
     assert re.search(r"reber\s+│\s+gru\s+│\s+5", captured.out) and "not within 0.064k" in captured.out
     assert "4 units, Adam lr 0.01, batch 32, init chrono, budget 64 sequences" in captured.out
     assert "reber gru lag 5 seed 0: beat the baseline after" in captured.err
+
+
+def test_memory_logs_a_few_lines_and_each_model_only_with_v(capsys):
+    # issue 32: --quick logged a wrapped line per model, 71 lines before the table
+    argv = ["memory", "--tasks", "recall", "reber", "--cells", "rnn", "gru", "--lags", "5", "10", "--budget", "64",
+            "--check-every", "32", "--hidden", "4", "--seeds", "0", "1"]
+    assert main(argv) == 0
+    quiet = capsys.readouterr().err
+    assert main([*argv, "-v"]) == 0
+    verbose = capsys.readouterr().err
+    assert "seed 0: beat the baseline after" not in quiet and quiet.startswith("INFO     training 16 models")
+    assert re.search(r"trained \d+ models in \d+ s", quiet) and quiet.count("INFO") == 2
+    assert verbose.count("seed 1: beat the baseline after") == verbose.count("seed 0: beat the baseline after") >= 4
+
+
+def memory_results(budget: int, lstm_solves_at_100: bool) -> list[Result]:
+    """recall, three seeds: the gru solves every lag; the lstm T=10 and 30, and T=100 as told; the rnn nothing."""
+    def result(cell, lag, seed, solved):
+        return Result("recall", cell, lag, seed, "accuracy", 1.0, 0.125, 1.0 if solved else 0.0, solved, solved,
+                      solved or budget, 1.0)
+
+    return ([result("gru", lag, seed, 1600) for lag in (10, 30, 100) for seed in (0, 1, 2)]
+            + [result("lstm", lag, seed, 1600 if lag < 100 or lstm_solves_at_100 else None) for lag in (10, 30, 100)
+               for seed in (0, 1, 2)]
+            + [result("rnn", 10, seed, None) for seed in (0, 1, 2)])
+
+
+def test_a_lag_not_solved_within_a_budget_under_the_default_is_undecided_not_failed(capsys):
+    from textgen.terminal.render import print_memory
+
+    quick = MemoryConfig(tasks=("recall",), cells=("rnn", "gru", "lstm"), **PROFILES["quick"])
+    summaries = summarize(memory_results(quick.budget, lstm_solves_at_100=False))
+    found = {v.cell: (v.solved_to, v.stopped_at, v.undecided) for v in verdicts(quick, summaries)}
+    assert found == {"gru": (100, None, False), "lstm": (30, 100, True), "rnn": (None, 10, True)}
+    print_memory(quick, summaries, memory_results(quick.budget, False))
+    out = capsys.readouterr().out
+    assert "with a budget of 12,800 sequences per model: too few sequences to call a failure" in out
+    assert ("  recall: gru solved to T=100; lstm solved to T=30, T=100 undecided within the quick budget; "
+            "rnn T=10 undecided within the quick budget") in out
+
+    default = MemoryConfig(tasks=("recall",), cells=("rnn", "gru", "lstm"))
+    results = memory_results(default.budget, lstm_solves_at_100=True)
+    print_memory(default, summarize(results), results)
+    out = capsys.readouterr().out
+    assert "undecided" not in out and "too few" not in out
+    assert "  recall: gru solved to T=100; lstm solved to T=100; rnn not T=10 within 200k" in out
 
 
 def test_the_paper_profile_dry_run_shows_its_budget_without_training(capsys):

@@ -60,7 +60,7 @@ def complete_command(request, args: argparse.Namespace, console: Console) -> Exi
     from textgen.recipes.complete import run
     from textgen.terminal.render import print_completions
 
-    print_completions(Console(soft_wrap=True), request.prefix, run(request), args.json)
+    print_completions(Console(soft_wrap=True), request.prefix, run(request), args.json, request.until == "line")
     return ExitStatus.SUCCESS
 
 
@@ -93,7 +93,7 @@ def memory_command(request, args: argparse.Namespace, console: Console) -> ExitS
     from textgen.recipes.memory import draw, run
     from textgen.terminal.render import log_memory_result, show_benchmark
 
-    benchmark = run(request, log_memory_result)
+    benchmark = run(request, log_memory_result if args.verbose else None)
     show_benchmark(benchmark, args.json)  # the results first: a plot that cannot be written loses nothing
     if request.plot and not request.dry_run:
         draw(request, benchmark)

@@ -15,6 +15,7 @@ from textgen.errors import one_line
 from textgen.requests import JOBS as COMMANDS, NEVER_TYPED, TRAIN_CONFIGS, TrainRequest
 
 PRINTS_JSON = {"sample", "complete", "classify", "eval", "memory", "inspect"}
+LOGS_EACH_MODEL = {"memory"}  # many models trained: a log line each only when asked (-v)
 _PARSE = {"int": int, "float": float, "str": str}
 # a shell passes --stop "\n\n" as backslashes and n's: typed stop texts mean what they show
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
             add_fields(sub, request_type, title="options")
         if name in PRINTS_JSON:
             sub.add_argument("--json", action="store_true", help="print JSON instead of text")
+        if name in LOGS_EACH_MODEL:
+            sub.add_argument("-v", "--verbose", action="store_true", help="log each model's result as it ends")
     return parser
 
 
@@ -83,7 +86,7 @@ def request_of(args: argparse.Namespace) -> Any:
     """The request the parsed `args` make, checked."""
     request_type = COMMANDS[args.command]
     typed = {name: tuple(value) if isinstance(value, list) else value for name, value in vars(args).items()
-             if value is not None and name not in ("command", "traceback", "json")}
+             if value is not None and name not in ("command", "traceback", "json", "verbose")}
     if request_type is TrainRequest:
         return TrainRequest(typed)
     names = {spec.name for spec in dataclasses.fields(request_type)}

@@ -443,6 +443,37 @@ def reach(summaries: list[Summary], criterion: str = "solved") -> dict[str, dict
     return longest
 
 
+# the default profile's budget: within it the gated cells solved every task up to T=100 on every
+# seed, the slowest after 126,400 sequences (docs/memory.md); a cell that runs out of a smaller
+# budget may yet solve its task, so its failure is not called
+DECISIVE_BUDGET = 200_000
+
+
+@dataclass
+class Verdict:
+    """How far one cell got on one task: the longest lag it solved, from the shortest up."""
+
+    task: str
+    cell: str
+    solved_to: int | None
+    """the longest lag most seeds solved, before the first they did not (None: not even the shortest)"""
+    stopped_at: int | None
+    """the first lag most seeds did not solve within the budget (None: they solved every lag)"""
+    undecided: bool
+    """it stopped within a budget under DECISIVE_BUDGET, too small to call that a failure"""
+
+
+def verdicts(config: MemoryConfig, summaries: list[Summary]) -> list[Verdict]:
+    """Each (task, cell)'s verdict, in the order of `reach`."""
+    found = []
+    for task, cells in reach(summaries, "solved").items():
+        for cell, solved_to in cells.items():
+            stopped_at = next((lag for lag in config.lags if solved_to is None or lag > solved_to), None)
+            found.append(Verdict(task, cell, solved_to, stopped_at,
+                                 stopped_at is not None and config.budget < DECISIVE_BUDGET))
+    return found
+
+
 def check_plot_path(path: str) -> None:
     """Raise a one-line error, before any training, when `--plot path` cannot be written."""
     try:
@@ -476,10 +507,10 @@ def plot(summaries: list[Summary], path: str) -> None:
 
 
 def to_json(config: MemoryConfig, results: list[Result]) -> dict:
-    """The config, every run with its checks, the summaries over seeds and the longest lags
-    solved and beaten, as plain data."""
+    """The config, every run with its checks, the summaries over seeds, the longest lags solved and
+    beaten and each cell's verdict, as plain data."""
     summaries = summarize(results)
     return {"config": dataclasses.asdict(config), "results": [dataclasses.asdict(r) for r in results],
             "summary": [dataclasses.asdict(s) for s in summaries], "solved": reach(summaries, "solved"),
-            "beat": reach(summaries, "beat"),
+            "beat": reach(summaries, "beat"), "verdicts": [dataclasses.asdict(v) for v in verdicts(config, summaries)],
             "skipped": [{"task": task, "cell": cell, "lag": lag} for task, cell, lag in skipped(config, results)]}

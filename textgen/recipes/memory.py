@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,8 +45,10 @@ def run(request: MemoryRequest, report: Callable[[Result], None] | None = None) 
     if request.dry_run:
         return benchmark
     log.info("training %s", benchmark.plan)
+    started = time.perf_counter()
     benchmark.results = run_benchmark(config, report or (lambda result: None))
     benchmark.summaries = summarize(benchmark.results)
+    log.info("trained %d models in %.0f s", len(benchmark.results), time.perf_counter() - started)
     return benchmark
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # imported where used, so that `textgen --help` loads no torch
-    from textgen.lab.memory import MemoryConfig, Result, Summary
+    from textgen.lab.memory import MemoryConfig, Result, Summary, Verdict
 
 log = logging.getLogger("textgen")
 
@@ -175,22 +176,44 @@ def print_predictions(output: Console, predictions: list, as_json: bool, header:
 SHOWN_CHARS = 2_000  # of a text in the table of labels
 
 
-def print_completions(output: Console, prefix: str, completions: list, as_json: bool) -> None:
-    """`completion.Completion`s of `prefix` as one JSON object, or a numbered table: the prefix's
-    last characters, then each completion in bold, with its probability."""
+def print_completions(output: Console, prefix: str, completions: list, as_json: bool, per_char: bool = False) -> None:
+    """`completion.Completion`s of `prefix` as one JSON object, or a numbered table as wide as the
+    screen: the end of the prefix's last line (from a word's start), then each completion in bold,
+    with its probability and, with `per_char` (lines), its probability per character."""
     if as_json:
-        print(json.dumps({"prefix": prefix, "completions": [{"text": c.text, "probability": c.probability}
-                                                             for c in completions]}), flush=True)
+        print(json.dumps({"prefix": prefix, "completions": [
+            {"text": c.text, "probability": c.probability, "per_char": c.per_char} for c in completions]}), flush=True)
         return
-    tail = prefix.splitlines()[-1][-30:] if prefix.strip("\n") else ""
+    shown = [re.sub(r"\r?\n|\r", "\u21b5", c.text) for c in completions]
+    numbers = [f"{c.probability:.1%}" if c.probability >= 0.001 else f"{c.probability:.0e}" for c in completions]
+    columns = {"#": len(str(len(completions))), "probability": len("probability")}
+    if per_char:
+        columns["per char"] = len("per char")
+    # each column is padded by a space on either side; the prefix's end gets what the completions leave
+    room = output.width - sum(columns.values()) - 2 * (len(columns) + 1) - max(map(len, shown), default=0)
+    tail = _line_end(prefix, min(room, 50))
     table = Table(box=None)
     table.add_column("#", justify="right")
-    table.add_column("completion")
+    table.add_column("completion", overflow="fold")
     table.add_column("probability", justify="right")
-    for number, completion in enumerate(completions, 1):
-        shown = Text(tail, style="dim") + Text(completion.text.replace("\n", "\u21b5"), style="bold")
-        table.add_row(str(number), shown, f"{completion.probability:.1%}")
+    if per_char:
+        table.add_column("per char", justify="right")
+    for number, (completion, text, probability) in enumerate(zip(completions, shown, numbers), 1):
+        row = [str(number), Text(tail, style="dim") + Text(text, style="bold"), probability]
+        table.add_row(*row, *([f"{completion.per_char:.1%}"] if per_char else []))
     output.print(table)
+
+
+def _line_end(text: str, room: int) -> str:
+    """The end of `text`'s last line in at most `room` characters, from the start of a word, after
+    an ellipsis where it is cut; nothing where too little room is left for a word."""
+    line = re.split(r"\r?\n|\r", text)[-1]
+    if len(line) <= room:
+        return line
+    if room < 6:
+        return ""
+    cut = line[len(line) - room + 1:]
+    return "\u2026" + (cut[cut.index(" "):] if " " in cut else cut)
 
 
 def print_classifier_metrics(output: Console, metrics: dict[str, Any]) -> None:
@@ -224,8 +247,9 @@ def print_models(models: dict[str, dict[str, Any]]) -> None:
 
 def print_memory(config: MemoryConfig, summaries: list[Summary], results: list[Result]) -> None:
     """The sequences each cell needed at each lag to beat the baseline and to solve the task
-    (median, range over the seeds that did), its final skill, and the settings behind them."""
-    from textgen.lab.memory import ADDING_TOLERANCE, BEATS_BASELINE, reach, skipped
+    (median, range over the seeds that did), its final skill, the settings behind them, and each
+    cell's verdict with the budget beside it."""
+    from textgen.lab.memory import ADDING_TOLERANCE, BEATS_BASELINE, DECISIVE_BUDGET, PROFILES, skipped, verdicts
 
     def thousands(count: int) -> str:
         return f"{count / 1000:g}k"
@@ -250,15 +274,28 @@ def print_memory(config: MemoryConfig, summaries: list[Summary], results: list[R
     if not output.is_terminal:  # piped: no terminal width to fit, so keep every row on one line
         output = Console(soft_wrap=True, width=160)
     output.print(table)
-    solved = reach(summaries, "solved")
-    longest = "; ".join(f"{task}: " + ", ".join(f"{cell} {'none' if lag is None else 'to ' + str(lag)}"
-                                               for cell, lag in cells.items()) for task, cells in solved.items())
+    budget = "the quick budget" if config.budget == PROFILES["quick"]["budget"] else f"a budget of {thousands(config.budget)}"
+
+    def verdict(found: Verdict) -> str:
+        parts = [] if found.solved_to is None else [f"solved to T={found.solved_to}"]
+        if found.stopped_at is not None:
+            parts.append(f"T={found.stopped_at} undecided within {budget}" if found.undecided
+                         else f"not T={found.stopped_at} within {thousands(config.budget)}")
+        return f"{found.cell} " + ", ".join(parts)
+
+    cells: dict[str, list[str]] = {}
+    for found in verdicts(config, summaries):
+        cells.setdefault(found.task, []).append(verdict(found))
+    small = (f": too few sequences to call a failure (the default profile gives {DECISIVE_BUDGET:,})"
+             if config.budget < DECISIVE_BUDGET else "")
     for line in (f"beats baseline: skill (0 at chance, 1 perfect) at least {BEATS_BASELINE} on {config.eval_size:,} held-out "
                  f"sequences; solved: every one of them right (adding: off by under {ADDING_TOLERANCE}); checked "
                  f"every {config.check_every:,} training sequences",
                  f"settings: {config.hidden_size} units, Adam lr {config.lr:g}, batch {config.batch_size}, init "
                  f"{config.init}, budget {config.budget:,} sequences per model",
-                 f"solved by most seeds, up to the first lag that was not: {longest}"):
+                 f"verdicts, solved by most seeds from the shortest T up, with a budget of {config.budget:,} sequences "
+                 f"per model{small}:",
+                 *(f"  {task}: " + "; ".join(phrases) for task, phrases in cells.items())):
         output.print(line, markup=False, highlight=False)
     not_run = skipped(config, results)
     if not_run:
