@@ -113,6 +113,16 @@ def test_every_readout_follows_the_gate_unit_and_character_chosen(browser, tmp_p
     assert shown["hidden"] == pytest.approx(shown["output"] * math.tanh(shown["cell"]), abs=5e-3)
     words = page.locator("#in-words").text_content()
     assert f"the forget gate kept {100 * shown['forget']:.1f}% of the old cell" in words
+    # inside each gate's σ, its part from the character and its part from h_t-1, which add up to it
+    x, h = (part[:, 5] for part in trace.preactivations[0]["forget"])
+    filled = page.locator('#equations tr[data-gate="forget"] td').nth(2).text_content()
+    inside = [float(v) for v in re.fullmatch(r"= σ\((-?[\d.]+) \+ \(?(-?[\d.]+)\)?\)", filled).groups()]
+    assert inside == pytest.approx([x[7], h[7]], abs=HALF)
+    assert 1 / (1 + math.exp(-sum(inside))) == pytest.approx(shown["forget"], abs=5e-3)
+    why = re.fullmatch(r'Why forget = ([\d.]+) here: σ\((-?[\d.]+)\), (-?[\d.]+) of it from reading "B" and '
+                       r"(-?[\d.]+) from h_t-1, the layer's state one step before\.",
+                       page.locator("#gate-why").text_content())
+    assert [float(v) for v in why.groups()] == pytest.approx([shown["forget"], x[7] + h[7], x[7], h[7]], abs=HALF)
     assert page.locator("#equations tr.current").get_attribute("data-gate") == "forget"
 
     # a click pins the character: moving on does not change the readout until it is clicked again

@@ -496,3 +496,23 @@ def test_terminal_prints_numbers_where_colour_cannot_show(tmp_path, monkeypatch)
     assert "layer 0 forget unit 0 (gates white (0, closed) to violet (1, open)):" in console.file.getvalue()
     rendered = render_unit(trace_text(model, tokenizer, "a((b"), Unit(0, "forget", 0))
     assert {str(span.style) for span in rendered.spans} == {"white on rgb(84,39,143)"}  # planted wide open
+
+
+@pytest.mark.parametrize("cell, bidirectional", [("lstm", False), ("lstm", True), ("gru", False), ("gru", True),
+                                                 ("rnn", False)])
+def test_each_gate_is_the_squashed_sum_of_its_part_from_the_input_and_its_part_from_the_state(cell, bidirectional):
+    torch.manual_seed(7)
+    tokenizer = CharTokenizer(CHARS)
+    classifier = Classifier(ModelConfig(cell=cell, num_layers=2, hidden_size=8, embed_size=8,
+                                        vocab_size=tokenizer.vocab_size),
+                            ClassifierConfig(label_names=["a", "b"], head_hidden=4, bidirectional=bidirectional))
+    trace = trace_text(classifier, tokenizer, "ab (c) ba\nc")
+    for gates, parts in zip(trace.layers, trace.preactivations):
+        assert set(parts) == {"lstm": {"input", "forget", "candidate", "output"},
+                              "gru": {"reset", "update", "candidate"}, "rnn": {"hidden"}}[cell]
+        for name, (from_input, from_state) in parts.items():
+            squash = np.tanh if name in ("candidate", "hidden") else lambda z: 1 / (1 + np.exp(-z))
+            np.testing.assert_allclose(squash(from_input + from_state), gates[name], atol=1e-5)
+    # the first layer's part from the input is the character's alone: the same wherever it is read
+    first = trace.preactivations[0][{"lstm": "forget", "gru": "update", "rnn": "hidden"}[cell]][0]
+    np.testing.assert_allclose(first[0], first[8], atol=1e-6)  # both "a"

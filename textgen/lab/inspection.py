@@ -18,7 +18,7 @@ from textgen.lab.cells import gate_names, trace_layers
 from textgen.nn.checkpoint import load_checkpoint, load_classifier, load_language_model
 from textgen.data.corpus import Corpus, split_texts
 from textgen.errors import TextgenError
-from textgen.nn.model import GATE_COUNT, Classifier, LanguageModel, check_memory, lead
+from textgen.nn.model import GATE_COUNT, Classifier, LanguageModel, check_memory, lead, split_gates
 from textgen.data.tokenizer import Tokenizer
 
 FEATURES = {
@@ -73,6 +73,8 @@ class Trace:
     ngrams_alone: np.ndarray | None = None
     classifier: dict[str, Any] | None = None  # how its probabilities are made: features, n-gram weight, temperature
     directions: int = 1  # 2 for a bidirectional model: the second half of each layer's units reads backwards
+    # per layer: gate -> its two inputs before the squashing, (tokens, width) each (`gate_inputs`)
+    preactivations: list[dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
 
     def values(self, unit: Unit) -> np.ndarray:
         """The unit's value after each token."""
@@ -143,14 +145,17 @@ def trace_text(model: LanguageModel | Classifier, tokenizer: Tokenizer, text: st
     if ids.shape[1] == 0:
         raise TextgenError("the text to inspect is empty; give it some characters")
     rnn = model.rnn
-    check_memory(4.0 * ids.shape[1] * rnn.num_layers * rnn.hidden_size * (2 * GATE_COUNT["lstm"] + 2) * 2,
+    # every gate and state, each gate's two inputs too, twice over while they are made
+    check_memory(4.0 * ids.shape[1] * rnn.num_layers * rnn.hidden_size * (4 * GATE_COUNT["lstm"] + 2) * 2,
                  f"tracing every unit along {ids.shape[1]:,} tokens", "inspect a shorter text")
     model.eval()
-    layers = trace_layers(model.rnn, _rnn_inputs(model, ids))
+    inputs = _rnn_inputs(model, ids)
+    layers = trace_layers(model.rnn, inputs)
     # a character model has one token per character: show the user's own, even those it reads as <unk>
     tokens = list(text) if tokenizer.kind == "char" else token_texts(tokenizer, ids[0].tolist())
     trace = Trace(tokens, [{name: value[0].numpy() for name, value in layer.items()} for layer in layers],
-                  None, None, (ids[0] == tokenizer.unk_id).numpy(), directions=2 if rnn.bidirectional else 1)
+                  None, None, (ids[0] == tokenizer.unk_id).numpy(), directions=2 if rnn.bidirectional else 1,
+                  preactivations=gate_inputs(rnn, inputs[0], layers))
     if isinstance(model, Classifier):
         trace.probabilities, trace.parts, trace.ngrams_alone = prefix_prediction(model, ids, layers[-1]["hidden"],
                                                                                  tokens, text)
@@ -160,6 +165,42 @@ def trace_text(model: LanguageModel | Classifier, tokenizer: Tokenizer, text: st
                             "ngram_weight": config.ngram_weight if config.features == "both" else None,
                             "decisive_margin": config.decisive_margin if config.features == "both" else None}
     return trace
+
+
+@torch.inference_mode()
+def gate_inputs(rnn: nn.LSTM | nn.GRU | nn.RNN, inputs: torch.Tensor, layers: list[dict[str, torch.Tensor]]
+                ) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """For each layer of `rnn` that read `inputs` (tokens, features) and gave the `layers` of
+    `trace_layers` (batch 1), each gate's two inputs before its squashing, (tokens, width) each: the
+    part from the layer's input, W_i. x_t + b_i., and the part from its state, W_h. h_t-1 + b_h. (for
+    a GRU's candidate r_t ⊙ (W_hn h_t-1 + b_hn)); σ or tanh of their sum is the gate. A plain RNN's
+    one "gate" is its hidden state."""
+    cell = {nn.LSTM: "lstm", nn.GRU: "gru"}.get(type(rnn), "rnn")
+    directions = 2 if rnn.bidirectional else 1
+    found = []
+    for layer in range(rnn.num_layers):
+        source = inputs if layer == 0 else layers[layer - 1]["hidden"][0]
+        per_direction = []
+        for direction, suffix in enumerate(("", "_reverse")[:directions]):
+            weight_ih, weight_hh, bias_ih, bias_hh = (getattr(rnn, f"{kind}_l{layer}{suffix}") for kind in
+                                                      ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            own = layers[layer]["hidden"][0].chunk(directions, dim=1)[direction]  # (tokens, width)
+            zero = own.new_zeros(1, own.shape[1])
+            # h_t-1: the state after the token before, which for the backward direction is the next one
+            previous = torch.cat([own[1:], zero]) if suffix else torch.cat([zero, own[:-1]])
+            from_input = torch.addmm(bias_ih, source, weight_ih.T)
+            from_state = torch.addmm(bias_hh, previous, weight_hh.T)
+            if cell == "rnn":
+                per_direction.append({"hidden": (from_input, from_state)})
+                continue
+            x, h = split_gates(cell, from_input), split_gates(cell, from_state)
+            parts = {name: (getattr(x, name), getattr(h, name)) for name in x._fields}
+            if cell == "gru":
+                parts["candidate"] = (x.candidate, torch.sigmoid(x.reset + h.reset) * h.candidate)
+            per_direction.append(parts)
+        found.append({name: tuple(torch.cat([parts[name][k] for parts in per_direction], dim=1).numpy()
+                                  for k in (0, 1)) for name in per_direction[0]})
+    return found
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ h2 { font-size: 1em; margin: 1.4em 0 .4em; }
 #equations td.value { font-weight: bold; text-align: right; }
 #equations .meaning { color: #555; font-family: system-ui, sans-serif; }
 #equations tr.current td { background: #f3f0f8; }
-#in-words { margin: .4em 0; }
+#in-words, #gate-why { margin: .4em 0; }
 .scroll { overflow-x: auto; border: 1px solid #ccc; max-height: 60vh; }
 table.grid { border-collapse: collapse; font-size: 12px; }
 table.grid th { position: sticky; left: 0; background: #fff; text-align: right; padding: 0 .4em; white-space: nowrap;
@@ -66,7 +66,7 @@ or click a character to see every gate of that unit there and the cell's equatio
 <div id="readout"></div>
 <div id="prediction">{charts}</div>
 <h2>This unit at the chosen <span class="token-word">character</span></h2>
-<div id="step"><table id="equations"></table><div id="in-words"></div></div>
+<div id="step"><table id="equations"></table><div id="gate-why"></div><div id="in-words"></div></div>
 <h2>Every gate of this unit along the text</h2>
 <div class="note">Each row is one gate or state of the unit, each column a character; the numbers are the values
 right after the model read that character.</div>
@@ -119,14 +119,21 @@ for (let bits = 0; bits < 65536; bits++) {
   HALF[bits] = bits & 32768 ? -size : size;
 }
 const decoded = new Map();
-function gateValues(layer, gate) {
-  const key = `${layer}/${gate}`;
+function decode(key, stored) {
   if (!decoded.has(key)) {
-    const raw = atob(data.layers[layer][gate].data), out = new Float32Array(raw.length / 2);
+    const raw = atob(stored.data), out = new Float32Array(raw.length / 2);
     for (let i = 0; i < out.length; i++) out[i] = HALF[raw.charCodeAt(2 * i) | (raw.charCodeAt(2 * i + 1) << 8)];
     decoded.set(key, out);
   }
   return decoded.get(key);
+}
+const gateValues = (layer, gate) => decode(`${layer}/${gate}`, data.layers[layer][gate]);
+// a gate's part from x_t and its part from h_t-1 at token i, or null where the page lacks them
+function gateInputs(gate, i) {
+  const parts = (data.preactivations[current.layer] || {})[gate];
+  if (!parts || current.unit >= parts.x.width) return null;
+  const at = (k) => decode(`${current.layer}/${gate}/${k}`, parts[k])[current.unit * count + i];
+  return [at("x"), at("h")];
 }
 const has = (layer, gate) => Boolean(data.layers[layer] && data.layers[layer][gate]);
 const widthOf = (layer, gate) => data.layers[layer][gate].width;
@@ -162,8 +169,6 @@ let values = null, scale = null, focusCells = [];
 const spans = data.tokens.map((token, i) => {
   const span = element("span", token.replace(/\n/g, "\u21b5\n"), unknown.has(i) ? "unknown" : "");
   span.dataset.index = i;
-  span.addEventListener("mouseenter", () => { if (!pinned) setFocus(i); });
-  span.addEventListener("click", () => { pinned = !(pinned && focus === i); setFocus(i); });
   $("text").appendChild(span);
   return span;
 });
@@ -243,8 +248,6 @@ function grid(rows, numbers) {
       cell.title = `${row.name} after ${tokenName(i)}: ${number(v)}`;
       cell.dataset.index = i;
       cell.dataset.value = v;
-      cell.addEventListener("mouseenter", () => { if (!pinned) setFocus(i); });
-      cell.addEventListener("click", () => { pinned = !(pinned && focus === i); setFocus(i); });
       (focusCells[i] ??= []).push(cell);
       tr.appendChild(cell);
     }
@@ -358,7 +361,21 @@ function showStep(t) {
     $("in-words").textContent = "";
     return;
   }
-  $("equations").replaceChildren(...stepRows(t).map(([gate, symbol, formula, filled, value]) => {
+  const rows = stepRows(t);
+  for (const row of rows) {
+    const parts = gateInputs(row[0], t);
+    if (parts && !row[3]) row[3] = `${SIGMOID.has(row[0]) ? "σ" : "tanh"}(${number(parts[0])} + ${term(parts[1])})`;
+  }
+  const parts = gateInputs(current.gate, t);
+  $("gate-why").textContent = "";
+  if (parts) {
+    const source = current.layer === 0 ? `reading ${JSON.stringify(data.tokens[t])}`
+      : `layer ${current.layer - 1}'s output at this ${data.token_word}`;
+    $("gate-why").textContent = `Why ${current.gate} = ${number(values[t])} here: ` +
+      `${SIGMOID.has(current.gate) ? "σ" : "tanh"}(${number(parts[0] + parts[1])}), ${number(parts[0])} of it from ` +
+      `${source} and ${number(parts[1])} from h_t-1, the layer's state one step before.`;
+  }
+  $("equations").replaceChildren(...rows.map(([gate, symbol, formula, filled, value]) => {
     const tr = element("tr", undefined, gate === current.gate ? "current" : "");
     tr.dataset.gate = gate;
     const said = element("td", "= " + formula);
@@ -430,6 +447,21 @@ fillSelect($("sort"), [["spread", "varies most along this text (this layer and g
                        ...(data.ranking.length ? [["find", `--find: tracks ${data.feature}`]] : []),
                        ["pattern", "your pattern or selection (this layer and gate)"]],
            data.ranking.length ? "find" : "spread");
+// hovering a character (in the text or a grid) shows it; a click pins it until clicked again
+const pointed = (event) => (event.target.dataset && event.target.dataset.index !== undefined
+  ? Number(event.target.dataset.index) : null);
+for (const id of ["text", "unit-gates", "units"]) {
+  $(id).addEventListener("mouseover", (event) => {
+    const i = pointed(event);
+    if (i !== null && !pinned) setFocus(i);
+  });
+  $(id).addEventListener("click", (event) => {
+    const i = pointed(event);
+    if (i === null) return;
+    pinned = !(pinned && focus === i);
+    setFocus(i);
+  });
+}
 $("sort").addEventListener("change", drawUnits);
 $("rows").addEventListener("change", drawUnits);
 if (data.ranking.length) {

@@ -275,9 +275,13 @@ def html_page(trace: Trace, title: str, initial: Unit, ranking: Sequence[UnitSco
     `classify` computes) along the text. Holds only `layer` where given, and only `gate` where the
     page would otherwise hold over PAGE_VALUES values."""
     layers = [gates if layer is None or number == layer else {} for number, gates in enumerate(trace.layers)]
-    count = sum(values.size for gates in layers for values in gates.values())
+    inputs = [{} if not gates or trace.preactivations is None else trace.preactivations[number]
+              for number, gates in enumerate(layers)]
+    count = (sum(values.size for gates in layers for values in gates.values())
+             + sum(2 * x.size for parts in inputs for x, _ in parts.values()))
     if count > PAGE_VALUES and gate is not None:  # every gate fills the equations; where too many, --gate's only
         layers = [{name: values for name, values in gates.items() if name == gate} for gates in layers]
+        inputs = [{} for _ in layers]
         count = sum(values.size for gates in layers for values in gates.values())
     if count > PAGE_VALUES:
         raise TextgenError(f"the page would hold {count:,} values (over {PAGE_VALUES:,}, about "
@@ -290,6 +294,9 @@ def html_page(trace: Trace, title: str, initial: Unit, ranking: Sequence[UnitSco
         "directions": trace.directions, "sigmoid": SIGMOID_GATES, "grid_tokens": GRID_TOKENS,
         "token_word": "character" if all(len(token) == 1 for token in trace.tokens) else "token",
         "layers": [{name: _half_floats(values) for name, values in gates.items()} for gates in layers],
+        # each gate's sum inside its σ or tanh, as its part from x_t and its part from h_t-1
+        "preactivations": [{name: {"x": _half_floats(x), "h": _half_floats(h)} for name, (x, h) in parts.items()}
+                           for parts in inputs],
         "initial": {"layer": initial.layer, "gate": initial.gate, "unit": initial.unit},
         "reason": reason,
         "feature": FEATURES.get(feature or "", None),
