@@ -30,10 +30,10 @@ FEATURES = {
 }
 ROW_CHARS = 512        # a language-model corpus is cut into rows this long, read side by side
 EXCERPT_CHARS = 1000   # text shown with --find when the user gives none
-# where a prefix must be read afresh (a bidirectional classifier, a long text cut to --max-len, the
-# n-grams of a long text), the prediction is sampled at this many points
-PREFIX_POINTS = 256
-REREAD_POINTS = 48  # prefixes the encoder reads afresh (each up to --max-len tokens): the slow case
+PREFIX_POINTS = 256  # prefixes of a longer text whose n-grams are hashed afresh; the others take the last one's
+# prefixes the encoder reads afresh where running sums cannot give them (a bidirectional classifier, a
+# text past --max-len that --long-text cuts): the slow case, so a few; the others take the last one's
+REREAD_POINTS = 48
 ENCODER, NGRAMS = "encoder", "n-grams"  # the two parts of a classifier's logits
 
 
