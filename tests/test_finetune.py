@@ -90,10 +90,13 @@ def test_fine_tuning_takes_its_own_defaults_unless_typed(pretrained, corpus, tmp
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
     assert saved["train"]["lr"] == recipes.LM_FINETUNE["train"]["lr"]
     assert saved["model"]["dropout"] == recipes.LM_FINETUNE["model"]["dropout"]
+    assert saved["finetune"]["patience"] == recipes.LM_FINETUNE["finetune"]["patience"] == 1
     assert cli.main(train_args(corpus, tmp_path / "b", "--max-steps", "1", "--init-from", str(pretrained),
-                               "--lr", "5e-4", "--dropout", "0.4")) == 0
+                               "--lr", "5e-4", "--dropout", "0.4", "--patience", "3")) == 0
     saved = json.loads((tmp_path / "b" / "config.json").read_text())
-    assert (saved["train"]["lr"], saved["model"]["dropout"]) == (5e-4, 0.4)
+    assert (saved["train"]["lr"], saved["model"]["dropout"], saved["finetune"]["patience"]) == (5e-4, 0.4, 3)
+    assert cli.main(train_args(corpus, tmp_path / "c", "--max-steps", "1")) == 0  # from scratch: the general default
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["finetune"]["patience"] == 3
 
 
 def test_resuming_a_fine_tuned_run_reaches_the_weights_of_an_uninterrupted_one(pretrained, corpus, tmp_path,

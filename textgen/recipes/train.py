@@ -126,6 +126,8 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
         finetune = from_dict(FinetuneConfig, saved["configs"].get("finetune", {}))
     elif train.task == "lm" and finetune.init_from:
         pretrained, tokenizer, data, model_config, train = _language_model_to_finetune(typed, data, train, finetune)
+        finetune = dataclasses.replace(finetune, **{name: value for name, value in LM_FINETUNE["finetune"].items()
+                                                    if name not in typed["finetune"]})
     elif train.task == "classify" and finetune.init_from:
         if classifier_config.bidirectional:
             raise ConfigError("--bidirectional needs a classifier trained from scratch: a language model "
