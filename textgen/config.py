@@ -412,11 +412,11 @@ class ClassifierConfig:
     negation: bool = option(False, "mark the words after a negation (not, no, never, n't, ...) up to the next "
                                    "punctuation mark or 'but' as negated in the n-grams: \"not bad\" then says "
                                    "nothing of \"bad\" (Das and Chen 2001)")
+    negation_words: int = option(0, "with --negation: a scope ends after this many words at most (0: at the next "
+                                    "punctuation mark or 'but' only)", low=0, high=100)
     ngram_weight: float = option(0.5, "--features both: logits = (1 - w) * recurrent + w * n-grams; fitted on "
                                       "validation, never typed", low=0.0, high=1.0)
     temperatures: tuple[float, ...] = option((1.0, 1.0, 1.0), "the logits of each --features choice (recurrent, "
-    negation_words: int = option(0, "with --negation: a scope ends after this many words at most (0: at the next "
-                                    "punctuation mark or 'but' only)", low=0, high=100)
                                                               "ngram, both) are divided by its temperature before "
                                                               "the softmax; fitted on validation, never typed",
                                              above=0.0)
