@@ -116,9 +116,10 @@ class SampleRequest(SampleConfig):
     choices: int | None = option(None, "with --interactive: show the N likeliest next words with their "
                                        "probabilities; pick one by number, type your own text, or press Enter to "
                                        "let the model go on", low=1, high=20)
-    check_copy: str | None = path_option(None, "report how much of each sample is copied verbatim from CORPUS "
-                                                "(default: the text the model trained on): the longest span found "
-                                                "there, and the share of characters in copied spans of 50 or more")
+    check_copy: str | None = path_option(None, "report on each sample against CORPUS (default: the text the model "
+                                                "trained on): the longest span found there, the share of characters "
+                                                "in copied spans of 50 or more, the longest span the sample repeats "
+                                                "itself, and its distinct 4-grams beside the training text's")
     data_dir: str | None = path_option(None, "local data folder for a named --check-copy corpus")
     adapt_on: str | None = path_option(None, "first adapt the model to this document (and the prompt) by reading it "
                                              "once as eval --adapt does: seconds for a few pages, no training run; "

@@ -287,12 +287,8 @@ def shown_figures(unit: str, figures: dict[str, float]) -> str:
 
 
 def logged_copy_checks(chunks, copies: CopyIndex):
-    """`chunks` passed on unchanged; each finished sample's copy check is logged."""
+    """`chunks` passed on unchanged; each finished sample's report (copies, repeats) is logged."""
     for chunk in chunks:
         yield chunk
         if chunk.sample is not None:
-            report = copies.check(chunk.sample.text)
-            found = f" ({report.longest_text[:60]!r})" if report.longest else ""
-            log.info("copy check, sample %d: longest span found in the training text %d characters%s; "
-                     "%.1f%% of its %d characters lie in copied spans of 50 or more",
-                     chunk.index + 1, report.longest, found, 100 * report.copied_share, report.chars)
+            log.info("sample report, sample %d: %s", chunk.index + 1, copies.check(chunk.sample.text).summary())
