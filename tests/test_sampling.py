@@ -11,9 +11,10 @@ from textgen.cli import main
 from textgen.config import ModelConfig, SampleConfig, to_dict
 from textgen.errors import ConfigError, TextgenError
 from textgen.nn.model import LanguageModel
-from textgen.generate.processors import (NEG_INF, MinP, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP, TypicalP,
-                                build_processors)
-from textgen.generate.sampling import Stepper, _Uniforms, beam_search, generate, start_token, stream
+from textgen.generate.copying import longest_repeat
+from textgen.generate.processors import (NEG_INF, MinP, NoRepeatNGram, RepeatGuard, RepetitionPenalty, Temperature, TopK,
+                                         TopP, TypicalP, apply_processors, build_processors, repeat_lengths)
+from textgen.generate.sampling import Stepper, _Uniforms, beam_search, draw, generate, history_kept, start_token, stream
 from textgen.generate.scoring import score
 from textgen.data.tokenizer import CharTokenizer
 
@@ -101,13 +102,79 @@ def test_processors_work_row_by_row_on_a_batch():
     assert torch.isinf(out).tolist() == [[False, False, True, False], [False, False, False, True]]
 
 
-def test_build_processors_makes_one_processor_per_control_set_and_none_by_default():
-    assert build_processors(SampleConfig()) == []
+def test_build_processors_makes_one_processor_per_control_set_and_only_the_repeat_guard_by_default():
+    assert build_processors(SampleConfig()) == [RepeatGuard(0.2)]
+    assert build_processors(SampleConfig(repeat_guard=0)) == []
     config = SampleConfig(temperature=0.7, top_k=5, top_p=0.9, min_p=0.1, typical_p=0.95,
-                          repetition_penalty=1.3, repetition_window=16, no_repeat_ngram=4)
-    assert build_processors(config) == [RepetitionPenalty(1.3, 16), NoRepeatNGram(4), Temperature(0.7), TopK(5),
-                                        TopP(0.9), MinP(0.1), TypicalP(0.95)]
+                          repetition_penalty=1.3, repetition_window=16, no_repeat_ngram=4, repeat_guard=0.3)
+    assert build_processors(config) == [RepetitionPenalty(1.3, 16), NoRepeatNGram(4), Temperature(0.7),
+                                        RepeatGuard(0.3), TopK(5), TopP(0.9), MinP(0.1), TypicalP(0.95)]
+    # greedy decoding and beam search take the likeliest texts, which a cap on sampling cannot change
     assert build_processors(SampleConfig(temperature=0)) == []
+    assert build_processors(SampleConfig(beams=2)) == []
+
+
+def repeat_lengths_by_brute_force(history, vocab_size, window, longest):
+    lengths = [0] * vocab_size
+    for token in range(vocab_size):
+        extended = history + [token]
+        for length in range(1, longest + 1):
+            span = extended[-length:]
+            ends = range(max(0, len(history) - window), len(history))  # where an earlier copy may end
+            if not any(end - length + 1 >= 0 and extended[end - length + 1:end + 1] == span for end in ends):
+                break
+            lengths[token] = length
+    return lengths
+
+
+def test_repeat_lengths_are_the_longest_spans_each_token_would_repeat():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        history = torch.randint(0, 3, (int(torch.randint(0, 30, (1,), generator=generator)),), generator=generator)
+        window, longest = int(torch.randint(1, 25, (1,), generator=generator)), int(torch.randint(2, 9, (1,), generator=generator))
+        expected = repeat_lengths_by_brute_force(history.tolist(), 4, window, longest)
+        assert repeat_lengths(history[None], 4, window, longest)[0].tolist() == expected
+
+
+def test_the_repeat_guard_caps_only_a_likely_token_that_would_extend_a_long_repeat():
+    line = list(range(1, 31))  # 30 distinct tokens, written once and then begun again
+    history = torch.tensor([line + [0] + line[:25]])
+    scores = torch.full((1, 40), -5.0)
+    scores[0, 26] = 5.0  # the repeat's next token, far the likeliest
+    probs = RepeatGuard(0.2)(history, scores).softmax(-1)
+    assert probs[0, 26].item() == pytest.approx(0.8)
+    others = scores.softmax(-1)[0].index_fill(0, torch.tensor([26]), 0)
+    torch.testing.assert_close(probs[0].index_fill(0, torch.tensor([26]), 0), others / others.sum() * 0.2)
+    # a repeat of 20 tokens is shorter than the guard's 24: left alone, as is a token already under the cap
+    assert torch.equal(RepeatGuard(0.2)(history[:, 5:], scores), scores)
+    batch = RepeatGuard(0.2)(torch.cat([history, history.roll(1)]), scores.repeat(2, 1))  # row by row
+    assert torch.equal(batch[0], RepeatGuard(0.2)(history, scores)[0]) and torch.equal(batch[1], scores[0])
+    scores[0, 26] = -1.0  # 58%
+    assert torch.equal(RepeatGuard(0.2)(history, scores), scores)
+
+
+def test_with_the_repeat_guard_a_model_that_loves_to_loop_writes_no_long_repeat():
+    def loop_lover(history):  # the token of 5 steps back, at 99.9%: a five-token loop, forever
+        scores = torch.zeros(1, 8)
+        scores[0, history[0, -5]] = 9.0
+        return scores
+
+    generator_seed = 0
+    for guard, most in ((0.0, 1900), (0.2, 49)):
+        processors = [Temperature(0.5), *([RepeatGuard(guard)] if guard else [])]
+        history = torch.tensor([[1, 2, 3, 4, 5]])
+        uniforms = _Uniforms(generator_seed, 1, torch.device("cpu"))
+        for _ in range(2000):
+            token = draw(apply_processors(processors, history, loop_lover(history)), uniforms.next())
+            history = torch.cat([history, token[:, None]], 1)
+        repeat = longest_repeat("".join(map(str, history[0].tolist())))[0]
+        assert (repeat > most) if not guard else (repeat <= most)
+
+
+def test_the_sampler_keeps_the_history_the_repeat_guard_reads():
+    assert history_kept(SampleConfig()) >= RepeatGuard(0.2).window + RepeatGuard(0.2).span
+    assert history_kept(SampleConfig(repeat_guard=0)) == 64
+    assert history_kept(SampleConfig(no_repeat_ngram=3)) is None
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -127,6 +194,8 @@ def test_build_processors_makes_one_processor_per_control_set_and_none_by_defaul
     (dict(temperature=0, num_samples=4), "--temperature 0 means greedy decoding, so --num-samples 4 would "
                                          "give identical texts; use a temperature above 0"),
     (dict(stop=("",)), "--stop '' would stop before the first character; give a non-empty text"),
+    (dict(repeat_guard=-0.1), "--repeat-guard must be in [0, 0.5], got -0.1"),
+    (dict(repeat_guard=0.6), "--repeat-guard must be in [0, 0.5], got 0.6"),
 ])
 def test_invalid_or_contradictory_options_give_one_clear_error(options, message):
     with pytest.raises(ConfigError) as error:
@@ -396,6 +465,8 @@ def test_interactive_sampling_continues_each_prompt_until_quit(checkpoint, model
     (["--prompt", "a", "--prompt-file", "p.txt"], "--prompt and --prompt-file both give a prompt; choose one"),
     (["--beams", "2", "--top-p", "0.9"], "--beams searches for the most likely text and takes no sampling "
                                          "controls; drop --top-p or drop --beams"),
+    (["--repeat-guard", "-1"], "--repeat-guard must be in [0, 0.5], got -1.0"),
+    (["--repeat-guard", "nan"], "--repeat-guard must be a finite number, got nan"),
 ])
 def test_sample_rejects_contradictory_options_with_one_error_line(checkpoint, capsys, flags, message):
     assert main(["sample", "--model", checkpoint, *flags]) == 1

@@ -318,6 +318,9 @@ class SampleConfig:
     repetition_window: int = option(64, "how many recent tokens --repetition-penalty looks at", low=1,
                                     high=WINDOW_MAX)
     no_repeat_ngram: int = option(0, "never repeat an n-gram of this many tokens (0: off)", low=0, high=1000)
+    repeat_guard: float = option(0.2, "when sampling, a token that would extend a span of 24 or more tokens already "
+                                      "in the last 2,048 keeps at most 1 minus this of the probability, so loops "
+                                      "end (0: off; up to 0.5)", low=0.0, high=0.5)
     beams: int = option(1, "beam search with this many beams (1: sample)", low=1, high=64)
     length_penalty: float = option(1.0, "beam score is log-probability / tokens ** this")
     stop: tuple[str, ...] = option((), "end a sample where this text appears (repeatable; typed as a flag, \\n is a "

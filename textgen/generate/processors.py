@@ -4,6 +4,7 @@ Face's `logits_process`), and each is tested alone."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -119,6 +120,52 @@ class NoRepeatNGram:
         return scores.masked_fill(hits > 0, NEG_INF)
 
 
+def repeat_lengths(ids: torch.Tensor, vocab_size: int, window: int, longest: int) -> torch.Tensor:
+    """(batch, vocab_size): for each next token, the length in tokens (itself included, at most
+    `longest` >= 2) of the longest span it would end that occurs already, ending at one of the last
+    `window` tokens of `ids` (batch, seq); 0 for a token not among them."""
+    context = longest - 1  # tokens before the candidate compared
+    recent = ids[:, -(window + context):]
+    recent = F.pad(recent, (window + context - recent.size(1), 0), value=-1)  # -1 matches no token
+    earlier = recent[:, :-1].unfold(1, context, 1)  # (batch, window, context): the span before each token
+    followers = recent[:, context:]  # (batch, window): that token
+    mismatched = (earlier != recent[:, None, -context:]).flip(-1)  # compared from the candidate backwards
+    matched = torch.where(mismatched.any(-1), mismatched.byte().argmax(-1), context)  # (batch, window)
+    lengths = torch.zeros(ids.size(0), vocab_size + 1, dtype=torch.long, device=ids.device)
+    # padding's followers land in the extra last column, dropped
+    return lengths.scatter_reduce_(-1, followers.where(followers >= 0, vocab_size), matched + 1, "amax")[:, :-1]
+
+
+# the guard's reach, in tokens: a real text repeats a line of code or a refrain, a loop goes on; on
+# held-out code, verse and short lines these cost at most 0.01 bits per character (docs/sampling.md)
+GUARD_SPAN, GUARD_WINDOW = 24, 2048
+
+
+@dataclass(frozen=True)
+class RepeatGuard:
+    """A token that would extend a span of `span` tokens or more already among the last `window`
+    keeps at most 1 - `strength` of the probability (`strength` up to 0.5, so at most one token is
+    capped), the rest going to the others in proportion: a text may repeat itself, but a loop ends
+    within a few dozen tokens. Placed after the temperature, it caps what is sampled from."""
+
+    strength: float
+    span: int = GUARD_SPAN
+    window: int = GUARD_WINDOW
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if ids.size(1) < self.span:  # too short to hold a span and its repeat
+            return scores
+        over = scores.log_softmax(-1) > math.log1p(-self.strength)
+        confident = over.any(-1).nonzero()[:, 0]  # the rows with a token over the cap: only these are searched
+        if not len(confident):
+            return scores
+        over[confident] &= repeat_lengths(ids[confident], scores.size(-1), self.window, self.span) >= self.span
+        rest = torch.logsumexp(scores.masked_fill(over, NEG_INF), -1, keepdim=True)  # the others' total
+        # the score that gives a capped token exactly 1 - strength of the probability
+        capped = rest + math.log((1 - self.strength) / self.strength)
+        return torch.where(over & rest.isfinite(), capped, scores)
+
+
 @dataclass(frozen=True)
 class SuppressTokens:
     """The given token ids are never chosen."""
@@ -134,7 +181,8 @@ class SuppressTokens:
 
 
 def build_processors(config: SampleConfig) -> list[Processor]:
-    """The processors `config` asks for, in the order they apply: penalties first, then the warpers."""
+    """The processors `config` asks for, in the order they apply: penalties first, then the warpers
+    (the repeat guard first among them)."""
     processors: list[Processor] = []
     if config.repetition_penalty != 1.0:
         processors.append(RepetitionPenalty(config.repetition_penalty, config.repetition_window))
@@ -142,6 +190,8 @@ def build_processors(config: SampleConfig) -> list[Processor]:
         processors.append(NoRepeatNGram(config.no_repeat_ngram))
     if config.temperature > 0 and config.temperature != 1.0:
         processors.append(Temperature(config.temperature))
+    if config.repeat_guard and not config.greedy and config.beams == 1:  # it caps what is sampled from
+        processors.append(RepeatGuard(config.repeat_guard))
     if config.top_k is not None:
         processors.append(TopK(config.top_k))
     if config.top_p < 1.0:

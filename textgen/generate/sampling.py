@@ -25,7 +25,8 @@ import torch
 from textgen.config import SampleConfig
 from textgen.errors import TextgenError
 from textgen.nn.model import LanguageModel, State, check_memory, select_state
-from textgen.generate.processors import NEG_INF, Processor, SuppressTokens, apply_processors, build_processors
+from textgen.generate.processors import (GUARD_SPAN, GUARD_WINDOW, NEG_INF, Processor, SuppressTokens,
+                                         apply_processors, build_processors)
 from textgen.generate.stepper import Stepper
 from textgen.data.tokenizer import Tokenizer, start_token  # noqa: F401 -- re-exported
 
@@ -238,6 +239,13 @@ def _processors(tokenizer: Tokenizer, config: SampleConfig) -> list[Processor]:
     return [SuppressTokens((tokenizer.pad_id, tokenizer.unk_id)), *build_processors(config)]
 
 
+def history_kept(config: SampleConfig) -> int | None:
+    """The recent tokens the processors read (None: the whole history, for --no-repeat-ngram)."""
+    if config.no_repeat_ngram:
+        return None
+    return max(config.repetition_window, GUARD_WINDOW + GUARD_SPAN if config.repeat_guard else 0)
+
+
 def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: SampleConfig,
            device: str | torch.device = "cpu", keep_text: bool = True) -> Iterator[Chunk]:
     """Chunks of new text as they are generated, for `config.num_samples` continuations of `prompt`.
@@ -261,7 +269,7 @@ def stream(model: LanguageModel, tokenizer: Tokenizer, prompt: str, config: Samp
             labels = torch.cat([labels, torch.zeros_like(labels)])
         primed_rows = len(rows) * (2 if config.guidance else 1)
         prompt_ids, logits, state = prime(model, tokenizer, prompt, device, primed_rows, labels)
-        keep = None if config.no_repeat_ngram else config.repetition_window
+        keep = history_kept(config)
         check_memory(8 * len(rows) * (len(prompt_ids) + max_tokens if keep is None else 2 * keep), "the token "
                      f"history of --num-samples {len(rows)} x --length {config.length}", "lower them", device)
         history = _History(prompt_ids, len(rows), keep, max_tokens, device)

@@ -24,9 +24,9 @@ import torch
 from textgen.config import SampleConfig
 from textgen.data.tokenizer import Tokenizer
 from textgen.errors import TextgenError
-from textgen.generate.processors import RepetitionPenalty, apply_processors
+from textgen.generate.processors import RepeatGuard, RepetitionPenalty, apply_processors
 from textgen.generate.sampling import (_Continuation, _Detokenizer, _History, _max_tokens, _processors, _Uniforms, draw,
-                                       encode_text, label_ids, start_token)
+                                       encode_text, history_kept, label_ids, start_token)
 from textgen.generate.stepper import Stepper
 from textgen.nn.model import LanguageModel, select_state
 
@@ -230,13 +230,13 @@ class Engine:
         if len(self.shared_processors) > 1000:  # bounded: streams of new settings start new groups
             self.shared_processors.clear()
         processors = self.shared_processors.setdefault(processors, processors)
-        reads_history = any(isinstance(p, RepetitionPenalty) for p in processors)
+        reads_history = any(isinstance(p, (RepetitionPenalty, RepeatGuard)) for p in processors)
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(6), "little")
         max_tokens = _max_tokens(self.tokenizer, config.length)
         prompts = []
         for index in range(config.num_samples):
             label = None if labels is None else labels[index:index + 1]
-            history = (_History(ids, 1, config.repetition_window, max_tokens, self.device) if reads_history
+            history = (_History(ids, 1, history_kept(config), max_tokens, self.device) if reads_history
                        else None)
             uniforms = None if config.greedy else _Uniforms(seed + index, 1, self.device)
             row = _Row(job, index, 0 if label is None else int(label), processors, uniforms, history,
