@@ -19,11 +19,20 @@ PARTS = ("tuning", "held_out")
 
 # Sentiment words: each part its own, none shared.
 POSITIVE = {"tuning": ["good", "great", "excellent", "wonderful", "enjoyable", "funny", "brilliant", "moving",
-                       "charming", "clever", "beautiful", "entertaining", "impressive", "delightful", "fantastic"],
+                       "charming", "clever", "beautiful", "entertaining", "impressive", "delightful", "fantastic",
+                       "amazing", "fun", "smart", "powerful", "stunning", "sweet", "fresh", "hilarious", "perfect",
+                       "remarkable", "riveting", "satisfying", "inventive", "heartfelt", "polished", "refreshing",
+                       "exciting", "magnificent", "elegant", "warm", "original", "intelligent", "gorgeous", "tender",
+                       "exquisite", "absorbing", "haunting", "uplifting", "rich", "sharp", "fascinating", "strong",
+                       "likable", "beloved", "outstanding"],
             "held_out": ["superb", "lovely", "gripping", "engaging", "touching", "witty", "splendid", "terrific",
                          "memorable", "thoughtful", "compelling", "marvelous"]}
 NEGATIVE = {"tuning": ["bad", "terrible", "awful", "boring", "dull", "disappointing", "poor", "weak", "horrible",
-                       "annoying", "stupid", "pointless", "tedious", "mediocre", "lame"],
+                       "annoying", "stupid", "pointless", "tedious", "mediocre", "lame", "awkward", "silly", "ugly",
+                       "flat", "predictable", "cliched", "hollow", "tired", "confusing", "incoherent", "overlong",
+                       "dumb", "ridiculous", "worthless", "amateurish", "bloated", "cheap", "clunky", "grating",
+                       "insufferable", "miserable", "rotten", "crude", "embarrassing", "lazy", "empty", "shallow",
+                       "irritating", "laughable", "unfunny", "wooden", "messy", "unconvincing", "depressing", "wretched"],
             "held_out": ["dreadful", "lousy", "forgettable", "clumsy", "bland", "lifeless", "sloppy", "tiresome",
                          "painful", "pathetic", "unbearable", "shoddy"]}
 # What a film review talks about (nouns are not sentiment: the parts share none all the same)
@@ -45,7 +54,10 @@ FRAMES: dict[str, dict[str, list[str]]] = {
     "negated_negative": {  # a negative word negated: a reader hears praise, or at least no blame
         "tuning": ["the {thing} was not {neg}.", "this {thing} is not {neg} at all.", "not {neg} at all.",
                    "the {thing} isn't {neg}.", "it was never {neg}.", "there is nothing {neg} about this {thing}.",
-                   "I did not find the {thing} {neg}.", "the {thing} wasn't {neg} in the least."],
+                   "I did not find the {thing} {neg}.", "the {thing} wasn't {neg} in the least.",
+                   "it is not a {neg} {thing}.", "none of the {thing} was {neg}.", "the {thing} doesn't feel {neg}.",
+                   "nobody will find this {thing} {neg}.", "the {thing} can't be called {neg}.",
+                   "neither the {thing} nor the rest is {neg}."],
         "held_out": ["honestly, the {thing} was not {neg}.", "the {thing} is by no means {neg}.",
                      "I wouldn't call this {thing} {neg}.", "no one could say the {thing} was {neg}.",
                      "the {thing} never felt {neg}.", "nothing about the {thing} was {neg}.",
@@ -54,7 +66,10 @@ FRAMES: dict[str, dict[str, list[str]]] = {
     "negated_positive": {
         "tuning": ["the {thing} was not {pos}.", "this {thing} is not {pos} at all.", "not {pos} at all.",
                    "the {thing} isn't {pos}.", "it was never {pos}.", "there is nothing {pos} about this {thing}.",
-                   "I did not find the {thing} {pos}.", "the {thing} wasn't {pos} in the least."],
+                   "I did not find the {thing} {pos}.", "the {thing} wasn't {pos} in the least.",
+                   "it is not a {pos} {thing}.", "none of the {thing} was {pos}.", "the {thing} doesn't feel {pos}.",
+                   "nobody will find this {thing} {pos}.", "the {thing} can't be called {pos}.",
+                   "neither the {thing} nor the rest is {pos}."],
         "held_out": ["honestly, the {thing} was not {pos}.", "the {thing} is by no means {pos}.",
                      "I wouldn't call this {thing} {pos}.", "no one could say the {thing} was {pos}.",
                      "the {thing} never felt {pos}.", "nothing about the {thing} was {pos}.",
