@@ -12,8 +12,8 @@ from textgen.config import ModelConfig, SampleConfig, to_dict
 from textgen.errors import ConfigError, TextgenError
 from textgen.nn.model import LanguageModel
 from textgen.generate.copying import longest_repeat
-from textgen.generate.processors import (NEG_INF, MinP, NoRepeatNGram, RepeatGuard, RepetitionPenalty, Temperature, TopK,
-                                         TopP, TypicalP, apply_processors, build_processors, repeat_lengths)
+from textgen.generate.processors import (NEG_INF, MinP, NoRepeatNGram, RepeatGuard, RepetitionPenalty, Temperature,
+                                         TopK, TopP, TypicalP, apply_processors, build_processors, extends_repeat)
 from textgen.generate.sampling import Stepper, _Uniforms, beam_search, draw, generate, history_kept, start_token, stream
 from textgen.generate.scoring import score
 from textgen.data.tokenizer import CharTokenizer
@@ -102,38 +102,34 @@ def test_processors_work_row_by_row_on_a_batch():
     assert torch.isinf(out).tolist() == [[False, False, True, False], [False, False, False, True]]
 
 
-def test_build_processors_makes_one_processor_per_control_set_and_only_the_repeat_guard_by_default():
-    assert build_processors(SampleConfig()) == [RepeatGuard(0.2)]
-    assert build_processors(SampleConfig(repeat_guard=0)) == []
+def test_build_processors_makes_one_processor_per_control_set_and_the_default_temperature_and_repeat_guard():
+    assert build_processors(SampleConfig()) == [Temperature(SampleConfig().temperature), RepeatGuard(0.2)]
+    assert build_processors(SampleConfig(temperature=1.0, repeat_guard=0)) == []
     config = SampleConfig(temperature=0.7, top_k=5, top_p=0.9, min_p=0.1, typical_p=0.95,
                           repetition_penalty=1.3, repetition_window=16, no_repeat_ngram=4, repeat_guard=0.3)
     assert build_processors(config) == [RepetitionPenalty(1.3, 16), NoRepeatNGram(4), Temperature(0.7),
                                         RepeatGuard(0.3), TopK(5), TopP(0.9), MinP(0.1), TypicalP(0.95)]
     # greedy decoding and beam search take the likeliest texts, which a cap on sampling cannot change
     assert build_processors(SampleConfig(temperature=0)) == []
-    assert build_processors(SampleConfig(beams=2)) == []
+    assert build_processors(SampleConfig(beams=2)) == []  # the default temperature too
 
 
-def repeat_lengths_by_brute_force(history, vocab_size, window, longest):
-    lengths = [0] * vocab_size
-    for token in range(vocab_size):
-        extended = history + [token]
-        for length in range(1, longest + 1):
-            span = extended[-length:]
-            ends = range(max(0, len(history) - window), len(history))  # where an earlier copy may end
-            if not any(end - length + 1 >= 0 and extended[end - length + 1:end + 1] == span for end in ends):
-                break
-            lengths[token] = length
-    return lengths
+def extends_repeat_by_brute_force(history, token, span, window):
+    extended = history + [token]
+    ends = range(max(0, len(history) - window), len(history))  # where an earlier copy may end
+    return len(extended) >= span and any(end - span + 1 >= 0 and extended[end - span + 1:end + 1] == extended[-span:]
+                                         for end in ends)
 
 
-def test_repeat_lengths_are_the_longest_spans_each_token_would_repeat():
+def test_a_token_extends_a_repeat_where_it_and_the_tokens_before_it_stood_already():
     generator = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        history = torch.randint(0, 3, (int(torch.randint(0, 30, (1,), generator=generator)),), generator=generator)
-        window, longest = int(torch.randint(1, 25, (1,), generator=generator)), int(torch.randint(2, 9, (1,), generator=generator))
-        expected = repeat_lengths_by_brute_force(history.tolist(), 4, window, longest)
-        assert repeat_lengths(history[None], 4, window, longest)[0].tolist() == expected
+    draw_int = lambda low, high: int(torch.randint(low, high, (1,), generator=generator))  # noqa: E731
+    for _ in range(500):
+        histories = torch.randint(0, 3, (2, draw_int(0, 30)), generator=generator)
+        tokens, span, window = torch.randint(0, 3, (2,), generator=generator), draw_int(2, 8), draw_int(1, 25)
+        expected = [extends_repeat_by_brute_force(history.tolist(), int(token), span, window)
+                    for history, token in zip(histories, tokens)]
+        assert extends_repeat(histories, tokens, span, window).tolist() == expected
 
 
 def test_the_repeat_guard_caps_only_a_likely_token_that_would_extend_a_long_repeat():

@@ -420,3 +420,23 @@ def test_a_prompt_is_read_in_power_of_two_pieces_to_the_model_own_result(models)
     assert torch.allclose(logits[:, -1], expected[:, -1], atol=1e-4)
     assert torch.allclose(hidden, expected_hidden, atol=1e-5) and torch.allclose(cell, expected_cell, atol=1e-5)
     engine.close()
+
+
+# a prompt that repeats a speech and begins it again: its likeliest continuation extends a long repeat
+LOOP = "ROMEO:\nI will not go, my lord, I will not go.\n\n" * 3 + "ROMEO:\nI will not go, my lo"
+
+
+def test_streams_under_the_repeat_guard_sample_as_one_generation_does(models):
+    # the guard reads the streams' recent tokens side by side in one call
+    generator = models["shakespeare"]
+    engine = Engine(generator.model, generator.tokenizer, generator.device, 8, 8)
+
+    async def together(guard: float) -> list[str]:
+        loop = asyncio.get_running_loop()
+        configs = [SampleConfig(length=200, temperature=0.3, seed=seed, repeat_guard=guard) for seed in range(3)]
+        return await run_jobs(engine, [Job(LOOP, config, 0, loop) for config in configs])
+    guarded = asyncio.run(together(0.2))
+    assert guarded == [generator.generate(LOOP, length=200, temperature=0.3, seed=seed)
+                       for seed in range(3)]
+    assert guarded != asyncio.run(together(0.0))
+    engine.close()

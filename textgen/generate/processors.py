@@ -120,20 +120,18 @@ class NoRepeatNGram:
         return scores.masked_fill(hits > 0, NEG_INF)
 
 
-def repeat_lengths(ids: torch.Tensor, vocab_size: int, window: int, longest: int) -> torch.Tensor:
-    """(batch, vocab_size): for each next token, the length in tokens (itself included, at most
-    `longest` >= 2) of the longest span it would end that occurs already, ending at one of the last
-    `window` tokens of `ids` (batch, seq); 0 for a token not among them."""
-    context = longest - 1  # tokens before the candidate compared
+def extends_repeat(ids: torch.Tensor, tokens: torch.Tensor, span: int, window: int) -> torch.Tensor:
+    """(batch,) bool: whether each row's next token `tokens` (batch,) would end a span of `span` (2 or
+    more) tokens, itself and those before it, that occurs already, ending at one of the last `window`
+    tokens of `ids` (batch, seq). Only the places where that token stands are compared."""
+    context = span - 1
     recent = ids[:, -(window + context):]
-    recent = F.pad(recent, (window + context - recent.size(1), 0), value=-1)  # -1 matches no token
-    earlier = recent[:, :-1].unfold(1, context, 1)  # (batch, window, context): the span before each token
-    followers = recent[:, context:]  # (batch, window): that token
-    mismatched = (earlier != recent[:, None, -context:]).flip(-1)  # compared from the candidate backwards
-    matched = torch.where(mismatched.any(-1), mismatched.byte().argmax(-1), context)  # (batch, window)
-    lengths = torch.zeros(ids.size(0), vocab_size + 1, dtype=torch.long, device=ids.device)
-    # padding's followers land in the extra last column, dropped
-    return lengths.scatter_reduce_(-1, followers.where(followers >= 0, vocab_size), matched + 1, "amax")[:, :-1]
+    if recent.size(1) <= context:  # no token before the last `context` to follow them
+        return torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device)
+    rows, places = (recent[:, context:] == tokens[:, None]).nonzero(as_tuple=True)  # where the token stood
+    earlier = recent[:, :-1].unfold(1, context, 1)[rows, places]  # (hits, context): the span before each
+    matched = (earlier == recent[rows, -context:]).all(-1)
+    return torch.zeros(ids.size(0), dtype=torch.bool, device=ids.device).index_fill_(0, rows[matched], True)
 
 
 # the guard's reach, in tokens: a real text repeats a line of code or a refrain, a loop goes on; on
@@ -153,17 +151,17 @@ class RepeatGuard:
     window: int = GUARD_WINDOW
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if ids.size(1) < self.span:  # too short to hold a span and its repeat
+        best, token = scores.max(-1)  # only the likeliest token can hold more than half
+        confident = best - scores.logsumexp(-1) > math.log1p(-self.strength)  # (batch,)
+        if ids.size(1) < self.span or not confident.any():  # most steps end here, at a few operations
             return scores
-        over = scores.log_softmax(-1) > math.log1p(-self.strength)
-        confident = over.any(-1).nonzero()[:, 0]  # the rows with a token over the cap: only these are searched
-        if not len(confident):
+        capped = confident & extends_repeat(ids, token, self.span, self.window)
+        if not capped.any():
             return scores
-        over[confident] &= repeat_lengths(ids[confident], scores.size(-1), self.window, self.span) >= self.span
-        rest = torch.logsumexp(scores.masked_fill(over, NEG_INF), -1, keepdim=True)  # the others' total
-        # the score that gives a capped token exactly 1 - strength of the probability
-        capped = rest + math.log((1 - self.strength) / self.strength)
-        return torch.where(over & rest.isfinite(), capped, scores)
+        rest = scores.scatter(-1, token[:, None], NEG_INF).logsumexp(-1)  # the others' total
+        # the score that gives the token exactly 1 - strength of the probability
+        limit = rest + math.log((1 - self.strength) / self.strength)
+        return scores.scatter(-1, token[:, None], torch.where(capped & rest.isfinite(), limit, best)[:, None])
 
 
 @dataclass(frozen=True)
@@ -188,7 +186,7 @@ def build_processors(config: SampleConfig) -> list[Processor]:
         processors.append(RepetitionPenalty(config.repetition_penalty, config.repetition_window))
     if config.no_repeat_ngram:
         processors.append(NoRepeatNGram(config.no_repeat_ngram))
-    if config.temperature > 0 and config.temperature != 1.0:
+    if config.temperature > 0 and config.temperature != 1.0 and config.beams == 1:  # beams take the likeliest
         processors.append(Temperature(config.temperature))
     if config.repeat_guard and not config.greedy and config.beams == 1:  # it caps what is sampled from
         processors.append(RepeatGuard(config.repeat_guard))

@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from textgen.config import SampleConfig
 from textgen.data.tokenizer import Tokenizer
 from textgen.errors import TextgenError
-from textgen.generate.processors import RepeatGuard, RepetitionPenalty, apply_processors
+from textgen.generate.processors import GUARD_SPAN, GUARD_WINDOW, RepeatGuard, RepetitionPenalty, apply_processors
 from textgen.generate.sampling import (_Continuation, _Detokenizer, _History, _max_tokens, _processors, _Uniforms, draw,
                                        encode_text, history_kept, label_ids, start_token)
 from textgen.generate.stepper import Stepper
@@ -112,6 +113,14 @@ class Job:
             self.pending.extend(events)
             waiter, self.waiter = self.waiter, None
         return waiter
+
+
+def _recent(histories: list[_History]) -> torch.Tensor:
+    """The last GUARD_WINDOW + GUARD_SPAN tokens of each history (rows, tokens), -1 (no token, which
+    the repeat guard never matches) before a shorter one."""
+    width = GUARD_WINDOW + GUARD_SPAN
+    return torch.stack([F.pad(history.ids[0, max(0, history.filled - width):history.filled],
+                              (max(0, width - history.filled), 0), value=-1) for history in histories])
 
 
 @dataclass(eq=False)
@@ -392,18 +401,22 @@ class Engine:
         scores = torch.empty_like(raw)
         groups: dict[int, list[int]] = {}  # id(processors) -> positions
         for position, row in enumerate(rows):
-            if row.history is not None:  # its processors read its own history
+            if row.history is not None and any(isinstance(p, RepetitionPenalty) for p in row.processors):
+                # it reads its own history, every token of it real
                 scores[position] = apply_processors(list(row.processors), row.history.ids[:, :row.history.filled],
                                                     raw[position:position + 1])[0]
             else:
                 groups.setdefault(id(row.processors), []).append(position)
         for positions in groups.values():
             processors = rows[positions[0]].processors
-            if len(positions) == len(rows):  # these processors read no history: `raw` stands in for it
-                scores = apply_processors(list(processors), raw, raw)
+            # the repeat guard reads the rows' recent tokens side by side; other processors read no history,
+            # and `raw` stands in for it
+            history = raw if rows[positions[0]].history is None else _recent([rows[i].history for i in positions])
+            if len(positions) == len(rows):
+                scores = apply_processors(list(processors), history, raw)
             else:
                 index = torch.tensor(positions, device=self.device)
-                scores[index] = apply_processors(list(processors), raw, raw[index])
+                scores[index] = apply_processors(list(processors), history, raw[index])
         sampled = [position for position, row in enumerate(rows) if row.uniforms is not None]
         if len(sampled) == len(rows):
             tokens = self._draw(rows, scores)
