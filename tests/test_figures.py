@@ -19,6 +19,7 @@ import pytest
 
 from textgen import cli
 from textgen.nn.checkpoint import describe_checkpoint, load_checkpoint
+from textgen.config import SampleConfig
 from textgen.recipes.models import models
 from textgen.requests import JOBS
 
@@ -181,3 +182,12 @@ def test_a_classifier_s_metrics_jsonl_says_its_loss_is_per_text(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {r["loss_unit"] for r in records if "loss" in r and "split" not in r} == {"nats per text"}
     assert {r["val_loss_unit"] for r in records if r.get("split") == "validation"} == {"nats per text"}
+
+
+def test_the_default_temperature_is_the_one_docs_sampling_md_measured():
+    text = (ROOT / "docs" / "sampling.md").read_text(encoding="utf-8")
+    section = text.split("## The default temperature", 1)[1].split("\n## ", 1)[0]
+    stated = re.search(r"sample at\s+`--temperature ([\d.]+)` unless told otherwise", section)
+    assert stated and float(stated.group(1)) == SampleConfig().temperature
+    row = re.search(rf"^\| \*\*{stated.group(1)}\*\* ", section, re.M)
+    assert row, "the table marks the default's row in bold"
