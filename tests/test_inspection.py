@@ -474,22 +474,22 @@ def test_prediction_along_the_text_is_what_classify_says_of_each_prefix(long_tex
                                 "recurrent": {"encoder"}}[features]
 
 
-def test_terminal_prints_numbers_where_colour_cannot_show(tmp_path, monkeypatch):
+def test_terminal_prints_numbers_where_colour_cannot_show(tmp_path):
     model, tokenizer = planted_counter()
     checkpoint = save_language_model(tmp_path / "lm.pt", model, tokenizer)
     request = InspectRequest(model=str(checkpoint), text="a((b", layer=0, unit=(0,), gate="cell")
     inspection = run(request)
     forget = InspectRequest(model=str(checkpoint), text="a((b", layer=0, unit=(0,), gate="forget")
-    for environment in ({"NO_COLOR": "1"}, {"TERM": "dumb"}):
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        console = Console(force_terminal=True, file=io.StringIO(), width=120)
+    # NO_COLOR, a pipe, a dumb terminal, as rich reads them from the environment when the process starts
+    # (set here on the console itself: a `datasets` map swaps os.environ for a copy that rich never reads)
+    for settings in ({"force_terminal": True, "no_color": True}, {"force_terminal": False},
+                     {"force_terminal": True, "color_system": None}):
+        console = Console(file=io.StringIO(), width=120, **settings)
         show_inspection(console, request, inspection, as_json=False)
         lines = console.file.getvalue().splitlines()
         assert lines[0] == "each unit's value after each token:"
         assert [line.split() for line in lines[2:]] == [["1", "a", "+0.0000"], ["2", "(", "+1.0000"],
                                                         ["3", "(", "+2.0000"], ["4", "b", "+2.0000"]]
-        monkeypatch.undo()
     # in colour, a gate is shaded on its own 0-1 scale: white closed, violet open
     console = Console(force_terminal=True, color_system="truecolor", file=io.StringIO(), width=120)
     show_inspection(console, forget, run(forget), as_json=False)
