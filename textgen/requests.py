@@ -243,7 +243,8 @@ class InspectRequest(CorpusFields):
     """See what each unit of a model does along a text.
 
     Show chosen units (--layer, --gate, --unit) along a text: coloured by each unit's value after each
-    token, the numbers with --json, or a page with --html where you pick layer, gate and unit. --find
+    token (numbers where colour cannot show), the numbers with --json, or a page with --html: every gate
+    of a unit at each character with the cell's equations filled in, and many units along the text. --find
     FEATURE ranks every unit by its correlation with a feature of a corpus split and shows the best
     one. Layers and units count from 0."""
 
@@ -264,7 +265,9 @@ class InspectRequest(CorpusFields):
     split: str = option("validation", "split for --find")
     max_chars: int = option(200_000, "characters of the split that --find reads", low=1, high=100_000_000)
     top: int = option(10, "units --find lists", low=1, high=100_000)
-    html: str | None = path_option(None, "write one self-contained page where you pick layer, gate and unit",
+    html: str | None = path_option(None, "write one self-contained page: pick layer, gate and unit; every gate of "
+                                         "the unit at a character with the cell's equations in numbers; many units "
+                                         "along the text, ranked by --find or a pattern",
                                    flag="--html")
 
     def __post_init__(self) -> None:
