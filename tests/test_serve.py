@@ -104,7 +104,8 @@ def test_many_streams_at_once_give_the_texts_of_one_at_a_time(app, models):
     settings = [{"seed": 11, "max_tokens": 25}, {"seed": 12, "max_tokens": 60, "temperature": 0.5},
                 {"seed": 13, "max_tokens": 5, "top_p": 0.9}, {"seed": 14, "max_tokens": 40, "repetition_penalty": 1.3},
                 {"seed": 15, "max_tokens": 33, "min_p": 0.05, "n": 3}, {"max_tokens": 20, "temperature": 0},
-                {"seed": 16, "max_tokens": 50, "prompt": "KING HENRY:\nWhat " * 80}]
+                {"seed": 16, "max_tokens": 50, "prompt": "KING HENRY:\nWhat " * 80},
+                {"seed": 17, "max_tokens": 40, "repeat_guard": 0}, {"seed": 18, "max_tokens": 40, "repeat_guard": 0.5}]
     bodies = [{"model": "shakespeare", "prompt": PROMPT, **s} for s in settings]
     at_once = asyncio.run(post_all(app, [("/v1/completions", body) for body in bodies]))
     one_by_one = [post(app, "/v1/completions", body) for body in bodies]
@@ -112,8 +113,8 @@ def test_many_streams_at_once_give_the_texts_of_one_at_a_time(app, models):
     assert [texts(r) for r in at_once] == [texts(r) for r in one_by_one]
     generator = models["shakespeare"]
     for body, reply in zip(bodies, at_once):
-        settings = {"length": body["max_tokens"], **{k: body[k] for k in ("temperature", "top_p",
-                                                                         "repetition_penalty", "min_p") if k in body}}
+        settings = {"length": body["max_tokens"], **{k: body[k] for k in ("temperature", "top_p", "repetition_penalty",
+                                                                         "min_p", "repeat_guard") if k in body}}
         for index, text in enumerate(texts(reply)):
             seed = body["seed"] + index if "seed" in body else None
             assert text == generator.generate(body["prompt"], seed=seed, **settings)
@@ -144,8 +145,9 @@ def test_classify_complete_score_and_inspect(app, models):
     assert [row["label"] for row in labels["data"]] == [p.label for p in expected]
     assert labels["data"][0]["probability"] == pytest.approx(expected[0].probability)
     completions = post(app, "/v1/complete", {"model": "shakespeare", "prefix": "My lo", "top": 3}).json()
-    assert [c["text"] for c in completions["completions"]] == [c.text for c in models["shakespeare"].complete(
-        "My lo", top=3)]
+    expected = models["shakespeare"].complete("My lo", top=3)
+    assert [(c["text"], c["per_char"]) for c in completions["completions"]] == [(c.text, pytest.approx(c.per_char))
+                                                                                for c in expected]
     scored = post(app, "/v1/score", {"model": "shakespeare", "text": "To be, or not to be"}).json()
     assert scored["bits_per_char"] == pytest.approx(models["shakespeare"].score("To be, or not to be")["bits_per_char"])
     trace = post(app, "/v1/inspect", {"model": "shakespeare", "text": "O Romeo", "layer": 0, "gate": "forget"}).json()

@@ -197,7 +197,7 @@ def test_eval_scores_a_checkpoint_on_a_corpus_split(corpus, tmp_path, capsys):
     assert result["perplexity"] == pytest.approx(math.exp(result["loss"]))
 
 
-def test_a_language_model_stops_when_its_validation_stops_improving_unless_patience_is_0(corpus, tmp_path):
+def test_a_language_model_stops_when_its_validation_stops_improving_unless_patience_is_0(corpus, tmp_path, capsys):
     """Issue 31: early stopping for language models; a rate too small to move a weight leaves the
     validation loss where it was, so each evaluation after the first is stale."""
     def stop(run):
@@ -208,5 +208,7 @@ def test_a_language_model_stops_when_its_validation_stops_improving_unless_patie
     assert cli.main(train_args(corpus, tmp_path / "a", *common, "--patience", "2")) == 0
     assert stop(tmp_path / "a")["reason"] == "early_stopping" and stop(tmp_path / "a")["step"] == 6
     assert load_checkpoint(tmp_path / "a" / "best.pt")["step"] == 2
+    # the summary says why it stopped and since when
+    assert "early stopping: validation no better after step 2" in " ".join(capsys.readouterr().err.split())
     assert cli.main(train_args(corpus, tmp_path / "b", *common, "--patience", "0")) == 0
     assert stop(tmp_path / "b")["reason"] == "max_steps" and stop(tmp_path / "b")["step"] == 40

@@ -51,7 +51,8 @@ MAX_INSPECT = 2000  # characters /v1/inspect traces: every unit's value per char
 # JSON fields of /v1/completions and the SampleRequest field each sets
 COMPLETION_FIELDS = {"max_tokens": "length", "n": "num_samples", "temperature": "temperature", "top_p": "top_p",
                      "top_k": "top_k", "min_p": "min_p", "typical_p": "typical_p",
-                     "repetition_penalty": "repetition_penalty", "stop": "stop", "seed": "seed", "label": "label"}
+                     "repetition_penalty": "repetition_penalty", "repeat_guard": "repeat_guard", "stop": "stop",
+                     "seed": "seed", "label": "label"}
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default
 
 class ApiError(Exception):
@@ -266,8 +267,8 @@ class Server:
         complete = CompleteRequest(prefix=prefix, model=name, **settings)
         completions = await run_in_threadpool(self.models[name].complete, prefix, complete.top, complete.until,
                                               complete.label)
-        return JSONResponse({"model": name, "completions": [{"text": c.text, "probability": c.probability}
-                                                            for c in completions]})
+        return JSONResponse({"model": name, "completions": [
+            {"text": c.text, "probability": c.probability, "per_char": c.per_char} for c in completions]})
 
     async def score(self, request: Request) -> Response:
         body = await self.body(request)

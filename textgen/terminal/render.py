@@ -64,7 +64,7 @@ class RichReporter:
         self.progress.stop()
         table = Table(title="training summary", show_header=False)
         rows = {"run folder": str(summary["run_dir"]), "steps": str(summary["step"]),
-                "stopped by": summary["stop_reason"].replace("_", " "),
+                "stopped by": stopped_by(summary),
                 "time": f"{summary['elapsed']:.1f} s",
                 "chars/s": f"{summary['tokens_per_second'] * self.chars_per_token:,.0f}"}
         for when in ("final", "best"):
@@ -73,6 +73,15 @@ class RichReporter:
         for name, value in rows.items():
             table.add_row(name, value)
         self.console.print(table)
+
+
+def stopped_by(summary: dict) -> str:
+    """Why a run stopped, in words; for early stopping, since which step validation was no better."""
+    reason = summary["stop_reason"].replace("_", " ")
+    best_step = summary["best_metrics"].get("step")
+    if summary["stop_reason"] == "early_stopping" and best_step is not None:
+        return f"{reason}: validation no better after step {best_step}"
+    return reason
 
 
 class LabellingProgress:

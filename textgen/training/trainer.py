@@ -368,7 +368,7 @@ class _Loop:
         self.log({"step": self.step, "split": "validation", **self.last_eval, "val_loss_unit": self.task.loss_unit})
         self.reporter.evaluated(self.step, self.last_eval)
         if self.task.objective(self.last_eval) < self.best:
-            self.best, self.best_metrics = self.task.objective(self.last_eval), self.last_eval
+            self.best, self.best_metrics = self.task.objective(self.last_eval), {**self.last_eval, "step": self.step}
             self.save(self.best_path, self.last_eval)
 
     def stop_reason(self, elapsed: float, stop_requested: bool) -> str | None:
