@@ -3,6 +3,7 @@ the --features choice, calibration, old checkpoints and bad input."""
 
 import dataclasses
 import json
+import re
 import os
 import subprocess
 import sys
@@ -105,7 +106,8 @@ def stacked(reviews, tmp_path, capsys):
     assert cli.main(["train", "--task", "classify", "--corpus", str(reviews), "--init-from", str(base), "--features",
                      "both", "--ngram-buckets", "4096", "--negation", "--out", str(run), "--device", "cpu",
                      "--precision", "fp32"]) == 0
-    capsys.readouterr()
+    logged = " ".join(capsys.readouterr().err.split())
+    assert re.search(r"val_examples \d+, ", logged) and re.search(r"ngram_epoch \d, ", logged)  # counts as counts
     return base, run
 
 

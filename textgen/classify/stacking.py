@@ -201,7 +201,8 @@ def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, class
                                        temperatures=fitted.temperatures, decisive_margin=fitted.decisive_margin)
     metrics = {**fitted.metrics, **found, "ngram_weight": fitted.ngram_weight,
                **{f"{name}_temperature": t for name, t in zip(FEATURES, fitted.temperatures)}}
-    log.info("validation: %s", ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()))
+    log.info("validation: %s", ", ".join(f"{key} {value:,}" if isinstance(value, int) else f"{key} {value:.4f}"
+                                         for key, value in metrics.items()))
     payload = {"kind": "classifier", "configs": {**configs, "classifier": to_dict(model.config)},
                "model_config": to_dict(model.model_config), "classifier_config": to_dict(model.config),
                "tokenizer": tokenizer.to_data(), "model": model.state_dict(), "step": found["ngram_epoch"],
