@@ -2,8 +2,8 @@
 logistic regression on binarized buckets, Adam, 2 epochs, texts of rotten_tomatoes and IMDb
 training rows): plain (no scopes), marked (`--negation`: a negated word hashed as another word,
 "¬bad"), and signed (a negated word's own buckets counted against it: "not bad" reads as minus
-"bad", so what the n-grams know of every word carries over to its negation; a study, not yet a
-textgen option). Reports validation accuracy on both corpora and the held-out behaviour templates
+"bad", so what the n-grams know of every word carries over to its negation: `--negation
+--negation-sign`). Reports validation accuracy on both corpora and the held-out behaviour templates
 (textgen/classify/behaviour.py). Needs the reviews_mixed folder that tools/build_models.py writes.
 
     OMP_NUM_THREADS=1 taskset -c 1 python scripts/bench_negation_signs.py
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import harness
 
 from textgen.classify.behaviour import cases, unique
-from textgen.data.ngrams import NEGATED, _slice_buckets, negate_scopes, words
+from textgen.data.ngrams import ngram_buckets
 
 BUCKETS, LONGEST, SUBWORDS = 1 << 19, 3, 5  # the bundled sentiment's n-gram settings
 EPOCHS, BATCH, LR = 2, 64, 0.05
@@ -29,21 +29,9 @@ RT_VALIDATION = 1066  # reviews_mixed's validation rows: rotten_tomatoes' first,
 
 
 def features(text: str, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """A text's buckets and their signs under `mode`."""
-    tokens = words(text)
-    if not tokens:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    marked = tokens if mode == "plain" else negate_scopes(tokens)[0]
-    buckets = _slice_buckets([], marked, BUCKETS, LONGEST, SUBWORDS)
-    negated = [token for token in marked if token.startswith(NEGATED)]
-    if mode != "signed" or not negated:
-        return buckets, np.ones(len(buckets), np.float32)
-    # the negated words' own marked unigrams go; their plain word and subword buckets come in at -1
-    dropped = set(_slice_buckets([], negated, BUCKETS, 1, 0).tolist())
-    kept = np.array([bucket for bucket in buckets.tolist() if bucket not in dropped], np.int64)
-    against = _slice_buckets([], [token[1:] for token in negated], BUCKETS, 1, SUBWORDS)
-    return (np.concatenate([kept, against]),
-            np.concatenate([np.ones(len(kept), np.float32), -np.ones(len(against), np.float32)]))
+    """A text's buckets and their signs under `mode` (textgen's own hashing: `ngram_buckets`)."""
+    found = ngram_buckets(text, BUCKETS, LONGEST, SUBWORDS, negation=mode != "plain", negation_sign=mode == "signed")
+    return np.where(found < 0, -1 - found, found), np.where(found < 0, -1.0, 1.0).astype(np.float32)
 
 
 def rows(path: Path) -> tuple[list[str], np.ndarray]:

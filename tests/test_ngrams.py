@@ -20,7 +20,8 @@ from textgen.classify.predict import predict
 from textgen.config import ClassifierConfig, ModelConfig, to_dict
 from textgen.metrics import expected_calibration_error
 from textgen.nn.model import Classifier, lead
-from textgen.data.ngrams import UNBOUNDED, negate_scopes, ngram_bags, ngram_buckets, words
+from textgen.data.ngrams import UNBOUNDED, _slice_buckets, negate_scopes, ngram_bags, ngram_buckets, words
+from textgen.errors import ConfigError
 from textgen.data.tokenizer import text_slices
 from textgen.classify.stacking import fit_mixture, train_ngrams
 from textgen.data.tokenizer import CharTokenizer
@@ -76,6 +77,37 @@ def test_negated_words_say_nothing_of_their_plain_meaning_until_the_scope_ends()
     assert not bad & set(ngram_buckets("not bad", 1 << 30, 1, 5, negation=True).tolist())
     assert bad & set(ngram_buckets("not bad", 1 << 30, 1, 5).tolist()) == bad
     assert bad <= set(ngram_buckets("not good. bad", 1 << 30, 1, 5, negation=True).tolist())
+
+
+def test_a_signed_negation_counts_a_negated_word_against_its_own_buckets():
+    bad = set(ngram_buckets("bad", 1 << 30, 1, 5).tolist())  # the word and its subwords
+    signed = ngram_buckets("not bad", 1 << 30, 3, 5, negation=True, negation_sign=True)
+    marked = ngram_buckets("not bad", 1 << 30, 3, 5, negation=True)
+    assert {-1 - b for b in signed.tolist() if b < 0} == bad  # minus "bad", subwords and all
+    marked_unigram = set(_slice_buckets([], ["\u00acbad"], 1 << 30, 1, 0).tolist())  # "¬bad" as one word
+    assert {b for b in signed.tolist() if b >= 0} == set(marked.tolist()) - marked_unigram
+    # nothing negated: as before
+    assert np.array_equal(ngram_buckets("bad film", 1 << 30, 3, 5, True, negation_sign=True),
+                          ngram_buckets("bad film", 1 << 30, 3, 5, True))
+    # the n-grams' logits: "not bad" scores as minus "bad" (beside "not" and the bigram, here worth 0)
+    from textgen.nn.model import bag_logits
+    table = torch.zeros(1 << 10, 2)
+    plain = ngram_buckets("bad", 1 << 10, 1)
+    table[plain] = torch.tensor([[2.0, -2.0]])
+    bags = ngram_bags(["bad", "not bad"], 1 << 10, 2, 0, negation=True, negation_sign=True)
+    logits = bag_logits(table, torch.zeros(2), *bags)
+    assert logits[0, 0] > 0 > logits[1, 0] and logits[1, 0] == pytest.approx(-2.0 / 3 ** 0.5)  # 3 buckets: not, bad, "not ¬bad"
+
+
+def test_signed_negation_needs_negation_and_nb_counts_a_negated_word_for_the_other_class():
+    from textgen.config import ClassifierConfig
+    from textgen.classify.stacking import nb_ratios
+    with pytest.raises(ConfigError, match="add --negation"):
+        ClassifierConfig(negation_sign=True)
+    bags = [np.array([3]), np.array([3]), np.array([-1 - 3]), np.array([5])]
+    ratios = nb_ratios(bags, np.array([0, 0, 1, 1]), 8)
+    # bucket 3: twice in class 0, once negated in class 1 (for class 0): all for class 0
+    assert ratios[3] < nb_ratios(bags[:2] + bags[3:], np.array([0, 0, 1]), 8)[3] < 0
 
 
 def test_a_bounded_negation_scope_ends_after_its_words_or_at_punctuation_whichever_comes_first():
@@ -353,7 +385,8 @@ def test_a_long_text_read_in_slices_lands_in_the_buckets_it_lands_in_whole(monke
     rng = random.Random(0)
     vocabulary = ["not", "bad", "don't", "like", "it", "good", ",", ".", "never", "boring", "at", "all", "a\nb"]
     text = " ".join(rng.choice(vocabulary) for _ in range(3000))
-    settings = [(chars, negation, words) for chars in (0, 5) for negation, words in ((False, 0), (True, 0), (True, 2))]
+    settings = [(chars, negation, words, sign) for chars in (0, 5)
+                for negation, words, sign in ((False, 0, False), (True, 0, False), (True, 2, False), (True, 0, True))]
     whole = {setting: ngram_buckets(text, 1 << 20, 3, *setting) for setting in settings}
     for size in (7, 40, 333):
         monkeypatch.setattr(tokenizer, "SLICE_CHARS", size)

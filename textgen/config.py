@@ -424,6 +424,9 @@ class ClassifierConfig:
                                    "nothing of \"bad\" (Das and Chen 2001)")
     negation_words: int = option(0, "with --negation: a scope ends after this many words at most (0: at the next "
                                     "punctuation mark or 'but' only)", low=0, high=100)
+    negation_sign: bool = option(False, "with --negation: a negated word counts against its own n-grams (\"not bad\" "
+                                        "reads as minus \"bad\", for every word the n-grams know) instead of as "
+                                        "another word")
     ngram_weight: float = option(0.5, "--features both: logits = (1 - w) * recurrent + w * n-grams; fitted on "
                                       "validation, never typed", low=0.0, high=1.0)
     temperatures: tuple[float, ...] = option((1.0, 1.0, 1.0), "the logits of each --features choice (recurrent, "
@@ -439,6 +442,9 @@ class ClassifierConfig:
         check_fields(self)
         if self.char_ngrams and not 3 <= self.char_ngrams <= 8:
             raise ConfigError(f"--char-ngrams must be 0 (none) or from 3 to 8, got {self.char_ngrams}")
+        if self.negation_sign and not self.negation:
+            raise ConfigError("--negation-sign counts negated words against themselves and needs --negation to find "
+                              "them; add --negation")
         if len(self.temperatures) != len(FEATURES):
             raise ConfigError(f"temperatures must be {len(FEATURES)} positive numbers, got {self.temperatures}")
         if self.features != "recurrent" and not self.ngram_buckets:

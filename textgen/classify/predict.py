@@ -110,7 +110,7 @@ def text_buckets(config: ClassifierConfig, texts: list[str]) -> list[np.ndarray]
     """Each text's `ngram_buckets` as the classifier's n-grams were trained to read them (its buckets,
     longest n-gram, character n-grams and negation scopes): the one place that reads those settings."""
     return [ngram_buckets(text, config.ngram_buckets, config.ngram_max, config.char_ngrams, config.negation,
-                          config.negation_words) for text in texts]
+                          config.negation_words, config.negation_sign) for text in texts]
 
 
 def ngram_decided(model: Classifier, buckets: list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:

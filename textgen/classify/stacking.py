@@ -52,10 +52,15 @@ class Fitted:
 def nb_ratios(bags: list[np.ndarray], labels: np.ndarray, buckets: int) -> torch.Tensor:
     """Per bucket, NB-SVM's log-count ratio log(p/|p|) - log(q/|q|) of texts of class 1 against the
     others (binary labels; for more classes, each bucket's largest such ratio over the classes)."""
-    classes = int(labels.max()) + 1
-    counts = np.full((max(classes, 2), buckets), NB_SMOOTHING)
+    classes = max(int(labels.max()) + 1, 2)
+    counts = np.full((classes, buckets), NB_SMOOTHING)
     for bag, label in zip(bags, labels):
-        counts[label, bag] += 1.0
+        counts[label, bag[bag >= 0]] += 1.0
+        # a negated word (--negation-sign, held as -(bucket + 1)) is evidence for the other classes
+        against = -1 - bag[bag < 0]
+        for other in range(classes):
+            if other != label:
+                counts[other, against] += 1.0 / (classes - 1)
     shares = counts / counts.sum(axis=1, keepdims=True)
     ratios = [np.log(shares[c] / np.delete(shares, c, axis=0).mean(axis=0)) for c in range(len(shares))]
     ratio = ratios[1] if len(shares) == 2 else np.abs(np.stack(ratios)).max(axis=0)
@@ -167,6 +172,7 @@ def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, class
                                  ngram_max=classifier_config.ngram_max, char_ngrams=classifier_config.char_ngrams,
                                  negation=classifier_config.negation,
                                  negation_words=classifier_config.negation_words,
+                                 negation_sign=classifier_config.negation_sign,
                                  max_len=classifier_config.max_len,
                                  long_text=classifier_config.long_text)
     model = Classifier(base.model_config, config)
@@ -179,7 +185,8 @@ def stack_ngrams(base: Classifier, tokenizer: Tokenizer, data: DataConfig, class
         labels[split] = to_classifier[np.asarray(rows[corpus.label_column])]
         bags[split] = text_buckets(config, texts[split])
     subwords = f" and their words' character 3-{config.char_ngrams}-grams" if config.char_ngrams else ""
-    subwords += ", negation scopes marked," if config.negation else ""
+    subwords += (", negated words counted against themselves," if config.negation_sign else
+                 ", negation scopes marked,") if config.negation else ""
     log.info("hashed the word 1-%d-grams%s of %s training and %s validation texts into %s buckets", config.ngram_max,
              subwords, f"{len(texts['train']):,}", f"{len(texts['validation']):,}", f"{config.ngram_buckets:,}")
     log.info("reading the %s validation texts with the recurrent encoder", f"{len(texts['validation']):,}")

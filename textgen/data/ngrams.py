@@ -77,12 +77,14 @@ def subword_hashes(word: str, max_chars: int) -> np.ndarray:
 
 
 def ngram_buckets(text: str, buckets: int, max_n: int, max_chars: int = 0, negation: bool = False,
-                  negation_words: int = 0) -> np.ndarray:
+                  negation_words: int = 0, negation_sign: bool = False) -> np.ndarray:
     """The distinct buckets (int64, sorted) of the word 1..max_n-grams of `text`, and of its words'
     character 3..max_chars-grams (0: none), with negation scopes marked if `negation` (a negated word
     then has no subwords: they would carry its plain meaning), each at most `negation_words` long (0:
-    to the next punctuation mark); empty when it has no words. A long text is read a slice at a time
-    (`text_slices`), its n-grams and scopes carried across the cuts."""
+    to the next punctuation mark); empty when it has no words. With `negation_sign`, a negated word's
+    own word and subword buckets count against it instead, each held as -(bucket + 1) (`signed_ids`):
+    "not bad" reads as minus "bad". A long text is read a slice at a time (`text_slices`), its n-grams
+    and scopes carried across the cuts."""
     found, carried, scope_left, last = [], [], 0, ""
     for piece in text_slices(text):
         tokens = words(piece)
@@ -91,27 +93,50 @@ def ngram_buckets(text: str, buckets: int, max_n: int, max_chars: int = 0, negat
         raw_last = tokens[-1]
         if negation:
             tokens, scope_left = negate_scopes(tokens, scope_left, last, negation_words)
-        found.append(_slice_buckets(carried, tokens, buckets, max_n, max_chars))
+        found.append(_slice_buckets(carried, tokens, buckets, max_n, max_chars, negation_sign))
         carried, last = (carried + tokens)[-(max_n - 1):] if max_n > 1 else [], raw_last
     return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 
 
-def _slice_buckets(carried: list[str], tokens: list[str], buckets: int, max_n: int, max_chars: int) -> np.ndarray:
+def _slice_buckets(carried: list[str], tokens: list[str], buckets: int, max_n: int, max_chars: int,
+                   negation_sign: bool = False) -> np.ndarray:
     """The distinct buckets of the n-grams that end in `tokens`, read after the `carried` words that
-    ended the slice before (their own unigrams are counted again: harmless in a set)."""
+    ended the slice before (their own unigrams are counted again: harmless in a set); with
+    `negation_sign`, a negated word's own buckets as -(bucket + 1) in place of its marked unigram."""
     tokens = carried + tokens
     hashes = np.fromiter(map(word_hash, tokens), dtype=np.uint64)
-    parts, grams = [hashes], hashes
+    negated = [token[1:] for token in tokens if token.startswith(NEGATED)] if negation_sign else []
+    unigrams = hashes[[not token.startswith(NEGATED) for token in tokens]] if negated else hashes
+    parts, grams = [unigrams], hashes
     if max_chars >= 3:
         parts += [subword_hashes(token, max_chars) for token in set(tokens) if not token.startswith(NEGATED)]
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
         for n in range(2, max_n + 1):
             grams = (grams[:-1] * _ORDER_MULTIPLIER) ^ (hashes[n - 1:] + np.uint64(n))
             parts.append(grams)
-        mixed = np.concatenate(parts)
-        mixed = (mixed ^ (mixed >> np.uint64(29))) * _FINAL_MULTIPLIER
+    found = np.unique(_bucket_of(np.concatenate(parts), buckets))
+    if not negated:
+        return found
+    against = [np.fromiter(map(word_hash, negated), dtype=np.uint64)]
+    against += [subword_hashes(word, max_chars) for word in set(negated)] if max_chars >= 3 else []
+    return np.concatenate([found, -1 - np.unique(_bucket_of(np.concatenate(against), buckets))])
+
+
+def _bucket_of(hashes: np.ndarray, buckets: int) -> np.ndarray:
+    """Each hash's bucket (int64), its bits spread first (splitmix64's finaliser)."""
+    with np.errstate(over="ignore"):
+        mixed = (hashes ^ (hashes >> np.uint64(29))) * _FINAL_MULTIPLIER
         mixed ^= mixed >> np.uint64(32)
-    return np.unique((mixed % np.uint64(buckets)).astype(np.int64))
+    return (mixed % np.uint64(buckets)).astype(np.int64)
+
+
+def signed_ids(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Bucket ids with a negated word's -(bucket + 1) turned back into its bucket, and each id's sign
+    (None when every id counts for itself)."""
+    if not bool((ids < 0).any()):
+        return ids, None
+    negative = ids < 0
+    return torch.where(negative, -1 - ids, ids), torch.where(negative, -1.0, 1.0)
 
 
 def pack_bags(bags: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +147,8 @@ def pack_bags(bags: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(ids), torch.from_numpy(offsets.astype(np.int64))
 
 
-def ngram_bags(texts: Iterable[str], buckets: int, max_n: int, max_chars: int = 0, negation: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def ngram_bags(texts: Iterable[str], buckets: int, max_n: int, max_chars: int = 0, negation: bool = False,
+               negation_sign: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """`pack_bags` of the texts' `ngram_buckets`."""
-    return pack_bags([ngram_buckets(text, buckets, max_n, max_chars, negation) for text in texts])
+    return pack_bags([ngram_buckets(text, buckets, max_n, max_chars, negation, negation_sign=negation_sign)
+                      for text in texts])

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textgen.config import ClassifierConfig, ModelConfig
+from textgen.data.ngrams import signed_ids
 from textgen.errors import ConfigError
 
 GATE_COUNT = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer
@@ -360,9 +361,13 @@ class Classifier(nn.Module):
 def bag_logits(table: torch.Tensor, bias: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor,
                bucket_scale: torch.Tensor | None = None) -> torch.Tensor:
     """The rows of `table` (buckets, width) that each bag of bucket `ids` (starting at `offsets`) holds,
-    summed and divided by the square root of their count, plus `bias` (`Classifier.ngram_logits`)."""
+    summed (a negated word's, held as -(bucket + 1), subtracted) and divided by the square root of
+    their count, plus `bias` (`Classifier.ngram_logits`)."""
     counts = torch.diff(offsets, append=torch.tensor([len(ids)], device=offsets.device))
     weights = counts.clamp(min=1).float().rsqrt().repeat_interleave(counts, output_size=len(ids))
+    ids, signs = signed_ids(ids)  # a negated word's buckets count against it (--negation-sign)
+    if signs is not None:
+        weights = weights * signs
     if bucket_scale is not None:
         weights = weights * bucket_scale[ids]
     return F.embedding_bag(ids, table, offsets, mode="sum", per_sample_weights=weights) + bias
