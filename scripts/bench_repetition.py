@@ -23,8 +23,6 @@ runs are kept in --runs-dir; --reuse-runs measures the runs already there instea
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -37,7 +35,6 @@ import harness
 import torch
 import torch.nn.functional as F
 
-from textgen.cli import main as textgen
 from textgen.config import SampleConfig
 from textgen.generate.processors import GUARD_SPAN, GUARD_WINDOW, apply_processors
 from textgen.generate.sampling import PRIME_CHUNK, _processors, encode_text, start_token
@@ -92,23 +89,6 @@ def write_texts(kind: str, data_dir: Path, folder: Path) -> dict:
     return {"train_chars": len(train), "validation_chars": len(validation)}
 
 
-def captured(args: list[str]) -> str:
-    """stdout of `textgen args`; raises if it failed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = textgen(args)
-    if status != 0:
-        raise RuntimeError(f"textgen {' '.join(args)} exited {status}")
-    return out.getvalue()
-
-
-def best_bits_per_char(run: Path) -> tuple[float, int]:
-    """The lowest validation bits per character of a run, and the step it was reached at."""
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    best = min((r for r in records if r.get("split") == "validation"), key=lambda r: r["bits_per_char"])
-    return best["bits_per_char"], best["step"]
-
-
 def guard_cost(run: Path, text: str, temperature: float, strength: float, batch: int = 256) -> dict:
     """Bits per character of `text` read by the model (teacher forcing), under the sampler's processors at
     `temperature` with the guard of `strength` (reading the true history) and without it."""
@@ -141,7 +121,7 @@ def loops(run: Path, prompt: str, length: int, samples: int, guard: float) -> di
     """The sample reports of `samples` samples at temperature 0.5 (seeds 0, 1, ...), and the characters
     per second they were written at."""
     started = time.perf_counter()
-    lines = captured(["sample", "--model", str(run), "--prompt", prompt, "--length", str(length), "--temperature",
+    lines = harness.captured(["sample", "--model", str(run), "--prompt", prompt, "--length", str(length), "--temperature",
                       "0.5", "--seed", "0", "--num-samples", str(samples), "--json", "--check-copy",
                       "--repeat-guard", str(guard)]).splitlines()
     seconds = time.perf_counter() - started
@@ -175,7 +155,7 @@ def main() -> None:
         sizes = write_texts(kind, data_dir, folder)
         runs = {method: out / "runs" / f"{kind}-{method}" for method in METHODS}
         if "transfer" in stages:
-            zero_shot = json.loads(captured(["eval", "--model", "english", "--corpus", str(folder),
+            zero_shot = json.loads(harness.captured(["eval", "--model", "english", "--corpus", str(folder),
                                              "--split", "validation", "--json"]))
             result["transfer"].append({"kind": kind, "method": "english_zero_shot",
                                        "bits_per_char": round(zero_shot["bits_per_char"], 4), **sizes})
@@ -186,16 +166,16 @@ def main() -> None:
                     continue  # the guard's stages read the fine-tuned run only
                 shutil.rmtree(runs[method], ignore_errors=True)
                 started = time.perf_counter()
-                captured(["train", "--corpus", str(folder), "--out", str(runs[method]),
+                harness.captured(["train", "--corpus", str(folder), "--out", str(runs[method]),
                           "--time-budget", f"{args.minutes:g}m", *flags])
-                bits, step = best_bits_per_char(runs[method])
+                bits, step = harness.best_bits_per_char(runs[method])
                 record = {"kind": kind, "method": method, "minutes": args.minutes, "bits_per_char": round(bits, 4),
                           "best_step": step, "train_s": round(time.perf_counter() - started, 1), **sizes}
                 result["transfer"].append(record)
                 harness.progress(record)
         elif "transfer" in stages:
             for method in METHODS:
-                bits, step = best_bits_per_char(runs[method])
+                bits, step = harness.best_bits_per_char(runs[method])
                 result["transfer"].append({"kind": kind, "method": method, "bits_per_char": round(bits, 4),
                                            "best_step": step, **sizes})
         text = (folder / "validation.txt").read_text()

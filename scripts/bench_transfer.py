@@ -19,8 +19,6 @@ to hold the gutenberg corpus. The slices and runs are kept in --runs-dir.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -30,7 +28,6 @@ from pathlib import Path
 
 import harness
 
-from textgen.cli import main as textgen
 
 # what each method adds to `textgen train --corpus SLICE --time-budget T`; each keeps its own defaults
 # (evaluation interval included), as a user gets them
@@ -79,26 +76,9 @@ def write_slice(text: str, kilobytes: int, folder: Path) -> dict:
     return {"train_chars": train_chars, "validation_chars": len(text[train_chars:train_chars + VALIDATION_CHARS])}
 
 
-def captured(args: list[str]) -> str:
-    """stdout of `textgen args`; raises if it failed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = textgen(args)
-    if status != 0:
-        raise RuntimeError(f"textgen {' '.join(args)} exited {status}")
-    return out.getvalue()
-
-
-def best_bits_per_char(run: Path) -> tuple[float, int]:
-    """The lowest validation bits per character of a run, and the step it was reached at."""
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    best = min((r for r in records if r.get("split") == "validation"), key=lambda r: r["bits_per_char"])
-    return best["bits_per_char"], best["step"]
-
-
 def copy_share(run: Path, samples: int) -> dict:
     """The copy check of `samples` samples of 400 characters at temperature 0.8."""
-    lines = captured(["sample", "--model", str(run), "--length", "400", "--temperature", "0.8", "--seed", "0",
+    lines = harness.captured(["sample", "--model", str(run), "--length", "400", "--temperature", "0.8", "--seed", "0",
                       "--num-samples", str(samples), "--json", "--check-copy"]).splitlines()
     records = [json.loads(line) for line in lines]
     return {"copied_share": statistics.mean(r["copied_share"] for r in records),
@@ -129,7 +109,7 @@ def main() -> None:
                 records.append({"book": book, "kb": size, "skipped": f"the book has {len(text):,} characters"})
                 harness.progress(records[-1])
                 continue
-            zero_shot = json.loads(captured(["eval", "--model", args.english, "--corpus", str(folder),
+            zero_shot = json.loads(harness.captured(["eval", "--model", args.english, "--corpus", str(folder),
                                              "--split", "validation", "--json"]))
             records.append({"book": book, "kb": size, "method": "english_zero_shot",
                             "bits_per_char": zero_shot["bits_per_char"], **sizes})
@@ -143,10 +123,10 @@ def main() -> None:
                     run = out / "runs" / f"{book}-{size}k-{method}-{minutes:g}m{tag}"
                     shutil.rmtree(run, ignore_errors=True)  # a fresh run each time
                     started = time.perf_counter()
-                    captured(["train", "--corpus", str(folder), "--out", str(run), "--time-budget", f"{minutes:g}m",
+                    harness.captured(["train", "--corpus", str(folder), "--out", str(run), "--time-budget", f"{minutes:g}m",
                               *flags])
                     train_s = time.perf_counter() - started
-                    bits, step = best_bits_per_char(run)
+                    bits, step = harness.best_bits_per_char(run)
                     record = {"book": book, "kb": size, "minutes": minutes, "method": method, "flags": flags,
                               "bits_per_char": bits, "best_step": step, **copy_share(run, args.samples),
                               "train_s": round(train_s, 1), "wall_s": round(time.perf_counter() - started, 1),

@@ -99,3 +99,25 @@ def report(args: argparse.Namespace, result: dict) -> None:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+
+
+def captured(args: list[str]) -> str:
+    """stdout of `textgen args`, run in this process; raises if it failed."""
+    import contextlib
+    import io
+
+    from textgen.cli import main as textgen
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = textgen(args)
+    if status != 0:
+        raise RuntimeError(f"textgen {' '.join(args)} exited {status}")
+    return out.getvalue()
+
+
+def best_bits_per_char(run: Path) -> tuple[float, int]:
+    """The lowest validation bits per character a training run logged, and the step it was reached at."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = min((r for r in records if r.get("split") == "validation"), key=lambda r: r["bits_per_char"])
+    return best["bits_per_char"], best["step"]

@@ -64,6 +64,13 @@ def tiny_model(cell: str) -> tuple[LanguageModel, CharTokenizer]:
                                      vocab_size=tokenizer.vocab_size)).eval(), tokenizer
 
 
+def tiny_page(browser, folder: Path, cell: str, unit: Unit, **options):
+    """The trace of TEXT through `tiny_model(cell)`, and its page opened on `unit`."""
+    model, tokenizer = tiny_model(cell)
+    trace = trace_text(model, tokenizer, TEXT)
+    return trace, open_page(browser, html_page(trace, "t", unit, **options), folder)
+
+
 def readout_value(page) -> float:
     """The number the readout gives for the current unit."""
     return float(re.search(r"unit \d+ = (-?[\d.]+)", page.locator("#readout").text_content()).group(1))
@@ -78,9 +85,7 @@ def equation_values(page) -> dict[str, float]:
 
 @pytest.mark.slow  # Chromium
 def test_every_readout_follows_the_gate_unit_and_character_chosen(browser, tmp_path):
-    model, tokenizer = tiny_model("lstm")
-    trace = trace_text(model, tokenizer, TEXT)
-    page = open_page(browser, html_page(trace, "t", Unit(1, "cell", 2), reason="it varies most"), tmp_path)
+    trace, page = tiny_page(browser, tmp_path, "lstm", Unit(1, "cell", 2), reason="it varies most")
     last = len(TEXT) - 1
     assert page.locator("#about").text_content().startswith("layer 1 cell unit 2 (of 8)")
     assert page.locator("#why").text_content() == "why this unit: it varies most"
@@ -141,9 +146,7 @@ def shown_cell_zero_state(page) -> bool:
 
 @pytest.mark.slow  # Chromium
 def test_gates_are_coloured_on_their_own_zero_to_one_scale(browser, tmp_path):
-    model, tokenizer = tiny_model("lstm")
-    trace = trace_text(model, tokenizer, TEXT)
-    page = open_page(browser, html_page(trace, "t", Unit(0, "forget", 1)), tmp_path)
+    trace, page = tiny_page(browser, tmp_path, "lstm", Unit(0, "forget", 1))
     values = trace.values(Unit(0, "forget", 1))
     backgrounds = page.locator("#text span").evaluate_all("spans => spans.map((s) => s.style.background)")
     for value, background in zip(values.tolist(), backgrounds):  # white (0) to violet (84, 39, 143) at 1
@@ -157,9 +160,7 @@ def test_gates_are_coloured_on_their_own_zero_to_one_scale(browser, tmp_path):
 
 @pytest.mark.slow  # Chromium
 def test_gru_equations_are_filled_with_the_numbers_of_the_unit(browser, tmp_path):
-    model, tokenizer = tiny_model("gru")
-    trace = trace_text(model, tokenizer, TEXT)
-    page = open_page(browser, html_page(trace, "t", Unit(1, "hidden", 3)), tmp_path)
+    trace, page = tiny_page(browser, tmp_path, "gru", Unit(1, "hidden", 3))
     page.locator("#text span").nth(10).hover()
     shown = equation_values(page)
     assert set(shown) == {"reset", "update", "candidate", "previous-hidden", "hidden"}
@@ -172,9 +173,7 @@ def test_gru_equations_are_filled_with_the_numbers_of_the_unit(browser, tmp_path
 
 @pytest.mark.slow  # Chromium
 def test_a_plain_rnn_shows_its_one_equation(browser, tmp_path):
-    model, tokenizer = tiny_model("rnn")
-    trace = trace_text(model, tokenizer, TEXT)
-    page = open_page(browser, html_page(trace, "t", Unit(0, "hidden", 1)), tmp_path)
+    trace, page = tiny_page(browser, tmp_path, "rnn", Unit(0, "hidden", 1))
     page.locator("#text span").nth(2).hover()
     hidden = trace.values(Unit(0, "hidden", 1))
     assert equation_values(page) == pytest.approx({"previous-hidden": hidden[1], "hidden": hidden[2]}, abs=HALF)
@@ -210,9 +209,7 @@ def test_a_backward_unit_steps_from_the_next_character_and_a_projection_is_named
 
 @pytest.mark.slow  # Chromium
 def test_many_units_are_ranked_by_the_pattern_typed_and_picked_by_name(browser, tmp_path):
-    model, tokenizer = tiny_model("lstm")
-    trace = trace_text(model, tokenizer, TEXT)
-    page = open_page(browser, html_page(trace, "t", Unit(1, "cell", 0)), tmp_path)
+    trace, page = tiny_page(browser, tmp_path, "lstm", Unit(1, "cell", 0))
     cells = trace.layers[1]["cell"].astype(np.float64)  # (tokens, width)
     spread_order = np.argsort(-cells.std(axis=0), kind="stable")
     names = page.locator("#units tbody th button, #units table > tr th button")
