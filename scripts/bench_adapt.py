@@ -51,7 +51,8 @@ def main() -> None:
                                      adapt_decay=args.decay, device="cpu"))
             record = {"title": row["title"], "chars": len(row["text"][:args.chars]),
                       "unchanged": scored["bits_per_char_static"], "adapting": scored["bits_per_char"],
-                      "gain": scored["gain"], "seconds": round(time.perf_counter() - started, 1)}
+                      "gain": scored["gain"], "adapting_alone": scored["bits_per_char_adapting"],
+                      "trained_share": scored["trained_share"], "seconds": round(time.perf_counter() - started, 1)}
             harness.progress(record)
             result["books"].append(record)
     if args.alice or both:
@@ -62,6 +63,7 @@ def main() -> None:
         result["alice29"] = {
             "bytes": len(raw), "zero_shot_bits_per_byte": scored["bits_per_byte_static"],
             "adapting_bits_per_byte": scored["bits_per_byte"],
+            "adapting_alone_bits_per_byte": scored["bits_per_byte_adapting"], "trained_share": scored["trained_share"],
             "xz_bits_per_byte": 8 * len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)) / len(raw),
             "bzip2_bits_per_byte": 8 * len(bz2.compress(raw, 9)) / len(raw),
             "published": {"cmix v19": 1.645, "pythia-70M": 1.335}}  # Bellard's ts_zip table (canterbury README)

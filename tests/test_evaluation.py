@@ -87,6 +87,22 @@ def test_adapting_as_it_reads_gains_on_a_repetitive_text_and_never_writes_the_mo
     assert abs(json.loads(capsys.readouterr().out)["gain"]) < 1e-4
 
 
+def test_adapting_leans_on_the_trained_model_where_adapting_only_hurts(capsys):
+    """eval --adapt scores a mixture of the adapting model's prediction and the trained model's, the
+    shares learnt as it reads from what it has scored (issue 31): with a step size that wrecks the
+    adapting model, the trained model's share grows and the figure stays near the unchanged one."""
+    import json
+
+    from textgen import cli
+    text = "It was the best of times, it was the worst of times, it was the age of wisdom. " * 12
+    assert cli.main(["eval", "--model", "shakespeare", "--text", text, "--adapt", "--adapt-lr", "0.05", "--json",
+                     "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bits_per_char_adapting"] > result["bits_per_char_static"] + 1.0  # adapting alone is wrecked
+    assert result["bits_per_char"] < result["bits_per_char_static"] + 0.3
+    assert result["trained_share"] > 0.8
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "sentiment", "--text", "a fine film"], "classifier"),
     (["--text", "abc", "--batch-size", "4"], "drop --batch-size"),

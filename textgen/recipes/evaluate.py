@@ -159,5 +159,6 @@ def score_in_order(request: EvalRequest, whole_file: bool) -> dict:
     if whole_file:  # what compressors report: bits per byte of the file as it lies on disk
         size = Path(request.corpus).expanduser().stat().st_size
         result.update(bytes=size, bits_per_byte=result["bits_per_char"] * chars / size,
-                      **({"bits_per_byte_static": result["bits_per_char_static"] * chars / size} if request.adapt else {}))
+                      **({f"bits_per_byte_{reading}": result[f"bits_per_char_{reading}"] * chars / size
+                          for reading in ("static", "adapting")} if request.adapt else {}))
     return result

@@ -63,7 +63,8 @@ class TextGenerator:
 
     def score_adapting(self, text: str, lr: float = ADAPT_LR, decay: float = ADAPT_DECAY) -> dict:
         """Bits per character of `text` read in order by the model adapting as it goes (`eval --adapt`),
-        beside the model unchanged (`bits_per_char_static`); this generator's model is unchanged."""
+        beside the model unchanged (`bits_per_char_static`) and the adapting model alone, unmixed
+        (`bits_per_char_adapting`); this generator's model is unchanged."""
         check_value(EvalRequest, "text", text)
         check_value(EvalRequest, "adapt_lr", lr)
         check_value(EvalRequest, "adapt_decay", decay)

@@ -338,7 +338,8 @@ def print_evaluation(request, result: dict, as_json: bool) -> None:
     if request.adapt:
         print(f"{where}: {result['bits_per_char']:.4f} bits per character adapting as it read{per_byte}; "
               f"{result['bits_per_char_static']:.4f} unchanged (a gain of {result['gain']:.4f}; "
-              f"{result['tokens']:,} tokens)")
+              f"{result['tokens']:,} tokens); the adapting model alone {result['bits_per_char_adapting']:.4f}, "
+              f"the trained model's share at the end {result['trained_share']:.0%}")
     elif request.text is not None:
         print(f"{result['bits_per_char']:.4f} bits per character, log-probability {result['log_prob']:.4f} nats "
               f"({result['chars']:,} characters, {result['tokens']:,} tokens)")

@@ -6,6 +6,12 @@ learning keeps the figures honest: each token is predicted from what came before
 
 The step divides each gradient by the root of its running mean square (RMSprop, as the paper's
 best rule), so one rate suits every layer; the running squares start from the first segment's.
+
+Scoring, the prediction is a mixture of the adapting model's and the trained model's, with shares
+that are learnt as it reads too: where a step led the adapting model astray, the trained model
+still predicts, and the shares move toward whichever served the segments just scored. On
+gutenberg's validation books this gained 0.002-0.009 bits per character over adapting alone
+(docs/own-text.md).
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ class Adaptation:
     decay: float
     segment: int = 64
     square_momentum: float = 0.99
+    # the shares of the adapting and the trained model's predictions start at softmax(2, 0) = 0.88
+    # and 0.12 and move this fast toward those that would have served each segment best
+    mixing_rate: float = 3.0
 
 
 def dynamic_evaluation(model: LanguageModel, tokens: np.ndarray, chars: int, device: torch.device,
@@ -45,15 +54,17 @@ def dynamic_evaluation(model: LanguageModel, tokens: np.ndarray, chars: int, dev
     model ends as it began: its trained weights are put back."""
     trained, was_training = [p.detach().clone() for p in model.parameters()], model.training
     try:
-        adapted_nats, static_nats = _read(model, tokens, device, adaptation, copy.deepcopy(model).eval())
+        nats = _read(model, tokens, device, adaptation, copy.deepcopy(model).eval())
     finally:
         with torch.no_grad():
             for parameter, weights in zip(model.parameters(), trained):
                 parameter.copy_(weights)
         model.train(was_training)
     scored = len(tokens) - 1
-    return {"bits_per_char": bits_per_char(adapted_nats / scored, chars / scored),
-            "bits_per_char_static": bits_per_char(static_nats / scored, chars / scored),
+    return {"bits_per_char": bits_per_char(nats.mixed / scored, chars / scored),
+            "bits_per_char_static": bits_per_char(nats.static / scored, chars / scored),
+            "bits_per_char_adapting": bits_per_char(nats.adapting / scored, chars / scored),
+            "trained_share": round(float(nats.shares.softmax(0)[1]), 4),
             "tokens": scored, "segment": adaptation.segment, "lr": adaptation.lr, "decay": adaptation.decay}
 
 
@@ -89,34 +100,59 @@ def read_from_the_start(model: LanguageModel, tokenizer: Tokenizer, text: str, d
     return model, tokenizer, np.asarray([start_token(tokenizer), *encode_long(tokenizer, text)])
 
 
+@dataclass
+class _Nats:
+    """What a reading paid: the adapting model alone, the trained model unchanged, and their mixture
+    (with the share logits it ended with)."""
+
+    adapting: float = 0.0
+    static: float = 0.0
+    mixed: float = 0.0
+    shares: torch.Tensor = dataclasses.field(default_factory=lambda: torch.tensor([2.0, 0.0]))
+
+
 def _read(model: LanguageModel, tokens: np.ndarray, device: torch.device, adaptation: Adaptation,
-          static: LanguageModel | None = None) -> tuple[float, float]:
+          static: LanguageModel | None = None) -> _Nats:
     """Read `tokens` in order with `model`, one step after each segment (the model changes in
-    place); the nats it paid, scored before each step, and those `static` (unchanged) paid."""
+    place); the nats it paid, scored before each step, and, given `static` (the trained model
+    unchanged), those it paid and those of the two mixed."""
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     parameters = list(model.parameters())
     trained = [p.detach().clone() for p in parameters]
     squares: list[torch.Tensor] | None = None
     ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device)
-    adapted_nats = static_nats = 0.0
+    nats = _Nats()
     state = static_state = None
     model.eval()  # no dropout: adapting is learning from the text, not regularised training
     for start in range(0, len(ids) - 1, adaptation.segment):
         targets = ids[start + 1:start + adaptation.segment + 1]
         inputs = ids[start:start + len(targets)][None]
-        if static is not None:
-            with torch.no_grad():  # the trained weights' reading of the same segment, for the gain
-                logits, static_state = static(inputs, static_state)
-                static_nats += F.cross_entropy(logits[0].float(), targets, reduction="sum").item()
         with torch.enable_grad():
             logits, state = model(inputs, state)
-            loss = F.cross_entropy(logits[0].float(), targets, reduction="sum")
-        adapted_nats += loss.item()  # scored before the step it leads to
-        gradients = torch.autograd.grad(loss / len(targets), parameters, allow_unused=True)
+            losses = F.cross_entropy(logits[0].float(), targets, reduction="none")
+        nats.adapting += losses.sum().item()  # scored before the step it leads to
+        if static is not None:
+            with torch.no_grad():  # the trained weights' reading of the same segment
+                static_logits, static_state = static(inputs, static_state)
+                static_losses = F.cross_entropy(static_logits[0].float(), targets, reduction="none")
+            nats.static += static_losses.sum().item()
+            _mix(nats, -torch.stack([losses.detach(), static_losses]), adaptation.mixing_rate)
+        gradients = torch.autograd.grad(losses.mean(), parameters, allow_unused=True)
         squares = _step(parameters, trained, gradients, squares, adaptation)
         state = detach_state(state)
-    return adapted_nats, static_nats
+    return nats
+
+
+def _mix(nats: _Nats, log_probs: torch.Tensor, rate: float) -> None:
+    """Score one segment by the mixture of the models whose log-probabilities of each target are
+    the rows of `log_probs`, at the shares learnt so far; then move the shares toward each model's
+    mean posterior over the segment (the gradient of its mean log-likelihood in the share logits)."""
+    log_shares = nats.shares.log_softmax(0)
+    joint = log_probs + log_shares[:, None]
+    mixed = joint.logsumexp(0)
+    nats.mixed -= mixed.sum().item()
+    nats.shares = nats.shares + rate * ((joint - mixed).exp().mean(1) - log_shares.exp())
 
 
 @torch.no_grad()
