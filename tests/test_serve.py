@@ -363,14 +363,18 @@ def stream_events(app, body: dict) -> list[dict]:
 
 def test_a_stream_sends_its_text_at_most_every_stream_interval(models):
     body = {"model": "shakespeare", "prompt": PROMPT, "max_tokens": 200, "seed": 4}
-    texts = {}
+    texts, seconds = {}, {}
     for interval in (0.0, 1.0):
         app = make_app(models, model=("shakespeare",), stream_interval=interval)
+        started = time.perf_counter()
         events = stream_events(app, body)
+        seconds[interval] = time.perf_counter() - started
         app.state.server.close()
         texts[interval] = [choice["text"] for event in events for choice in event["choices"] if choice["text"]]
     assert len(texts[0.0]) > 100  # a character a step, each sent at once (merged only where the reader lags)
-    assert len(texts[1.0]) == 2  # the first at once, the rest when the sample finishes (well within a second)
+    # the first at once, then one part a second at most, the last when the sample finishes: 2 parts
+    # on an idle machine (a sample in well under a second), more only where the machine is slower
+    assert 2 <= len(texts[1.0]) <= 2 + int(seconds[1.0])
     assert "".join(texts[0.0]) == "".join(texts[1.0]) == models["shakespeare"].generate(PROMPT, length=200, seed=4)
 
 
