@@ -218,7 +218,8 @@ class EvalRequest(CorpusFields):
     device: str = option("auto", "where to run", choices=DEVICES)
     adapt: bool = option(False, "adapt as you read (dynamic evaluation): the text is read in order, 64 tokens at a "
                                 "time, each scored and then learnt from by one step pulled back toward the trained "
-                                "weights; reports the gain over the model unchanged (the model file is never written)")
+                                "weights, its prediction mixed with the trained model's at shares learnt as it reads; "
+                                "reports the gain over the model unchanged (the model file is never written)")
     adapt_lr: float = option(ADAPT_LR, "with --adapt: the size of each step (scaled by the gradients' running RMS)",
                              above=0.0, high=1.0)
     adapt_decay: float = option(ADAPT_DECAY, "with --adapt: the share of the way back to the trained weights "
