@@ -148,7 +148,7 @@ def _mix(nats: _Nats, log_probs: torch.Tensor, rate: float) -> None:
     """Score one segment by the mixture of the models whose log-probabilities of each target are
     the rows of `log_probs`, at the shares learnt so far; then move the shares toward each model's
     mean posterior over the segment (the gradient of its mean log-likelihood in the share logits)."""
-    log_shares = nats.shares.log_softmax(0)
+    log_shares = nats.shares.to(log_probs.device).log_softmax(0)
     joint = log_probs + log_shares[:, None]
     mixed = joint.logsumexp(0)
     nats.mixed -= mixed.sum().item()
