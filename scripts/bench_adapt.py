@@ -1,5 +1,6 @@
 """Adapting as it reads (`textgen eval --adapt`, issue 31) and the public yardstick: bits per
-character of each gutenberg validation book read in order by a model unchanged and adapting; and
+character of each gutenberg validation book read in order by a model unchanged and adapting (the
+figure `eval --adapt` gives, mixed with the trained model, and the adapting model alone); and
 bits per byte of the raw alice29.txt of the Canterbury corpus (CRLF and all) for the model
 zero-shot and adapting, beside xz -9e and bzip2 -9 measured in the same run.
 
