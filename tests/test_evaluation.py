@@ -175,3 +175,14 @@ def test_sample_adapt_on_a_missing_empty_or_binary_file_is_one_line(content, mes
     assert cli.main(["sample", "--adapt-on", str(document), "--length", "5", "--device", "cpu"]) == 1
     error = capsys.readouterr().err
     assert message in error and error.count("textgen: error") == 1, error
+
+
+@pytest.mark.parametrize("adapt", [[], ["--adapt"]])
+def test_eval_of_an_empty_file_says_the_file_is_empty(adapt, tmp_path, capsys):
+    """An empty file to score is named as such, not as an empty training text."""
+    from textgen import cli
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert cli.main(["eval", "--model", "shakespeare", "--corpus", str(empty), "--device", "cpu", *adapt]) == 1
+    error = capsys.readouterr().err
+    assert "empty.txt is empty" in error and "training" not in error and error.count("textgen: error") == 1, error

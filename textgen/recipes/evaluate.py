@@ -135,6 +135,8 @@ def score_in_order(request: EvalRequest, whole_file: bool) -> dict:
         text = request.text if request.text is not None else read_text_file(
             "--corpus", request.corpus, request.encoding, raw=True)
         texts, name, split = [text], "text" if request.text is not None else request.corpus, None
+        if whole_file and not text:
+            raise TextgenError(f"--corpus {request.corpus} is empty; give a file with text in it")
     else:
         corpus = load_corpus(request.data_config(), task="lm")
         if split not in corpus.splits:
