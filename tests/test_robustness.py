@@ -44,6 +44,14 @@ def test_overwrite_starts_again_and_replaces_the_old_run(corpus, trained):
     assert json.loads((trained / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
 
 
+def test_a_run_started_with_overwrite_can_be_resumed(corpus, trained):
+    """--overwrite is what the command that started a run did to the folder, not a setting of the run:
+    resuming such a run (without it) was refused for carrying both."""
+    assert cli.main(train_args(corpus, trained, "--max-steps", "4", "--overwrite")) == 0
+    assert cli.main(train_args(corpus, trained, "--max-steps", "8", "--resume")) == 0
+    assert load_checkpoint(trained / "last.pt")["step"] == 8
+
+
 def test_an_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_back(corpus, trained, capsys):
     before = digest(trained)
     code = cli.main(train_args(corpus, trained, "--max-steps", "50", "--overwrite", "--lr", "1e20",

@@ -116,6 +116,7 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
         data, model_config = resumed("data"), resumed("model")
         if train.task == "classify":
             classifier_config = resumed("classifier")
+        saved["configs"]["train"].pop("overwrite", None)  # what the starting command did to --out, not a setting
         train = resumed("train")
         tokenizer = tokenizer_from_data(saved["tokenizer"])
         check_resumable(saved, {"model": to_dict(model_config)}, dist.world_size)
