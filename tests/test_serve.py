@@ -236,6 +236,14 @@ def test_an_unknown_route_or_method_answers_in_the_same_error_shape(app):
     assert post(app, "/v1/completions", method="GET").status_code == 405
 
 
+def test_chat_completions_say_to_use_completions(app):
+    # the openai client's most common call: the answer should say what textgen serves instead
+    reply = post(app, "/v1/chat/completions", {"model": "shakespeare", "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 404
+    message = reply.json()["error"]["message"]
+    assert "/v1/completions" in message and "chat" in message
+
+
 def test_an_api_key_is_required_as_a_bearer_token(models):
     app = make_app(models, model=("shakespeare",), api_key="s3cret")
     assert post(app, "/v1/models", method="GET").status_code == 401

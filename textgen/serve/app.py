@@ -404,8 +404,14 @@ def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+# OpenAI routes that a client may try first, and what textgen serves in their place
+_INSTEAD = {"/v1/chat/completions": "textgen's models continue text and have no chat format; send the text "
+                                    "to continue to POST /v1/completions (the openai client's completions.create)"}
+
+
 async def _not_found(request: Request, error: HTTPException) -> Response:
-    return ApiError(error.status_code, f"{request.method} {request.url.path}: {error.detail}",
+    instead = _INSTEAD.get(request.url.path) if error.status_code == 404 else None
+    return ApiError(error.status_code, f"{request.method} {request.url.path}: {instead or error.detail}",
                     code="not_found" if error.status_code == 404 else None).response()
 
 
