@@ -88,6 +88,43 @@ def test_logprobs_come_in_openais_legacy_shape(app):
         assert len(top) == 3 and max(top.values()) >= value - 1e-5
 
 
+def test_echo_with_logprobs_scores_the_prompt_too_as_the_score_route_does(app):
+    # how OpenAI-compatible scoring clients (lm-evaluation-harness and the like) ask for log-likelihoods
+    prompt = "ROMEO: But soft"
+    scored = post(app, "/v1/score", {"model": "shakespeare", "text": prompt}).json()
+    for max_tokens in (0, 5):
+        for stream in (False, True):
+            body = {"model": "shakespeare", "prompt": prompt, "max_tokens": max_tokens, "echo": True, "logprobs": 2,
+                    "seed": 3, "stream": stream}
+            reply = post(app, "/v1/completions", body)
+            assert reply.status_code == 200, reply.text
+            if stream:
+                chunks = [json.loads(line.removeprefix("data: ")) for line in reply.text.split("\n\n")
+                          if line and line != "data: [DONE]"]
+                choices = [c for chunk in chunks for c in chunk["choices"]]
+                text = "".join(c["text"] for c in choices)
+                tokens = [t for c in choices for t in c["logprobs"]["tokens"]]
+                values = [v for c in choices for v in c["logprobs"]["token_logprobs"]]
+                offsets = [o for c in choices for o in c["logprobs"]["text_offset"]]
+                usage = chunks[-1]["usage"]
+            else:
+                choice = reply.json()["choices"][0]
+                text, usage = choice["text"], reply.json()["usage"]
+                tokens, values, offsets = (choice["logprobs"][key] for key in ("tokens", "token_logprobs", "text_offset"))
+            assert text.startswith(prompt) and len(text) == len(prompt) + max_tokens
+            assert "".join(tokens) == text and offsets == list(range(len(text)))
+            assert sum(values[:len(prompt)]) == pytest.approx(scored["log_prob"], abs=1e-3)
+            assert usage["prompt_tokens"] == len(prompt) and usage["completion_tokens"] == max_tokens
+
+
+def test_max_tokens_zero_is_for_echo_only(app):
+    reply = post(app, "/v1/completions", {"model": "shakespeare", "prompt": PROMPT, "max_tokens": 0})
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "max_tokens"
+    assert "echo" in reply.json()["error"]["message"]
+    reply = post(app, "/v1/completions", {"model": "shakespeare", "prompt": PROMPT, "max_tokens": 0, "echo": True})
+    assert reply.json()["choices"][0]["text"] == PROMPT and reply.json()["choices"][0]["logprobs"] is None
+
+
 def test_streamed_events_join_to_the_whole_completion_and_end_with_done(app):
     body = {"model": "shakespeare", "prompt": PROMPT, "max_tokens": 30, "seed": 5}
     whole = post(app, "/v1/completions", body).json()["choices"][0]["text"]
@@ -315,6 +352,8 @@ def test_the_openai_client_works_unchanged_against_a_real_server(live, models):
     assert stopped.choices[0].text == whole[:whole.index("\n")] and stopped.choices[0].finish_reason == "stop"
     with pytest.raises(openai.BadRequestError, match="top_p"):
         client.completions.create(model="shakespeare", prompt=PROMPT, top_p=2)
+    scored = client.completions.create(model="shakespeare", prompt=PROMPT, max_tokens=0, echo=True, logprobs=0)
+    assert scored.choices[0].text == PROMPT and len(scored.choices[0].logprobs.token_logprobs) == len(PROMPT)
 
 
 def slots_in_use(url: str) -> float:

@@ -40,7 +40,7 @@ from textgen.lab.inspection import Unit, check_unit, gate_width, trace_text
 from textgen.lab.views import trace_json
 from textgen.requests import (ClassifyRequest, CompleteRequest, EvalRequest, InspectRequest, SampleRequest,
                               ServeRequest)
-from textgen.serve.engine import Busy, Engine, Event, Job
+from textgen.serve.engine import Busy, Engine, Event, Job, Token
 from textgen.serve.monitor import Monitor
 from textgen.serve.playground import PLAYGROUND_CSP, playground_page
 
@@ -213,21 +213,34 @@ class Server:
         body = await self.body(request)
         name = self.model(body, TextGenerator, required=True)
         prompt = self.text(body, "prompt")
-        sample = self.sample_request(body, name, prompt)
+        flags = {key: body.get(key, False) for key in ("stream", "echo")}
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                raise ApiError(400, f"{key} must be true or false, got {value!r}", key)
+        # max_tokens 0 with echo asks for the prompt alone: OpenAI's way to score a text (with logprobs)
+        prompt_only = type(body.get("max_tokens")) is int and body["max_tokens"] == 0
+        if prompt_only and not flags["echo"]:
+            raise ApiError(400, "max_tokens 0 asks for no text, which serves only with echo (to score the prompt); "
+                                "ask for 1 or more", "max_tokens")
+        sample = self.sample_request({**body, "max_tokens": 1} if prompt_only else body, name, prompt)
         logprobs = body.get("logprobs")
         if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int)
                                      or not 0 <= logprobs <= MAX_LOGPROBS):
             raise ApiError(400, f"logprobs must be a whole number from 0 to {MAX_LOGPROBS}, got {logprobs!r}",
                            "logprobs")
-        flags = {key: body.get(key, False) for key in ("stream", "echo")}
-        for key, value in flags.items():
-            if not isinstance(value, bool):
-                raise ApiError(400, f"{key} must be true or false, got {value!r}", key)
         # a stream's text goes out every --stream-interval seconds; a whole answer's when it is done
         interval = self.request.stream_interval if flags["stream"] else math.inf
         job = Job(prompt, sample, logprobs or 0, asyncio.get_running_loop(), interval)
-        self.engines[name].submit(job)
-        reply = _Reply(name, job, prompt if flags["echo"] else "", logprobs is not None)
+        echoed = []  # the prompt's own tokens, scored, where echo and logprobs ask for them
+        if prompt_only or (flags["echo"] and logprobs is not None):
+            echoed = await run_in_threadpool(self.engines[name].prompt_tokens, prompt, logprobs or 0)
+        if prompt_only:
+            job.prompt_tokens = len(echoed)
+            job.put([Event(index, "", [], "length") for index in range(sample.num_samples)])
+        else:
+            self.engines[name].submit(job)
+        reply = _Reply(name, job, prompt if flags["echo"] else "", logprobs is not None,
+                       echoed if logprobs is not None else [])
         if flags["stream"]:
             return StreamingResponse(reply.stream(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -311,10 +324,12 @@ class Server:
 class _Reply:
     """One completion request's answer, whole or as server-sent events."""
 
-    def __init__(self, model: str, job: Job, echo: str, logprobs: bool):
-        self.model, self.job, self.echo, self.logprobs = model, job, echo, logprobs
+    def __init__(self, model: str, job: Job, echo: str, logprobs: bool, echoed: list[Token]):
+        self.model, self.job, self.echo, self.logprobs, self.echoed = model, job, echo, logprobs, echoed
         self.id, self.created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        self.offsets = [len(echo)] * job.config.num_samples  # where each sample's next text begins
+        # where each sample's next text begins (its tokens' text_offset): after the echo, or at 0 where
+        # the echo's own tokens are listed
+        self.offsets = [0 if echoed else len(echo)] * job.config.num_samples
 
     def choice(self, event: Event) -> dict[str, Any]:
         logprobs = None
@@ -349,7 +364,7 @@ class _Reply:
 
     async def whole(self) -> dict[str, Any]:
         texts = [[self.echo] for _ in range(self.job.config.num_samples)]
-        tokens: list[list] = [[] for _ in texts]
+        tokens: list[list] = [list(self.echoed) for _ in texts]
         finish, used = [None] * len(texts), 0
         try:
             async for batch in self.events():
@@ -368,7 +383,7 @@ class _Reply:
         try:
             if self.echo:
                 self.offsets = [0] * len(self.offsets)
-                yield "".join(_sse(self.envelope([self.choice(Event(index, self.echo, []))]))
+                yield "".join(_sse(self.envelope([self.choice(Event(index, self.echo, self.echoed))]))
                               for index in range(len(self.offsets)))
             used = 0
             try:

@@ -28,6 +28,7 @@ from textgen.errors import TextgenError
 from textgen.generate.processors import GUARD_SPAN, GUARD_WINDOW, RepeatGuard, RepetitionPenalty, apply_processors
 from textgen.generate.sampling import (_Continuation, _Detokenizer, _History, _max_tokens, _processors, _Uniforms, draw,
                                        encode_text, history_kept, label_ids, start_token)
+from textgen.generate.scoring import token_log_probs
 from textgen.generate.stepper import Stepper
 from textgen.nn.model import LanguageModel, select_state
 
@@ -209,6 +210,22 @@ class Engine:
             self.lock.notify()
         if self.thread is not None:
             self.thread.join(timeout=10)
+
+    def prompt_tokens(self, prompt: str, top: int) -> list[Token]:
+        """Each token of `prompt` with the model's log-probability of it there and, given `top`, the
+        likeliest alternatives, as generated tokens carry them (echo with logprobs). It reads the model,
+        never the streams, so it runs beside the loop, as the score route does."""
+        ids, log_probs = token_log_probs(self.model, self.tokenizer, prompt, self.device)
+        chosen = log_probs.gather(-1, torch.tensor(ids, device=log_probs.device)[:, None]).squeeze(1).tolist()
+        best = log_probs.topk(min(top, log_probs.size(-1)), -1) if top else None
+        decoded, tokens = self.detokenizer.new_row(), []
+        for position, (token, value) in enumerate(zip(ids, chosen)):
+            alternatives = None
+            if best is not None:
+                alternatives = {self.token_texts[i]: v for i, v in zip(best.indices[position].tolist(),
+                                                                        best.values[position].tolist())}
+            tokens.append(Token(self.detokenizer.add(decoded, token), value, alternatives))
+        return tokens
 
     # --- the engine thread ---
 
