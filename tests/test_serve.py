@@ -115,6 +115,11 @@ def test_echo_with_logprobs_scores_the_prompt_too_as_the_score_route_does(app):
             assert "".join(tokens) == text and offsets == list(range(len(text)))
             assert sum(values[:len(prompt)]) == pytest.approx(scored["log_prob"], abs=1e-3)
             assert usage["prompt_tokens"] == len(prompt) and usage["completion_tokens"] == max_tokens
+    # subwords: the pieces join to the prompt, spaces, accents and all
+    prompt = "This movie was  great, café naïve 😀 fun."
+    choice = post(app, "/v1/completions", {"model": "reviews-label", "prompt": prompt, "echo": True, "max_tokens": 0,
+                                           "logprobs": 1}).json()["choices"][0]
+    assert "".join(choice["logprobs"]["tokens"]) == prompt and len(choice["logprobs"]["tokens"]) < len(prompt)
 
 
 def test_max_tokens_zero_is_for_echo_only(app):
