@@ -43,7 +43,7 @@ from textgen.recipes.models import load
 
 TRAIN_CHARS = VALIDATION_CHARS = 100_000
 CHARS_PER_SOURCE_FILE = 10_000  # so that no one long module is most of the code text
-METHODS = {"english": ["--init-from", "english"], "scratch": []}
+METHODS = {"english": ["--init-from", "english"], "scratch": ["--init-from", "none"]}
 PROMPT_CHARS = 200  # each sample continues the held-out text's first lines, up to this many characters
 
 

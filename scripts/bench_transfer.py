@@ -35,7 +35,7 @@ METHODS = {
     "english": ["--init-from", "english"],  # fine-tuned, with the fine-tuning defaults
     # the same without early stopping: the whole time budget, to see what stopping early gives up
     "english_no_patience": ["--init-from", "english", "--patience", "0"],
-    "scratch_default": [],  # no flag at all: preset auto (compact under 300 KB, else small)
+    "scratch_default": ["--init-from", "none"],  # preset auto from scratch (compact under 300 KB, else small)
     "scratch_compact": ["--preset", "compact"],  # 2x256, dropout 0.3
     "scratch_small": ["--preset", "small"],  # 2x384, dropout 0.1: the default before preset auto
     # compact with heavier regularisation, a candidate for the best from-scratch setting on ~100 KB

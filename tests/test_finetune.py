@@ -164,20 +164,25 @@ def test_resume_with_another_init_from_is_refused(pretrained, corpus, tmp_path, 
     assert "which started from scratch" in one_line_error(capsys)
 
 
-def test_a_small_english_text_trained_from_scratch_suggests_fine_tuning(corpus, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(recipes, "bundled_models", lambda: {"english": tmp_path / "english.pt"})
+def test_a_small_local_text_fine_tunes_english_unless_told_otherwise(tmp_path, capsys, monkeypatch):
     english = tmp_path / "english.txt"
     english.write_text("It was the best of times, it was the worst of times, and he said that it was so.\n" * 40)
-    assert cli.main(train_args(english, tmp_path / "a", "--max-steps", "1")) == 0
-    assert "--init-from english" in capsys.readouterr().err
-    # not for a text that is not English, nor for a large one
-    latin = tmp_path / "latin.txt"
-    latin.write_text("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\n" * 40)
-    assert cli.main(train_args(latin, tmp_path / "b", "--max-steps", "1")) == 0
-    assert "--init-from english" not in capsys.readouterr().err
-    monkeypatch.setattr(recipes, "SMALL_TEXT_CHARS", 1000)
-    assert cli.main(train_args(english, tmp_path / "c", "--max-steps", "1")) == 0
-    assert "--init-from english" not in capsys.readouterr().err
+
+    def started_from(corpus, run, *extra):
+        assert cli.main(["train", "--corpus", str(corpus), "--out", str(tmp_path / run), "--max-steps", "1",
+                         "--batch-size", "4", "--seq-len", "16", "--device", "cpu", "--precision", "fp32", *extra]) == 0
+        saved = json.loads((tmp_path / run / "config.json").read_text())
+        return saved["finetune"]["init_from"], saved["model"]["hidden_size"]
+
+    assert started_from(english, "auto") == ("english", 512)
+    assert "--init-from none to train from scratch" in " ".join(capsys.readouterr().err.split())
+    assert started_from(english, "none", "--init-from", "none") == (None, 256)  # from scratch: the compact preset
+    assert started_from(english, "shaped", "--hidden", "128") == (None, 128)  # a shape asked for: from scratch
+    greek = tmp_path / "greek.txt"
+    greek.write_text("Καλημέρα κόσμε, τι κάνεις σήμερα; " * 100)  # characters english mostly lacks
+    assert started_from(greek, "greek")[0] is None
+    monkeypatch.setattr(recipes, "AUTO_COMPACT_BELOW", 1000)  # a "large" text: from scratch, the small preset
+    assert started_from(english, "large") == (None, 384)
 
 
 def test_char_vocabularies_extend_in_place():
@@ -193,13 +198,13 @@ def test_a_small_local_text_gets_the_compact_preset_unless_told_otherwise(corpus
                          "--device", "cpu", "--precision", "fp32", *extra]) == 0
         return json.loads((tmp_path / run / "config.json").read_text())
 
-    saved = trained("auto")
+    saved = trained("auto", "--init-from", "none")
     assert "the compact preset (2x256, dropout 0.3)" in " ".join(capsys.readouterr().err.split())
     assert (saved["model"]["hidden_size"], saved["model"]["dropout"], saved["train"]["preset"]) == (256, 0.3, "auto")
     assert trained("typed", "--hidden", "128", "--dropout", "0.1")["model"]["hidden_size"] == 128
     assert trained("small", "--preset", "small")["model"]["hidden_size"] == 384
     monkeypatch.setattr(recipes, "AUTO_COMPACT_BELOW", 1000)  # a "large" text: the small preset
-    assert trained("large")["model"]["hidden_size"] == 384
+    assert trained("large", "--init-from", "none")["model"]["hidden_size"] == 384
 
 
 def test_the_python_api_fine_tunes_a_language_model_too(pretrained, corpus, tmp_path):

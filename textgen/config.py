@@ -462,7 +462,9 @@ class FinetuneConfig:
     """How a classifier is trained from a language model (ULMFiT) or from scratch."""
 
     init_from: str | None = option(None, "language model (or classifier, to go on fine-tuning it) to start from: "
-                                         "run folder, .pt or bundled name such as reviews (else from scratch)")
+                                         "run folder, .pt or bundled name such as reviews; none: from scratch "
+                                         "(default: english for a language model of a local text under 300 KB "
+                                         "in its characters, else from scratch)")
     lm_finetune_steps: int = option(0, "first fine-tune the language model on the target texts this many steps",
                                     low=0, high=STEPS_MAX)
     unfreeze_every: int = option(1, "evaluations between unfreezing the next layer group, top down (0: all at once)",

@@ -125,9 +125,8 @@ def hub_offline() -> Iterator[None]:
         yield
 
 
-def local_text_bytes(config: DataConfig) -> int | None:
-    """The size on disk of a local corpus's training files (a whole single file), or None for a Hub
-    corpus: a cheap measure of the text before loading it."""
+def _local_training_files(config: DataConfig) -> list[Path] | None:
+    """A local corpus's training files (a single file: itself), or None for a Hub corpus."""
     path = local_or_example("--corpus", config.corpus)
     check_not_device("--corpus", path)
     if not path.exists() and config.corpus in NAMED_CORPORA:
@@ -136,12 +135,33 @@ def local_text_bytes(config: DataConfig) -> int | None:
     if path is None or not path.exists():
         return None
     if path.is_file():
-        return path.stat().st_size
+        return [path]
     try:
-        files = _split_files(path)
+        return _split_files(path).get("train", [])
     except CorpusError:
         return None
-    return sum(file.stat().st_size for file in files.get("train", []))
+
+
+def local_text_bytes(config: DataConfig) -> int | None:
+    """The size on disk of a local corpus's training files, or None for a Hub corpus: a cheap
+    measure of the text before loading it."""
+    files = _local_training_files(config)
+    return None if files is None else sum(file.stat().st_size for file in files)
+
+
+def local_text_sample(config: DataConfig, size: int = 100_000) -> str | None:
+    """About the first `size` bytes of a local corpus's training files as text, markup and all (a
+    csv's commas, a json's keys), or None for a Hub corpus: a cheap look at the text before loading it."""
+    files = _local_training_files(config)
+    if files is None:
+        return None
+    raw = b""
+    for file in files:
+        with file.open("rb") as handle:
+            raw += handle.read(size - len(raw))
+        if len(raw) >= size:
+            break
+    return raw.decode(config.encoding, errors="replace")
 
 
 def load_corpus(config: DataConfig, task: str = "lm", evaluate: str | None = None,

@@ -25,8 +25,13 @@ def local_or_example(flag: str, spec: str) -> Path:
     example = importlib.resources.files("textgen") / "examples" / spec
     if path.exists() or path.name != spec or not example.is_file():
         return path
-    log.info("%s %s: no such file here, so the example that ships with textgen (%s)", flag, spec, example)
+    if (flag, spec) not in _EXAMPLES_SAID:  # a command looks at its corpus more than once: say it once
+        _EXAMPLES_SAID.add((flag, spec))
+        log.info("%s %s: no such file here, so the example that ships with textgen (%s)", flag, spec, example)
     return Path(str(example))
+
+
+_EXAMPLES_SAID: set[tuple[str, str]] = set()
 
 
 def image_formats() -> tuple[str, ...]:

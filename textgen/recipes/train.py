@@ -20,11 +20,12 @@ from typing import Any
 import torch
 
 from textgen.data.batches import LabelledBatches, StreamBatches, encode_labelled, label_array, token_array
-from textgen.nn.checkpoint import bundled_models, load_model, resolve_checkpoint_path
+from textgen.nn.checkpoint import bundled_models, load_checkpoint, load_model, resolve_checkpoint_path
 from textgen.config import (AUTO_COMPACT_BELOW, LM_FINETUNE, PRESETS, ClassifierConfig, DataConfig, FinetuneConfig,
                             ModelConfig, TrainConfig, flag_of, from_dict, to_dict)
 from textgen.data.files import check_not_input
-from textgen.data.corpus import Corpus, count_chars, language_model_split, load_corpus, local_text_bytes, split_texts
+from textgen.data.corpus import (Corpus, count_chars, language_model_split, load_corpus, local_text_bytes,
+                                 local_text_sample, split_texts)
 from textgen.training.distributed import Distributed
 from textgen.errors import ConfigError, TextgenError
 from textgen.requests import TRAIN_CONFIGS, TrainRequest
@@ -72,7 +73,8 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
     (with the tokenizer), or when fine-tuning by the pretrained model's shape; then by `typed`
     (config name -> the fields the user set), and validated before any data loads. Every
     checkpoint the run starts from is read here, once."""
-    typed = {name: typed.get(name, {}) for name in CONFIGS}
+    typed = {name: dict(typed.get(name, {})) for name in CONFIGS}
+    _default_start(typed)
     preset = PRESETS[_preset_name(typed)]
     data = DataConfig(**typed["data"])
     if Path(data.corpus).expanduser().exists():  # saved whole, so the copy check finds it from any folder
@@ -241,27 +243,38 @@ def _finetuning_vocabulary(tokenizer: Tokenizer, corpus: Corpus, train_split: st
     return grown
 
 
-# Fine-tuning english beat training from scratch by 0.6 bits/char on 100 KB of prose and tied it on
-# 500 KB of verse (scripts/bench_transfer.py, docs/own-text.md): the hint stops between them.
-SMALL_TEXT_CHARS = 300_000
-_COMMON_ENGLISH = frozenset("the and of to a in that is was he it for with as his i you her had not but at on be".split())
+# A language model of a small local text starts from the bundled `english` unless told otherwise:
+# fine-tuning it beat training from scratch on every such text measured, prose by 0.7 bits/char and
+# Python source, verse and short lines by 0.7-1.4 (scripts/bench_transfer.py, bench_repetition.py;
+# docs/own-text.md). Not on a text of another script, whose characters english mostly lacks.
+KNOWN_CHARACTERS = 0.95  # the share of a text's characters (but spaces) that english must know
 
 
-def _suggest_finetuning(corpus: Corpus, train_split: str, data: DataConfig) -> None:
-    """One log line when a small English text trains from scratch: fine-tuning `english` usually does better."""
-    if data.tokenizer != "char" or "english" not in bundled_models():
+def _default_start(typed: dict[str, dict[str, Any]]) -> None:
+    """--init-from english, set in `typed`, for a language model of a local text under
+    AUTO_COMPACT_BELOW bytes whose characters english knows, where nothing else was asked for (no
+    --init-from, model shape, tokenizer or preset; not resuming). --init-from none: from scratch."""
+    finetune, train, data = typed["finetune"], typed["train"], typed["data"]
+    if finetune.get("init_from") == "none":
+        del finetune["init_from"]
         return
-    sample, length = [], 0
-    for piece in split_texts(corpus, train_split):
-        length += len(piece)
-        if length > SMALL_TEXT_CHARS:
-            return
-        sample.append(piece[:100_000])
-    words = " ".join(sample).lower().split()[:20_000]
-    if words and sum(word in _COMMON_ENGLISH for word in words) / len(words) > 0.15:
-        log.info("%s is a small English text (%s characters): --init-from english (fine-tuning a general "
-                 "English model) usually predicts such text better than training from scratch",
-                 corpus.name, f"{length:,}")
+    shape = [name for name in typed["model"] if "dropout" not in name and name not in ("condition", "label_embed_size")]
+    if (finetune.get("init_from") or shape or {"tokenizer", "vocab_size"} & data.keys() or train.get("resume")
+            or train.get("task", "lm") != "lm" or train.get("preset", "auto") != "auto"
+            or "english" not in bundled_models()):
+        return
+    config = DataConfig(**data)
+    size = local_text_bytes(config)
+    if size is None or size >= AUTO_COMPACT_BELOW:
+        return
+    text = [char for char in local_text_sample(config) or "" if not char.isspace()]
+    known = set(tokenizer_from_data(load_checkpoint(bundled_models()["english"])["tokenizer"]).chars)
+    if not text or sum(char in known for char in text) < KNOWN_CHARACTERS * len(text):
+        return
+    finetune["init_from"] = "english"
+    log.info("a small text (%s KB): fine-tuning english, the bundled general English model, which predicts "
+             "such text better than a model trained from scratch; --init-from none to train from scratch",
+             f"{size / 1000:,.0f}")
 
 
 def _preset_name(typed: dict[str, dict[str, Any]]) -> str:
@@ -324,7 +337,6 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
         tokenizer_data = None
         if dist.is_main:
             tokenizer_data = build_tokenizer(data, split_texts(corpus, train_split)).to_data()
-            _suggest_finetuning(corpus, train_split, data)
         tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
     task = language_model_task(corpus, train_split, tokenizer, data, train, dist, train.eval_tokens,
                                model_config.label_dropout if model_config.condition else None,
