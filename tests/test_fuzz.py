@@ -1,11 +1,11 @@
 """Fuzzing the command line with hypothesis: corpus files of random bytes, csv and jsonl files with
 missing, extra and non-string columns, random argument vectors for every subcommand, and random
 prompts and texts. Every case ends with exit status 0, 1 or 2 and at most one line of error, never a
-traceback and never a hang.
+traceback and never a hang; a server that starts ends at Ctrl-C, as a user stops it.
 
 This file runs the short profile; `tests/fuzz_long.py` runs the long one (TEXTGEN_FUZZ_PROFILE=long)
-and counts the cases. Cases run `cli.main` in this process (fast), but for one property that starts
-real processes with argument bytes no in-process call can give (invalid UTF-8).
+and counts the cases. Cases run `cli.main` in this process (fast), but for argument bytes no
+in-process call can give (invalid UTF-8) and for `textgen serve`, which real processes run.
 """
 
 import argparse
@@ -14,8 +14,11 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -45,6 +48,7 @@ class Outcome:
     status: object
     out: str
     err: str
+    interrupted: bool = False  # the case was stopped by Ctrl-C (SIGINT), as a server is
 
 
 def run_cli(argv: list[str], stdin: str = "") -> Outcome:
@@ -63,14 +67,50 @@ def run_cli(argv: list[str], stdin: str = "") -> Outcome:
     return Outcome(argv, status, out.getvalue(), err.getvalue())
 
 
+def run_server(world, argv: list[str]) -> Outcome:
+    """`textgen serve ...` in a real process, stopped by Ctrl-C (SIGINT) once it listens, as a user stops
+    it: a server runs until interrupted. Still running 30 s after that (or never listening nor ending
+    within the case's time) is a hang."""
+    process = subprocess.Popen([sys.executable, "-m", "textgen", *argv], cwd=world.root, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines, listening = [], threading.Event()
+
+    def read() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if line.startswith("textgen serve: listening on "):
+                listening.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + CASE_SECONDS
+    while process.poll() is None and not listening.wait(0.1) and time.monotonic() < deadline:
+        pass
+    interrupted = process.poll() is None and listening.is_set()
+    if interrupted:
+        process.send_signal(signal.SIGINT)
+    try:
+        out = process.communicate(timeout=30 if interrupted else 1)[0]
+        status = process.returncode
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, status = process.communicate()[0], "hang"
+    reader.join(5)
+    return Outcome(argv, status, out, "".join(lines), interrupted)
+
+
 def check(name: str, outcome: Outcome) -> Outcome:
-    """Exit status 0, 1 or 2; no traceback; a failure's error is the last thing printed, on one line."""
+    """Exit status 0, 1 or 2 (130 with "textgen: interrupted" where Ctrl-C stopped it); no traceback; a
+    failure's error is the last thing printed, on one line."""
     CASES[name] += 1
     STATUSES[str(outcome.status)] += 1
     try:
-        assert outcome.status in (0, 1, 2), f"exit status {outcome.status!r}"
-        assert "Traceback" not in outcome.err, "a traceback"
         lines = outcome.err.rstrip("\n").splitlines()
+        if outcome.interrupted and outcome.status == 130:
+            assert lines[-1] == "textgen: interrupted", "no 'interrupted' line at the end"
+        else:
+            assert outcome.status in (0, 1, 2), f"exit status {outcome.status!r}"
+        assert "Traceback" not in outcome.err, "a traceback"
         if outcome.status == 1:
             errors = [line for line in lines if line.startswith("textgen: error: ")]
             assert len(errors) == 1 and lines[-1] == errors[0], "not one line of error at the end"
@@ -125,6 +165,7 @@ SUFFIXES = st.sampled_from([".txt", ".csv", ".jsonl", ".json", ".parquet", ".md"
 @given(content=FILE_BYTES, suffix=SUFFIXES, encoding=st.sampled_from(["utf-8", "latin-1", "utf-16", "no-such"]),
        tokenizer=st.sampled_from(["char", "char", "sentencepiece"]))
 @example(content=b"\x00\x00", suffix=".txt", encoding="utf-16", tokenizer="char")  # found: no byte-order mark
+@example(content=b"\x00", suffix=".txt", encoding="utf-8", tokenizer="sentencepiece")  # found: SentencePiece's own error
 def test_a_corpus_of_random_bytes_trains_or_fails_in_one_line(world, content, suffix, encoding, tokenizer):
     path = case_path(world, suffix)
     path.write_bytes(content)
@@ -194,6 +235,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 # Flags that bound a case's work, typed last so that they win: a fuzzed argument vector must not
 # start a ten-minute training run or a 45-model benchmark.
 BOUNDS = {"train": ["--max-steps", "2", "--preset", "tiny", "--out", "fuzzed-run", "--device", "cpu"],
+          "serve": ["--host", "127.0.0.1", "--port", "0"],  # a free loopback port; run_server stops it
           "memory": ["--budget", "32", "--lags", "10", "--seeds", "0", "--hidden", "4"],
           "inspect": ["--max-chars", "2000"]}
 NUMBERS = ["-1", "0", "1", "2", "3", "7", "x", "", "2.5", "nan", "inf", "-inf", "1e-9", "٣"]
@@ -234,7 +276,13 @@ def argument_vectors(draw, world):
 @FUZZ
 @given(data=st.data())
 def test_a_random_argument_vector_ends_cleanly(world, data):
-    check("argument_vectors", run_cli(data.draw(argument_vectors(world))))
+    argv = data.draw(argument_vectors(world))
+    check("argument_vectors", run_server(world, argv) if argv[0] == "serve" else run_cli(argv))
+
+
+def test_a_server_started_by_an_argument_vector_stops_at_ctrl_c(world):
+    outcome = check("server", run_server(world, ["serve", "--model", str(world.lm), *BOUNDS["serve"]]))
+    assert outcome.interrupted and outcome.status == 130
 
 
 @settings(FUZZ, max_examples=PROCESS_EXAMPLES)

@@ -73,6 +73,12 @@ def test_char_tokenizer_from_empty_text_is_an_error():
         CharTokenizer.from_texts(["", ""])
 
 
+def test_sentencepiece_on_a_text_of_only_characters_it_drops_is_an_error():
+    # found by fuzzing: a corpus of one NUL byte left SentencePiece no character to count
+    with pytest.raises(TokenizerError, match="no character SentencePiece can learn from; .* --tokenizer char"):
+        SentencePieceTokenizer.train(["\x00", "\x00\x00"], 300)
+
+
 def test_char_encode_batch_matches_encoding_each_text():
     tokenizer = CharTokenizer.from_texts(["héllo wörld"])
     texts = ["héllo", "", "wörld?", "l"]

@@ -213,6 +213,9 @@ class SentencePieceTokenizer(_ReservedIds):
             if "empty" in str(error).lower() or "no sentences" in str(error).lower():
                 raise TokenizerError("the training text is empty, so SentencePiece cannot train; "
                                      "give a corpus with text") from error
+            if "all_chars_count" in str(error):  # e.g. only NUL bytes, which SentencePiece drops
+                raise TokenizerError("the training text has no character SentencePiece can learn from; give a "
+                                     "corpus with text, or use --tokenizer char") from error
             raise
         return cls(model.getvalue())
 
