@@ -72,7 +72,7 @@ def run_server(world, argv: list[str]) -> Outcome:
     it: a server runs until interrupted. Still running 30 s after that (or never listening nor ending
     within the case's time) is a hang."""
     process = subprocess.Popen([sys.executable, "-m", "textgen", *argv], cwd=world.root, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     lines, listening = [], threading.Event()
 
@@ -90,13 +90,13 @@ def run_server(world, argv: list[str]) -> Outcome:
     if interrupted:
         process.send_signal(signal.SIGINT)
     try:
-        out = process.communicate(timeout=30 if interrupted else 1)[0]
-        status = process.returncode
+        status = process.wait(timeout=30 if interrupted else 1)
     except subprocess.TimeoutExpired:
         process.kill()
-        out, status = process.communicate()[0], "hang"
-    reader.join(5)
-    return Outcome(argv, status, out, "".join(lines), interrupted)
+        process.wait()
+        status = "hang"
+    reader.join(5)  # stderr to its end
+    return Outcome(argv, status, "", "".join(lines), interrupted)
 
 
 def check(name: str, outcome: Outcome) -> Outcome:
