@@ -185,6 +185,24 @@ def test_a_small_local_text_fine_tunes_english_unless_told_otherwise(tmp_path, c
     assert started_from(english, "large") == (None, 384)
 
 
+def test_a_text_too_small_for_the_default_batches_trains_in_narrower_ones(tmp_path, capsys):
+    letter = tmp_path / "letter.txt"
+    letter.write_text("Dear Margaret, the orchard is quiet and the pickers have gone home.\n" * 15)  # 1 KB
+
+    def trained(run, *extra):
+        return cli.main(["train", "--corpus", str(letter), "--out", str(tmp_path / run), "--max-steps", "2",
+                         "--device", "cpu", "--precision", "fp32", *extra])
+
+    for run, extra in (("english", ()), ("scratch", ("--init-from", "none"))):
+        assert trained(run, *extra) == 0
+        saved = json.loads((tmp_path / run / "config.json").read_text())["train"]
+        assert saved["batch_size"] * saved["seq_len"] < 32 * 128 and saved["seq_len"] == 128
+        assert "the most it fills" in " ".join(capsys.readouterr().err.split())
+    # batches typed are kept: too large is a one-line error that says what to lower
+    assert trained("typed", "--batch-size", "32") != 0
+    assert "lower --batch-size or --seq-len" in one_line_error(capsys)
+
+
 def test_char_vocabularies_extend_in_place():
     tokenizer = CharTokenizer("abc")
     grown = tokenizer.extended("cab dé")

@@ -182,7 +182,8 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
 def test_a_corpus_too_small_for_one_batch_says_what_to_lower(tmp_path, capsys):
     path = tmp_path / "small.txt"
     path.write_text("hello there\n" * 5)
-    assert cli.main(train_args(path, tmp_path / "run", "--max-steps", "2")) == 1
+    # batches typed (untyped ones narrow to what the text fills: test_finetune.py)
+    assert cli.main(train_args(path, tmp_path / "run", "--max-steps", "2", "--batch-size", "4", "--seq-len", "64")) == 1
     err = capsys.readouterr().err
     assert "--batch-size" in err and "--seq-len" in err
 

@@ -57,6 +57,7 @@ class Setup:
     dist: Distributed
     run_dir: Path
     per_epoch: tuple[str, ...] = ()  # train settings a classifier sets to once an epoch (those not typed)
+    fit_window: bool = False  # neither --batch-size nor --seq-len typed: a small text may narrow them
     tokenizer: Tokenizer | None = None  # the resumed run's or the pretrained model's; None: built from the corpus
     pretrained: LanguageModel | Classifier | None = None  # --init-from, loaded
 
@@ -157,8 +158,9 @@ def prepare(typed: dict[str, dict[str, Any]]) -> Setup:
         train.time_budget = "10m"
         log.info("no --max-steps or --time-budget given: training for 10m")
     per_epoch = tuple(name for name in PER_EPOCH if name not in typed["train"])
+    fit_window = not train.resume and not {"batch_size", "seq_len"} & typed["train"].keys()
     return Setup(data, model_config, train, classifier_config, finetune, device, precision, dist, run_dir,
-                 per_epoch, tokenizer, pretrained)
+                 per_epoch, fit_window, tokenizer, pretrained)
 
 
 def _pretrained_shape(pretrained: ModelConfig, typed_model: dict[str, Any], what: str = "model",
@@ -295,18 +297,26 @@ def _preset_name(typed: dict[str, dict[str, Any]]) -> str:
     return "compact"
 
 
+def fitted_window(tokens: int, train: TrainConfig, world_size: int) -> tuple[int, int]:
+    """The batch size and sequence length, at most `train`'s, of a window that `tokens` fill on each
+    of `world_size` processes: narrower batches first, then shorter sequences."""
+    seq_len = max(1, min(train.seq_len, (tokens - 1) // world_size))
+    return max(1, min(train.batch_size, (tokens - 1) // (seq_len * world_size))), seq_len
+
+
 def validation_streams(tokens, train: TrainConfig, dist: Distributed, labels=None) -> StreamBatches:
     """Evaluation streams over a validation split (with its tokens' `labels`), narrowed to fit a small one."""
-    seq_len = max(1, min(train.seq_len, (len(tokens) - 1) // dist.world_size))
-    batch_size = max(1, min(train.batch_size, (len(tokens) - 1) // (seq_len * dist.world_size)))
+    batch_size, seq_len = fitted_window(len(tokens), train, dist.world_size)
     return StreamBatches(tokens, batch_size, seq_len, dist.rank, dist.world_size, labels)
 
 
 def language_model_task(corpus: Corpus, train_split: str, tokenizer: Tokenizer, data: DataConfig, train: TrainConfig,
                         dist: Distributed, eval_tokens: int | None = None,
-                        label_dropout: float | None = None, patience: int = 0) -> LanguageModelTask:
+                        label_dropout: float | None = None, patience: int = 0, fit_window: bool = False
+                        ) -> LanguageModelTask:
     """Next-token prediction on `train_split` of `corpus`, evaluated on its validation split; for a
-    model conditioned on the corpus's labels (given its `label_dropout`), with each token's label."""
+    model conditioned on the corpus's labels (given its `label_dropout`), with each token's label.
+    With `fit_window`, a training split too small for `train`'s batches gets narrower ones."""
     # Rank 0 fills the token cache first so that other ranks only read it.
     if not dist.is_main:
         dist.barrier()
@@ -318,8 +328,9 @@ def language_model_task(corpus: Corpus, train_split: str, tokenizer: Tokenizer, 
         val_labels = label_array(corpus, "validation", tokenizer, num_proc=data.num_proc)
     if dist.is_main:
         dist.barrier()
-    return LanguageModelTask(StreamBatches(train_tokens, train.batch_size, train.seq_len, dist.rank, dist.world_size,
-                                           train_labels),
+    batch_size, seq_len = (fitted_window(len(train_tokens), train, dist.world_size) if fit_window
+                           else (train.batch_size, train.seq_len))
+    return LanguageModelTask(StreamBatches(train_tokens, batch_size, seq_len, dist.rank, dist.world_size, train_labels),
                              validation_streams(val_tokens, train, dist, val_labels),
                              count_chars(corpus, "validation") / len(val_tokens), eval_tokens, label_dropout or 0.0,
                              patience)
@@ -340,7 +351,12 @@ def train_language_model(setup: Setup, make_reporter: ReporterFactory) -> RunRes
         tokenizer = tokenizer_from_data(dist.gather(tokenizer_data)[0])
     task = language_model_task(corpus, train_split, tokenizer, data, train, dist, train.eval_tokens,
                                model_config.label_dropout if model_config.condition else None,
-                               setup.finetune.patience)
+                               setup.finetune.patience, setup.fit_window)
+    if (task.train.batch_size, task.train.seq_len) != (train.batch_size, train.seq_len):
+        log.info("a small text (%s training tokens): batches of %d x %d, the most it fills, instead of %d x %d",
+                 f"{len(task.train.tokens):,}", task.train.batch_size, task.train.seq_len, train.batch_size,
+                 train.seq_len)
+        train = dataclasses.replace(train, batch_size=task.train.batch_size, seq_len=task.train.seq_len)
     if model_config.condition:
         if model_config.label_names and tuple(model_config.label_names) != tuple(corpus.label_names):
             raise ConfigError(f"{setup.finetune.init_from or run_dir} was conditioned on the labels "
