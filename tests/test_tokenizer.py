@@ -79,6 +79,17 @@ def test_sentencepiece_on_a_text_of_only_characters_it_drops_is_an_error():
         SentencePieceTokenizer.train(["\x00", "\x00\x00"], 300)
 
 
+def test_any_other_sentencepiece_failure_is_one_line_too(monkeypatch):
+    import sentencepiece
+
+    def fails(**settings):
+        raise RuntimeError("INTERNAL: src/trainer_interface.cc(1) [(some_count) > (0)] \nmore detail")
+    monkeypatch.setattr(sentencepiece.SentencePieceTrainer, "train", fails)
+    with pytest.raises(TokenizerError, match=r"^SentencePiece could not train on this text \(INTERNAL: .*\); "
+                                             r"try --tokenizer char$"):
+        SentencePieceTokenizer.train(["some text"], 300)
+
+
 def test_char_encode_batch_matches_encoding_each_text():
     tokenizer = CharTokenizer.from_texts(["héllo wörld"])
     texts = ["héllo", "", "wörld?", "l"]

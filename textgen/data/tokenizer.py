@@ -216,7 +216,9 @@ class SentencePieceTokenizer(_ReservedIds):
             if "all_chars_count" in str(error):  # e.g. only NUL bytes, which SentencePiece drops
                 raise TokenizerError("the training text has no character SentencePiece can learn from; give a "
                                      "corpus with text, or use --tokenizer char") from error
-            raise
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise TokenizerError(f"SentencePiece could not train on this text ({reason.strip()}); "
+                                 f"try --tokenizer char") from error
         return cls(model.getvalue())
 
     @property
