@@ -2,6 +2,7 @@
 (unfreezing and patience follow an evaluation in the loop). One formula gives bits per character."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,6 +176,20 @@ def test_sample_adapt_on_a_missing_empty_or_binary_file_is_one_line(content, mes
     assert cli.main(["sample", "--adapt-on", str(document), "--length", "5", "--device", "cpu"]) == 1
     error = capsys.readouterr().err
     assert message in error and error.count("textgen: error") == 1, error
+
+def test_eval_of_the_shipped_example_by_its_bare_name_scores_the_whole_file(tmp_path, capsys, monkeypatch):
+    # the train summary and docs name my_text.txt bare, read from textgen/examples where no such file is here
+    import json
+
+    from textgen import cli
+    monkeypatch.chdir(tmp_path)
+    shipped = Path(__file__).resolve().parent.parent / "textgen" / "examples" / "my_text.txt"
+    for extra in ([], ["--adapt"]):
+        assert cli.main(["eval", "--model", "shakespeare", "--corpus", "my_text.txt", "--json", "--device", "cpu",
+                         *extra]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["split"] is None and result["bytes"] == shipped.stat().st_size
+
 
 
 @pytest.mark.parametrize("adapt", [[], ["--adapt"]])

@@ -15,7 +15,7 @@ from textgen.classify.predict import Progress, predict
 from textgen.config import DataConfig
 from textgen.data.batches import StreamBatches, label_array, token_array
 from textgen.data.corpus import count_chars, load_corpus, split_texts
-from textgen.data.files import read_text_file
+from textgen.data.files import local_or_example, read_text_file
 from textgen.data.tokenizer import Tokenizer
 from textgen.errors import ConfigError, TextgenError
 from textgen.generate.scoring import score
@@ -114,7 +114,9 @@ def evaluate_classifier(model: str | Classifier, data: DataConfig, split: str = 
 def run(request: EvalRequest) -> dict:
     """What the request scores: one text, a whole file, or a corpus split (with --adapt, in order,
     adapting as it reads)."""
-    whole_file = bool(request.corpus) and request.split is None and Path(request.corpus).expanduser().is_file()
+    # a bare name such as my_text.txt with no such file here is the example that ships with textgen
+    path = local_or_example("--corpus", request.corpus) if request.corpus else None
+    whole_file = path if path is not None and request.split is None and path.is_file() else None
     if request.adapt or whole_file:
         return score_in_order(request, whole_file)
     if request.text is not None:
@@ -123,17 +125,18 @@ def run(request: EvalRequest) -> dict:
                                    request.batch_size, request.seq_len)
 
 
-def score_in_order(request: EvalRequest, whole_file: bool) -> dict:
-    """Bits per character of a text, a whole file (as its bytes are: CRLF line ends included; with
-    bits per byte) or a corpus split, read as one stream in order; with --adapt, by the model adapting
-    as it goes (`dynamic_evaluation`), beside the model unchanged. Characters the model has never seen
-    get rows as in fine-tuning (average characters it can learn as it reads). Labels are not read."""
+def score_in_order(request: EvalRequest, whole_file: Path | None) -> dict:
+    """Bits per character of a text, a whole file (`whole_file`, as its bytes are: CRLF line ends
+    included; with bits per byte) or a corpus split, read as one stream in order; with --adapt, by
+    the model adapting as it goes (`dynamic_evaluation`), beside the model unchanged. Characters the
+    model has never seen get rows as in fine-tuning (average characters it can learn as it reads).
+    Labels are not read."""
     device = _device(request.device)
     model, tokenizer, _ = load_language_model(request.model, device)
     split = request.split or "test"
     if request.text is not None or whole_file:
         text = request.text if request.text is not None else read_text_file(
-            "--corpus", request.corpus, request.encoding, raw=True)
+            "--corpus", str(whole_file), request.encoding, raw=True)
         texts, name, split = [text], "text" if request.text is not None else request.corpus, None
         if whole_file and not text:
             raise TextgenError(f"--corpus {request.corpus} is empty; give a file with text in it")
@@ -159,7 +162,7 @@ def score_in_order(request: EvalRequest, whole_file: bool) -> dict:
         result = {"bits_per_char": metrics["bits_per_char"], "tokens": int(metrics["val_tokens"])}
     result = {"corpus": name, "split": split, **result}
     if whole_file:  # what compressors report: bits per byte of the file as it lies on disk
-        size = Path(request.corpus).expanduser().stat().st_size
+        size = whole_file.stat().st_size
         result.update(bytes=size, bits_per_byte=result["bits_per_char"] * chars / size,
                       **({f"bits_per_byte_{reading}": result[f"bits_per_char_{reading}"] * chars / size
                           for reading in ("static", "adapting")} if request.adapt else {}))
