@@ -177,7 +177,7 @@ def test_sample_adapt_on_a_missing_empty_or_binary_file_is_one_line(content, mes
     error = capsys.readouterr().err
     assert message in error and error.count("textgen: error") == 1, error
 
-def test_eval_of_the_shipped_example_by_its_bare_name_scores_the_whole_file(tmp_path, capsys, monkeypatch):
+def test_the_shipped_example_by_its_bare_name_is_scored_and_adapted_to_whole(tmp_path, capsys, monkeypatch):
     # the train summary and docs name my_text.txt bare, read from textgen/examples where no such file is here
     import json
 
@@ -189,6 +189,9 @@ def test_eval_of_the_shipped_example_by_its_bare_name_scores_the_whole_file(tmp_
                          *extra]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["split"] is None and result["bytes"] == shipped.stat().st_size
+    # and sample --adapt-on, as the README names it
+    assert cli.main(["sample", "--model", "shakespeare", "--adapt-on", "my_text.txt", "--length", "5", "--seed", "0",
+                     "--device", "cpu"]) == 0
 
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from textgen.data.files import read_text_file
+from textgen.data.files import local_or_example, read_text_file
 from textgen.errors import ConfigError
 from textgen.generate.copying import CopyIndex
 from textgen.generate.sampling import Chunk
@@ -46,7 +46,7 @@ def run(request: SampleRequest) -> Sampling:
         one_thread_unless_told()
     generator = load(request.model, request.device, "language_model")
     if request.adapt_on is not None:
-        document = read_text_file("--adapt-on", request.adapt_on)
+        document = read_text_file("--adapt-on", str(local_or_example("--adapt-on", request.adapt_on)))
         if not document.strip():
             raise ConfigError(f"--adapt-on {request.adapt_on} holds no text; give a document to adapt to")
         started = time.perf_counter()
