@@ -35,7 +35,7 @@ from starlette.routing import Route
 from textgen.api import TextClassifier, TextGenerator, load
 from textgen.config import flag_of
 from textgen.errors import TextgenError
-from textgen.generate.sampling import label_ids
+from textgen.generate.sampling import encode_text, label_ids
 from textgen.lab.inspection import Unit, check_unit, gate_width, trace_text
 from textgen.lab.views import trace_json
 from textgen.requests import (ClassifyRequest, CompleteRequest, EvalRequest, InspectRequest, SampleRequest,
@@ -232,15 +232,14 @@ class Server:
         interval = self.request.stream_interval if flags["stream"] else math.inf
         job = Job(prompt, sample, logprobs or 0, asyncio.get_running_loop(), interval)
         echoed = []  # the prompt's own tokens, scored, where echo and logprobs ask for them
-        if prompt_only or (flags["echo"] and logprobs is not None):
-            echoed = await run_in_threadpool(self.engines[name].prompt_tokens, prompt, logprobs or 0)
-        if prompt_only:
-            job.prompt_tokens = len(echoed)
+        if flags["echo"] and logprobs is not None:
+            echoed = await run_in_threadpool(self.engines[name].prompt_tokens, prompt, logprobs)
+        if prompt_only:  # nothing to generate: the engine never sees it
+            job.prompt_tokens = len(encode_text(self.models[name].tokenizer, prompt))
             job.put([Event(index, "", [], "length") for index in range(sample.num_samples)])
         else:
             self.engines[name].submit(job)
-        reply = _Reply(name, job, prompt if flags["echo"] else "", logprobs is not None,
-                       echoed if logprobs is not None else [])
+        reply = _Reply(name, job, prompt if flags["echo"] else "", logprobs is not None, echoed)
         if flags["stream"]:
             return StreamingResponse(reply.stream(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
