@@ -88,6 +88,20 @@ def test_adapting_as_it_reads_gains_on_a_repetitive_text_and_never_writes_the_mo
     assert abs(json.loads(capsys.readouterr().out)["gain"]) < 1e-4
 
 
+
+def test_a_text_shorter_than_one_segment_gains_nothing_and_says_so_without_a_minus_sign(capsys):
+    """One segment is scored before any step, by two identical predictions: the gain is nothing, and
+    the line says 0.0000 (the float difference once printed -0.0000); JSON gives it rounded too."""
+    import json
+
+    from textgen import cli
+    argv = ["eval", "--model", "english", "--text", "Hello there. A short note.", "--adapt", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert "(a gain of 0.0000;" in capsys.readouterr().out
+    assert cli.main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["gain"] == 0 and result["gain"] == round(result["gain"], 4)
+
 def test_adapting_leans_on_the_trained_model_where_adapting_only_hurts(capsys):
     """eval --adapt scores a mixture of the adapting model's prediction and the trained model's, the
     shares learnt as it reads from what it has scored (issue 31): with a step size that wrecks the

@@ -155,7 +155,8 @@ def score_in_order(request: EvalRequest, whole_file: Path | None) -> dict:
         raise TextgenError(f"{name} is too short to score; give at least two tokens of text")
     if request.adapt:
         result = dynamic_evaluation(model, tokens, chars, device, Adaptation(request.adapt_lr, request.adapt_decay))
-        result["gain"] = result["bits_per_char_static"] - result["bits_per_char"]
+        # to the figures' precision; + 0.0 turns a rounded -0.0 into 0.0, which reads as no gain
+        result["gain"] = round(result["bits_per_char_static"] - result["bits_per_char"], 4) + 0.0
     else:
         streams = StreamBatches(tokens, 1, max(1, min(request.seq_len, len(tokens) - 1)))
         metrics = language_model_metrics(model, streams, chars / (len(tokens) - 1), device)
