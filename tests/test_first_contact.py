@@ -49,6 +49,16 @@ def test_an_unknown_model_name_lists_the_bundled_ones(capsys):
         assert name in err
 
 
+
+def test_a_flag_a_command_does_not_take_shows_that_commands_usage(capsys):
+    """`textgen complete --prompt ...` (sample's flag) once showed `usage: textgen [-h] [--version]
+    COMMAND ...`; the usage of the command typed shows how to give it what it takes."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["complete", "--prompt", "To be or not to"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "usage: textgen complete" in err
+    assert err.strip().splitlines()[-1] == "textgen complete: error: unrecognized arguments: --prompt"
+
 def test_a_path_wins_over_a_bundled_name(corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "--corpus", str(corpus), "--preset", "tiny", "--out", "shakespeare",

@@ -30,6 +30,13 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         super().error(one_line(message))
 
+    def parse_args(self, args=None, namespace=None):
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:  # said by the command's own parser, so that its usage is the one shown
+            commands = getattr(self, "commands", {})
+            commands.get(getattr(parsed, "command", None), self).error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
+
 
 def add_fields(parser: argparse.ArgumentParser, owner: type, exclude: tuple[str, ...] = (),
                from_preset: frozenset[str] = frozenset(), title: str | None = None) -> None:
@@ -65,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "them, and classify sentiment with their encoders.")
     parser.add_argument("--version", action="version", version=f"textgen {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.commands = commands.choices
     for name, request_type in COMMANDS.items():
         help_text, _, description = request_type.__doc__.partition("\n\n")
         sub = commands.add_parser(name, parents=[common], help=help_text[0].lower() + help_text[1:].rstrip("."),
