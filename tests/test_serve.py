@@ -318,6 +318,27 @@ def test_a_port_in_use_is_one_config_error():
         taken.close()
 
 
+
+def test_ctrl_c_right_after_the_listening_line_stops_a_server_started_in_the_background():
+    """A shell starts a background job (`textgen serve &`) with SIGINT ignored, and uvicorn handles it
+    only once it runs: `kill -INT` just after the line that says where it listens was lost, and the
+    server ran on (found by `tests/fuzz_long.py --seed 8`, itself run in the background)."""
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "textgen", "serve", "--model", "shakespeare", "--host",
+                                "127.0.0.1", "--port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert process.stderr.readline().startswith("textgen serve: listening on http://127.0.0.1:")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 130
+        assert process.stderr.read().strip().splitlines()[-1] == "textgen: interrupted"
+    finally:
+        process.kill()
+        process.wait()
+
 @pytest.fixture
 def live(models):
     """A uvicorn server on a free loopback port in a thread: (base url, app); shut down after."""

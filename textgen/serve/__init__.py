@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
+import threading
 
 from textgen.errors import ConfigError
 from textgen.requests import ServeRequest
@@ -51,6 +53,10 @@ def serve(request: ServeRequest) -> None:
         app = create_app(request, load_models(request))
         port = sock.getsockname()[1]
         where = f"[{request.host}]" if ":" in request.host else request.host
+        if threading.current_thread() is threading.main_thread():
+            # A shell starts `textgen serve &` with Ctrl-C ignored, and uvicorn takes it over only once it
+            # runs: without this, an interrupt just after the line below would be lost and the server run on.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         print(f"textgen serve: listening on http://{where}:{port} (models: {', '.join(dict.fromkeys(request.model))})",
               file=sys.stderr)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
