@@ -27,14 +27,15 @@ _WORDS = {"tasks", "cells", "lags", "seeds"}
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser (and its subcommands'), its usage error kept to one line."""
 
+    commands: dict[str, argparse.ArgumentParser] = {}  # textgen's own: each command's parser, by name
+
     def error(self, message: str):
         super().error(one_line(message))
 
     def parse_args(self, args=None, namespace=None):
         parsed, unknown = self.parse_known_args(args, namespace)
         if unknown:  # said by the command's own parser, so that its usage is the one shown
-            commands = getattr(self, "commands", {})
-            commands.get(getattr(parsed, "command", None), self).error(f"unrecognized arguments: {' '.join(unknown)}")
+            self.commands.get(parsed.command, self).error(f"unrecognized arguments: {' '.join(unknown)}")
         return parsed
 
 
